@@ -1,0 +1,472 @@
+//! The 16-byte imsg header: a zero-copy view over the bytes ([`RawHeader`]), the
+//! meaning of those bytes ([`Header`]) and the [`Dialect`] that decides how bytes
+//! 4..8 are read.
+
+use core::fmt;
+
+use zerocopy::byteorder::{NativeEndian, U16, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::Error;
+
+/// Size of an imsg header on the wire (`IMSG_HEADER_SIZE`).
+pub const HEADER_SIZE: usize = 16;
+
+/// Default limit on a frame's **total** size, header included (`MAX_IMSGSIZE`).
+pub const MAX_IMSGSIZE: usize = 16384;
+
+/// Legacy descriptor flag (`IMSGF_HASFD`) in the legacy `flags` field.
+pub const LEGACY_HASFD: u16 = 0x0001;
+
+/// Current descriptor mark (`IMSG_FD_MARK`) in the top bit of the current `len` field.
+pub const CURRENT_FD_MARK: u32 = 0x8000_0000;
+
+/// The two wire layouts of header bytes 4..8 found in the wild.
+///
+/// Choose one per channel; a peer never announces which it speaks.
+///
+/// ```
+/// use imsg_codec::Dialect;
+/// assert_eq!(Dialect::Legacy.max_frame_len(), 65535);
+/// assert_eq!(Dialect::Current.max_frame_len(), 0x7fff_ffff);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Dialect {
+    /// `len: u16` then `flags: u16` (bit 0 = a descriptor travels with the frame).
+    /// OpenBSD up to 7.6, tmux up to 3.5a and Debian bookworm's portable daemons.
+    #[default]
+    Legacy,
+    /// `len: u32` whose top bit marks a descriptor; the length is the other 31 bits.
+    /// OpenBSD 7.7 and later, tmux 3.6 and later.
+    Current,
+}
+
+impl Dialect {
+    /// The largest total frame length this dialect can express.
+    pub const fn max_frame_len(self) -> usize {
+        match self {
+            Dialect::Legacy => u16::MAX as usize,
+            Dialect::Current => (CURRENT_FD_MARK - 1) as usize,
+        }
+    }
+
+    /// The other dialect.
+    pub const fn other(self) -> Dialect {
+        match self {
+            Dialect::Legacy => Dialect::Current,
+            Dialect::Current => Dialect::Legacy,
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dialect::Legacy => "legacy",
+            Dialect::Current => "current",
+        })
+    }
+}
+
+impl core::str::FromStr for Dialect {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "legacy" => Ok(Dialect::Legacy),
+            "current" => Ok(Dialect::Current),
+            _ => Err(Error::UnknownDialect),
+        }
+    }
+}
+
+/// The header exactly as it lies on the wire, host byte order, no padding.
+///
+/// Bytes 4..8 (`len_flags`) mean different things in each [`Dialect`]; read them
+/// through [`RawHeader::total_len`] and [`RawHeader::has_fd`].
+///
+/// ```
+/// use imsg_codec::{Dialect, RawHeader};
+/// use zerocopy::FromBytes;
+/// let bytes = [7u32.to_ne_bytes(), 20u32.to_ne_bytes(), 1u32.to_ne_bytes(), 2u32.to_ne_bytes()]
+///     .concat();
+/// let raw = RawHeader::ref_from_bytes(&bytes[..]).unwrap();
+/// assert_eq!(raw.msg_type(), 7);
+/// assert_eq!(raw.total_len(Dialect::Current), 20);
+/// ```
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct RawHeader {
+    ty: U32<NativeEndian>,
+    len_flags: [u8; 4],
+    peerid: U32<NativeEndian>,
+    pid: U32<NativeEndian>,
+}
+
+impl RawHeader {
+    /// The message type (bytes 0..4).
+    pub fn msg_type(&self) -> u32 {
+        self.ty.get()
+    }
+
+    /// The peer id (bytes 8..12).
+    pub fn peerid(&self) -> u32 {
+        self.peerid.get()
+    }
+
+    /// The pid field (bytes 12..16), as the unsigned wire value.
+    pub fn pid(&self) -> u32 {
+        self.pid.get()
+    }
+
+    /// The raw legacy `len` field.
+    pub fn legacy_len(&self) -> u16 {
+        U16::<NativeEndian>::from_bytes([self.len_flags[0], self.len_flags[1]]).get()
+    }
+
+    /// The raw legacy `flags` field.
+    pub fn legacy_flags(&self) -> u16 {
+        U16::<NativeEndian>::from_bytes([self.len_flags[2], self.len_flags[3]]).get()
+    }
+
+    /// The raw current `len` field, descriptor mark included.
+    pub fn current_word(&self) -> u32 {
+        u32::from_ne_bytes(self.len_flags)
+    }
+
+    /// The frame's total length (header included) as `dialect` reads it.
+    pub fn total_len(&self, dialect: Dialect) -> usize {
+        match dialect {
+            Dialect::Legacy => self.legacy_len() as usize,
+            Dialect::Current => (self.current_word() & !CURRENT_FD_MARK) as usize,
+        }
+    }
+
+    /// Whether `dialect` reads this header as carrying a descriptor.
+    pub fn has_fd(&self, dialect: Dialect) -> bool {
+        match dialect {
+            Dialect::Legacy => self.legacy_flags() & LEGACY_HASFD != 0,
+            Dialect::Current => self.current_word() & CURRENT_FD_MARK != 0,
+        }
+    }
+
+    /// Checks this header as C's reader does, with a limit on the total length
+    /// (header included).
+    ///
+    /// Returns the total length. Errors: [`Error::TooShort`] below 16 bytes,
+    /// [`Error::TooLong`] above `max`, and [`Error::DialectMismatch`] when the frame
+    /// is wrong (or, for legacy, carries flag bits no legacy writer sets) in
+    /// `dialect` but is a valid descriptor-carrying frame of the other dialect.
+    /// Legacy flag bits other than bit 0 are otherwise ignored, as C does.
+    pub fn check(&self, dialect: Dialect, max: usize) -> Result<usize, Error> {
+        let max = max.min(dialect.max_frame_len());
+        let len = self.total_len(dialect);
+        let suspicious = match dialect {
+            Dialect::Legacy => self.legacy_flags() & !LEGACY_HASFD != 0,
+            Dialect::Current => false,
+        };
+        let valid = (HEADER_SIZE..=max).contains(&len);
+        if !valid || suspicious {
+            if self.looks_like(dialect.other(), max) {
+                return Err(Error::DialectMismatch {
+                    expected: dialect,
+                    peer: dialect.other(),
+                });
+            }
+        }
+        if len < HEADER_SIZE {
+            Err(Error::TooShort { len })
+        } else if len > max {
+            Err(Error::TooLong { len, max })
+        } else {
+            Ok(len)
+        }
+    }
+
+    /// True if `other` would read this header as a well-formed frame that carries a
+    /// descriptor: the only frames whose dialects disagree on a little-endian host.
+    fn looks_like(&self, other: Dialect, max: usize) -> bool {
+        let len = self.total_len(other);
+        let fd_only = match other {
+            Dialect::Legacy => self.legacy_flags() == LEGACY_HASFD,
+            Dialect::Current => self.has_fd(Dialect::Current),
+        };
+        fd_only && (HEADER_SIZE..=max.max(MAX_IMSGSIZE)).contains(&len)
+    }
+}
+
+impl fmt::Debug for RawHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawHeader")
+            .field("type", &self.msg_type())
+            .field("len_flags", &format_args!("{:#010x}", self.current_word()))
+            .field("peerid", &self.peerid())
+            .field("pid", &self.pid())
+            .finish()
+    }
+}
+
+/// What a header means, independent of the dialect that carried it.
+///
+/// ```
+/// use imsg_codec::{Dialect, Header};
+/// let hdr = Header::new(100, 8, u32::MAX).with_fd(true).with_len(20);
+/// let mut bytes = [0u8; 16];
+/// hdr.emit(Dialect::Legacy, &mut bytes).unwrap();
+/// assert_eq!(Header::parse(&bytes, Dialect::Legacy, 16384).unwrap(), hdr);
+/// // The same header in the current dialect differs in bytes 4..8 only.
+/// let mut current = [0u8; 16];
+/// hdr.emit(Dialect::Current, &mut current).unwrap();
+/// assert_eq!(bytes[..4], current[..4]);
+/// assert_eq!(bytes[8..], current[8..]);
+/// assert_ne!(bytes[4..8], current[4..8]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Header {
+    /// Message type, chosen by the application.
+    pub ty: u32,
+    /// Total frame length, header included. Encoders fill it in themselves.
+    pub len: u32,
+    /// Whether a descriptor travels with the frame. On receipt this is the flag
+    /// as the sender set it, whether or not a descriptor actually arrived.
+    pub has_fd: bool,
+    /// Free for the application (tmux: protocol version; proc.c: routing ids).
+    pub peerid: u32,
+    /// The sender's pid as the wire carries it (tmux sends `u32::MAX`, i.e. -1).
+    pub pid: u32,
+}
+
+impl Header {
+    /// A header with no descriptor and a length left for the encoder to fill in.
+    pub const fn new(ty: u32, peerid: u32, pid: u32) -> Header {
+        Header {
+            ty,
+            len: HEADER_SIZE as u32,
+            has_fd: false,
+            peerid,
+            pid,
+        }
+    }
+
+    /// Sets whether a descriptor travels with the frame.
+    pub const fn with_fd(mut self, has_fd: bool) -> Header {
+        self.has_fd = has_fd;
+        self
+    }
+
+    /// Sets the total length (header included).
+    pub const fn with_len(mut self, len: u32) -> Header {
+        self.len = len;
+        self
+    }
+
+    /// Payload length implied by [`Header::len`].
+    pub const fn payload_len(&self) -> usize {
+        (self.len as usize).saturating_sub(HEADER_SIZE)
+    }
+
+    /// Reads and checks a header from the first 16 bytes of `bytes`
+    /// (see [`RawHeader::check`] for the errors).
+    pub fn parse(bytes: &[u8], dialect: Dialect, max: usize) -> Result<Header, Error> {
+        let raw = raw_prefix(bytes)?;
+        let len = raw.check(dialect, max)?;
+        Ok(Header::from_raw(raw, dialect, len as u32))
+    }
+
+    /// The meaning of `raw` in `dialect`, without any check.
+    pub fn from_raw(raw: &RawHeader, dialect: Dialect, len: u32) -> Header {
+        Header {
+            ty: raw.msg_type(),
+            len,
+            has_fd: raw.has_fd(dialect),
+            peerid: raw.peerid(),
+            pid: raw.pid(),
+        }
+    }
+
+    /// The wire form of this header in `dialect`.
+    ///
+    /// Fails with [`Error::TooShort`] or [`Error::TooLong`] if `len` cannot be
+    /// written in `dialect`.
+    pub fn to_raw(&self, dialect: Dialect) -> Result<RawHeader, Error> {
+        let len = self.len as usize;
+        if len < HEADER_SIZE {
+            return Err(Error::TooShort { len });
+        }
+        if len > dialect.max_frame_len() {
+            return Err(Error::TooLong {
+                len,
+                max: dialect.max_frame_len(),
+            });
+        }
+        let len_flags = match dialect {
+            Dialect::Legacy => {
+                let flags = if self.has_fd { LEGACY_HASFD } else { 0 };
+                let mut w = [0u8; 4];
+                w[..2].copy_from_slice(&(len as u16).to_ne_bytes());
+                w[2..].copy_from_slice(&flags.to_ne_bytes());
+                w
+            }
+            Dialect::Current => {
+                let mark = if self.has_fd { CURRENT_FD_MARK } else { 0 };
+                (len as u32 | mark).to_ne_bytes()
+            }
+        };
+        Ok(RawHeader {
+            ty: self.ty.into(),
+            len_flags,
+            peerid: self.peerid.into(),
+            pid: self.pid.into(),
+        })
+    }
+
+    /// Writes this header into the first 16 bytes of `out`.
+    pub fn emit(&self, dialect: Dialect, out: &mut [u8]) -> Result<(), Error> {
+        let raw = self.to_raw(dialect)?;
+        let Some(dst) = out.get_mut(..HEADER_SIZE) else {
+            return Err(Error::NoSpace {
+                needed: HEADER_SIZE,
+                available: out.len(),
+            });
+        };
+        dst.copy_from_slice(raw.as_bytes());
+        Ok(())
+    }
+}
+
+/// The header view at the start of `bytes`, or [`Error::Truncated`] if there are
+/// fewer than 16 bytes.
+pub(crate) fn raw_prefix(bytes: &[u8]) -> Result<&RawHeader, Error> {
+    match RawHeader::ref_from_prefix(bytes) {
+        Ok((raw, _)) => Ok(raw),
+        Err(_) => Err(Error::Truncated {
+            needed: HEADER_SIZE - bytes.len(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(ty: u32, word: u32, peerid: u32, pid: u32) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[0..4].copy_from_slice(&ty.to_ne_bytes());
+        b[4..8].copy_from_slice(&word.to_ne_bytes());
+        b[8..12].copy_from_slice(&peerid.to_ne_bytes());
+        b[12..16].copy_from_slice(&pid.to_ne_bytes());
+        b
+    }
+
+    fn legacy(ty: u32, len: u16, flags: u16, peerid: u32, pid: u32) -> [u8; 16] {
+        let mut b = raw(ty, 0, peerid, pid);
+        b[4..6].copy_from_slice(&len.to_ne_bytes());
+        b[6..8].copy_from_slice(&flags.to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn length_bounds_case_a() {
+        for d in [Dialect::Legacy, Dialect::Current] {
+            let h = |len: u32| Header::parse(&raw(1, len, 0, 0), d, 100);
+            assert_eq!(h(15), Err(Error::TooShort { len: 15 }));
+            assert_eq!(h(0), Err(Error::TooShort { len: 0 }));
+            assert_eq!(h(16).unwrap().payload_len(), 0);
+            assert_eq!(h(100).unwrap().len, 100);
+            assert_eq!(h(101), Err(Error::TooLong { len: 101, max: 100 }));
+        }
+    }
+
+    #[test]
+    fn legacy_ignores_unknown_flags_like_c() {
+        let b = legacy(3, 20, 0x0002 | LEGACY_HASFD, 0, 0);
+        let h = Header::parse(&b, Dialect::Legacy, MAX_IMSGSIZE).unwrap();
+        assert!(h.has_fd);
+        assert_eq!(h.len, 20);
+    }
+
+    #[test]
+    fn current_masks_mark_before_range_check() {
+        let b = raw(3, 16 | CURRENT_FD_MARK, 0, 0);
+        let h = Header::parse(&b, Dialect::Current, MAX_IMSGSIZE).unwrap();
+        assert!(h.has_fd);
+        assert_eq!(h.len, 16);
+    }
+
+    #[test]
+    fn detects_legacy_peer_case_d() {
+        // A legacy frame with HASFD read as current.
+        let b = legacy(104, 16, LEGACY_HASFD, 8, u32::MAX);
+        let err = Header::parse(&b, Dialect::Current, MAX_IMSGSIZE).unwrap_err();
+        assert_eq!(
+            err,
+            Error::DialectMismatch {
+                expected: Dialect::Current,
+                peer: Dialect::Legacy
+            }
+        );
+        if cfg!(target_endian = "little") {
+            assert!(
+                RawHeader::ref_from_bytes(&b[..])
+                    .unwrap()
+                    .total_len(Dialect::Current)
+                    >= 65552
+            );
+        }
+    }
+
+    #[test]
+    fn detects_current_peer_case_d() {
+        let b = raw(104, 16 | CURRENT_FD_MARK, 8, 1);
+        let err = Header::parse(&b, Dialect::Legacy, MAX_IMSGSIZE).unwrap_err();
+        assert_eq!(
+            err,
+            Error::DialectMismatch {
+                expected: Dialect::Legacy,
+                peer: Dialect::Current
+            }
+        );
+        if cfg!(target_endian = "little") {
+            assert_eq!(
+                RawHeader::ref_from_bytes(&b[..]).unwrap().legacy_flags(),
+                0x8000
+            );
+        }
+    }
+
+    #[test]
+    fn emit_refuses_unrepresentable_lengths() {
+        let h = Header::new(1, 0, 0).with_len(70000);
+        let mut out = [0u8; 16];
+        assert!(matches!(
+            h.emit(Dialect::Legacy, &mut out),
+            Err(Error::TooLong { .. })
+        ));
+        assert!(h.emit(Dialect::Current, &mut out).is_ok());
+        assert_eq!(
+            Header::new(1, 0, 0)
+                .with_len(3)
+                .emit(Dialect::Current, &mut out),
+            Err(Error::TooShort { len: 3 })
+        );
+        assert!(matches!(
+            Header::new(1, 0, 0).emit(Dialect::Current, &mut out[..15]),
+            Err(Error::NoSpace { .. })
+        ));
+    }
+
+    #[test]
+    fn short_input_is_truncated() {
+        assert_eq!(
+            Header::parse(&[0u8; 10], Dialect::Legacy, MAX_IMSGSIZE),
+            Err(Error::Truncated { needed: 6 })
+        );
+    }
+
+    #[test]
+    fn dialect_names() {
+        assert_eq!("legacy".parse::<Dialect>(), Ok(Dialect::Legacy));
+        assert_eq!("current".parse::<Dialect>(), Ok(Dialect::Current));
+        assert!("x".parse::<Dialect>().is_err());
+    }
+}

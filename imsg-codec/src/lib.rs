@@ -1,0 +1,56 @@
+//! A `no_std`, allocation-free, zero-copy codec for OpenBSD's imsg frames.
+//!
+//! imsg is the message protocol of OpenBSD's privilege-separated daemons and of
+//! tmux: a stream of frames, each a 16-byte header in the host's byte order and a
+//! payload. Two wire dialects exist (see [`Dialect`]); a channel must choose one.
+//!
+//! This crate does no I/O. It turns bytes into frames and frames into bytes:
+//!
+//! - [`header`]: the header as bytes ([`RawHeader`]) and as meaning ([`Header`]).
+//! - [`frame`]: a checked view over one frame ([`Frame`]) and the stream splitter
+//!   ([`split`], [`frames`]) answering `Complete`, `Partial { needed }` or an error.
+//! - [`writer`]: encoders into storage the caller provides ([`emit`], [`emitv`],
+//!   [`FrameBuilder`]) and ibuf-style payload writers ([`Writer`]).
+//! - [`reader`]: ibuf-style payload readers ([`Reader`], [`exact`]).
+//! - [`storage`]: the [`FrameBuf`] trait over `&mut [u8]`, `heapless::Vec`,
+//!   `arrayvec::ArrayVec` and, with the `alloc` feature, `Vec<u8>`.
+//!
+//! Limits are always the frame's **total** size, header included, as C's
+//! `MAX_IMSGSIZE` is.
+//!
+//! ```
+//! use imsg_codec::{emit, split, Dialect, Header, Status, MAX_IMSGSIZE};
+//! let mut wire = heapless::Vec::<u8, 64>::new();
+//! emit(&mut wire, Dialect::Legacy, MAX_IMSGSIZE, Header::new(200, 8, u32::MAX), b"hello").unwrap();
+//! match split(&wire, Dialect::Legacy, MAX_IMSGSIZE).unwrap() {
+//!     Status::Complete((frame, used)) => {
+//!         assert_eq!((frame.msg_type(), frame.peerid(), frame.payload()), (200, 8, &b"hello"[..]));
+//!         assert_eq!(used, wire.len());
+//!     }
+//!     Status::Partial { .. } => unreachable!(),
+//! }
+//! ```
+#![no_std]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod error;
+pub mod frame;
+pub mod header;
+pub mod reader;
+pub mod storage;
+pub mod writer;
+
+pub use error::Error;
+pub use frame::{frames, split, Frame, Frames, Status};
+pub use header::{
+    Dialect, Header, RawHeader, CURRENT_FD_MARK, HEADER_SIZE, LEGACY_HASFD, MAX_IMSGSIZE,
+};
+pub use reader::{exact, Reader};
+pub use storage::{FrameBuf, SliceBuf};
+pub use writer::{emit, emitv, FrameBuilder, Writer};

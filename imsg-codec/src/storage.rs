@@ -1,0 +1,229 @@
+//! Storage the caller provides for encoded frames: [`FrameBuf`], implemented for
+//! a cursor over `&mut [u8]` ([`SliceBuf`]), `heapless::Vec`, `arrayvec::ArrayVec`
+//! and (feature `alloc`) `Vec<u8>`.
+
+use crate::Error;
+
+/// Growable byte storage that encoders append frames to.
+///
+/// Appends either succeed whole or fail with [`Error::NoSpace`] leaving the
+/// storage as it was.
+pub trait FrameBuf {
+    /// Bytes held.
+    fn len(&self) -> usize;
+
+    /// True when nothing is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes that can still be appended (`usize::MAX` for unbounded storage).
+    fn spare(&self) -> usize;
+
+    /// Appends `data`.
+    fn put(&mut self, data: &[u8]) -> Result<(), Error>;
+
+    /// Appends `n` zero bytes and returns them for filling in.
+    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error>;
+
+    /// All bytes held.
+    fn bytes_mut(&mut self) -> &mut [u8];
+
+    /// Shortens the storage to `len` bytes (no effect if already shorter).
+    fn truncate(&mut self, len: usize);
+}
+
+fn no_space(needed: usize, available: usize) -> Error {
+    Error::NoSpace { needed, available }
+}
+
+/// A write cursor over a caller's `&mut [u8]`.
+///
+/// ```
+/// use imsg_codec::{emit, Dialect, Header, SliceBuf};
+/// let mut bytes = [0u8; 32];
+/// let mut out = SliceBuf::new(&mut bytes);
+/// emit(&mut out, Dialect::Legacy, 16384, Header::new(1, 2, 3), b"hi").unwrap();
+/// assert_eq!(out.filled().len(), 18);
+/// ```
+#[derive(Debug)]
+pub struct SliceBuf<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> SliceBuf<'a> {
+    /// An empty cursor at the start of `buf`.
+    pub fn new(buf: &'a mut [u8]) -> SliceBuf<'a> {
+        SliceBuf { buf, len: 0 }
+    }
+
+    /// The bytes written so far.
+    pub fn filled(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl FrameBuf for SliceBuf<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn spare(&self) -> usize {
+        self.buf.len() - self.len
+    }
+
+    fn put(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.put_zeroed(data.len())?.copy_from_slice(data);
+        Ok(())
+    }
+
+    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error> {
+        if n > self.spare() {
+            return Err(no_space(n, self.spare()));
+        }
+        let start = self.len;
+        self.len += n;
+        let dst = &mut self.buf[start..self.len];
+        dst.fill(0);
+        Ok(dst)
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+impl<const N: usize> FrameBuf for heapless::Vec<u8, N> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn spare(&self) -> usize {
+        N - self.as_slice().len()
+    }
+
+    fn put(&mut self, data: &[u8]) -> Result<(), Error> {
+        let spare = FrameBuf::spare(self);
+        self.extend_from_slice(data)
+            .map_err(|_| no_space(data.len(), spare))
+    }
+
+    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error> {
+        let start = self.as_slice().len();
+        let spare = FrameBuf::spare(self);
+        if n > spare {
+            return Err(no_space(n, spare));
+        }
+        self.resize(start + n, 0).map_err(|_| no_space(n, spare))?;
+        Ok(&mut self[start..])
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
+
+    fn truncate(&mut self, len: usize) {
+        heapless::Vec::truncate(self, len)
+    }
+}
+
+impl<const N: usize> FrameBuf for arrayvec::ArrayVec<u8, N> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn spare(&self) -> usize {
+        self.remaining_capacity()
+    }
+
+    fn put(&mut self, data: &[u8]) -> Result<(), Error> {
+        let spare = self.remaining_capacity();
+        self.try_extend_from_slice(data)
+            .map_err(|_| no_space(data.len(), spare))
+    }
+
+    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error> {
+        let start = self.as_slice().len();
+        let spare = self.remaining_capacity();
+        if n > spare {
+            return Err(no_space(n, spare));
+        }
+        self.extend(core::iter::repeat_n(0u8, n));
+        Ok(&mut self[start..])
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
+
+    fn truncate(&mut self, len: usize) {
+        arrayvec::ArrayVec::truncate(self, len)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl FrameBuf for alloc::vec::Vec<u8> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn spare(&self) -> usize {
+        isize::MAX as usize - self.as_slice().len()
+    }
+
+    fn put(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error> {
+        let start = self.as_slice().len();
+        self.resize(start + n, 0);
+        Ok(&mut self[start..])
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
+
+    fn truncate(&mut self, len: usize) {
+        alloc::vec::Vec::truncate(self, len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise<B: FrameBuf>(b: &mut B, cap: usize) {
+        assert!(b.is_empty());
+        b.put(b"abc").unwrap();
+        b.put_zeroed(2).unwrap().copy_from_slice(b"de");
+        assert_eq!(b.bytes_mut(), b"abcde");
+        let err = b.put(&[0u8; 64]).unwrap_err();
+        assert_eq!(
+            err,
+            Error::NoSpace {
+                needed: 64,
+                available: cap - 5
+            }
+        );
+        assert!(b.put_zeroed(64).is_err());
+        assert_eq!(b.len(), 5, "a failed append leaves the storage unchanged");
+        b.truncate(1);
+        assert_eq!(b.bytes_mut(), b"a");
+    }
+
+    #[test]
+    fn all_storages_behave_alike() {
+        let mut raw = [0u8; 8];
+        exercise(&mut SliceBuf::new(&mut raw), 8);
+        exercise(&mut heapless::Vec::<u8, 8>::new(), 8);
+        exercise(&mut arrayvec::ArrayVec::<u8, 8>::new(), 8);
+    }
+}
