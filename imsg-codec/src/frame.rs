@@ -141,6 +141,9 @@ impl<'a> Frame<&'a [u8]> {
     }
 }
 
+/// What [`split`] finds: a frame borrowing from the input and the bytes it used.
+pub type Split<'a> = Status<(Frame<&'a [u8]>, usize)>;
+
 /// Finds the next frame at the start of `input`.
 ///
 /// `max` limits a frame's **total** size, header included (C's `MAX_IMSGSIZE`
@@ -160,11 +163,7 @@ impl<'a> Frame<&'a [u8]> {
 /// assert_eq!((frame.payload().len(), used), (0, 16));
 /// assert_eq!(split(&stream[used..], Dialect::Current, 16384), Ok(Status::Partial { needed: 11 }));
 /// ```
-pub fn split(
-    input: &[u8],
-    dialect: Dialect,
-    max: usize,
-) -> Result<Status<(Frame<&[u8]>, usize)>, Error> {
+pub fn split(input: &[u8], dialect: Dialect, max: usize) -> Result<Split<'_>, Error> {
     let raw = match raw_prefix(input) {
         Ok(raw) => raw,
         Err(_) => {

@@ -166,13 +166,11 @@ impl RawHeader {
             Dialect::Current => false,
         };
         let valid = (HEADER_SIZE..=max).contains(&len);
-        if !valid || suspicious {
-            if self.looks_like(dialect.other(), max) {
-                return Err(Error::DialectMismatch {
-                    expected: dialect,
-                    peer: dialect.other(),
-                });
-            }
+        if (!valid || suspicious) && self.looks_like(dialect.other(), max) {
+            return Err(Error::DialectMismatch {
+                expected: dialect,
+                peer: dialect.other(),
+            });
         }
         if len < HEADER_SIZE {
             Err(Error::TooShort { len })

@@ -47,7 +47,7 @@ pub mod storage;
 pub mod writer;
 
 pub use error::Error;
-pub use frame::{frames, split, Frame, Frames, Status};
+pub use frame::{frames, split, Frame, Frames, Split, Status};
 pub use header::{
     Dialect, Header, RawHeader, CURRENT_FD_MARK, HEADER_SIZE, LEGACY_HASFD, MAX_IMSGSIZE,
 };
