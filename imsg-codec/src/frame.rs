@@ -1,6 +1,8 @@
 //! Whole frames: a checked view over one frame's bytes ([`Frame`]) and the stream
 //! splitter ([`split`]) that finds them in a byte stream without copying.
 
+use zerocopy::FromBytes;
+
 use crate::header::{raw_prefix, RawHeader};
 use crate::{Dialect, Error, Header, HEADER_SIZE};
 
@@ -130,6 +132,34 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// The whole frame's bytes, header included.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buffer.as_ref()[..self.total_len()]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    /// The header bytes, to set fields in place (length first: it decides where
+    /// the payload ends).
+    ///
+    /// ```
+    /// use imsg_codec::{Dialect, Frame};
+    /// let mut bytes = [0u8; 18];
+    /// let mut frame = Frame::new_unchecked(&mut bytes[..], Dialect::Legacy);
+    /// frame.raw_header_mut().set_total_len(Dialect::Legacy, 18).unwrap();
+    /// frame.raw_header_mut().set_msg_type(7);
+    /// frame.payload_mut().copy_from_slice(b"hi");
+    /// let frame = Frame::new_checked(&bytes[..], Dialect::Legacy, 16384).unwrap();
+    /// assert_eq!((frame.msg_type(), frame.payload()), (7, &b"hi"[..]));
+    /// ```
+    pub fn raw_header_mut(&mut self) -> &mut RawHeader {
+        match RawHeader::mut_from_prefix(self.buffer.as_mut()) {
+            Ok((raw, _)) => raw,
+            Err(_) => panic!("Frame shorter than a header (made with new_unchecked?)"),
+        }
+    }
+
+    /// The payload bytes, to fill in; as long as the header's length says.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let len = self.total_len();
+        &mut self.buffer.as_mut()[HEADER_SIZE..len]
     }
 }
 

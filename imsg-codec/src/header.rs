@@ -150,6 +150,69 @@ impl RawHeader {
         }
     }
 
+    /// Sets the message type.
+    pub fn set_msg_type(&mut self, ty: u32) {
+        self.ty.set(ty);
+    }
+
+    /// Sets the peer id.
+    pub fn set_peerid(&mut self, peerid: u32) {
+        self.peerid.set(peerid);
+    }
+
+    /// Sets the pid field (the unsigned wire value; C's `-1` is `u32::MAX`).
+    pub fn set_pid(&mut self, pid: u32) {
+        self.pid.set(pid);
+    }
+
+    /// Writes the total length (header included) as `dialect` stores it, keeping
+    /// the descriptor flag (and, for legacy, the other flag bits) as they are.
+    ///
+    /// [`Error::TooShort`] below 16, [`Error::TooLong`] above what `dialect` can
+    /// express; the header is unchanged on error.
+    ///
+    /// ```
+    /// use imsg_codec::{Dialect, RawHeader};
+    /// use zerocopy::FromZeros;
+    /// let mut raw = RawHeader::new_zeroed();
+    /// raw.set_has_fd(Dialect::Current, true);
+    /// raw.set_total_len(Dialect::Current, 70000).unwrap();
+    /// assert_eq!(raw.current_word(), 0x8000_0000 | 70000);
+    /// assert!(raw.set_total_len(Dialect::Legacy, 70000).is_err());
+    /// ```
+    pub fn set_total_len(&mut self, dialect: Dialect, len: usize) -> Result<(), Error> {
+        if len < HEADER_SIZE {
+            return Err(Error::TooShort { len });
+        }
+        let max = dialect.max_frame_len();
+        if len > max {
+            return Err(Error::TooLong { len, max });
+        }
+        match dialect {
+            Dialect::Legacy => self.len_flags[..2].copy_from_slice(&(len as u16).to_ne_bytes()),
+            Dialect::Current => {
+                let word = (self.current_word() & CURRENT_FD_MARK) | len as u32;
+                self.len_flags = word.to_ne_bytes();
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets or clears the descriptor flag as `dialect` stores it, keeping the length.
+    pub fn set_has_fd(&mut self, dialect: Dialect, has_fd: bool) {
+        match dialect {
+            Dialect::Legacy => {
+                let flags = (self.legacy_flags() & !LEGACY_HASFD) | u16::from(has_fd);
+                self.len_flags[2..].copy_from_slice(&flags.to_ne_bytes());
+            }
+            Dialect::Current => {
+                let word = self.current_word() & !CURRENT_FD_MARK;
+                let mark = if has_fd { CURRENT_FD_MARK } else { 0 };
+                self.len_flags = (word | mark).to_ne_bytes();
+            }
+        }
+    }
+
     /// Checks this header as C's reader does, with a limit on the total length
     /// (header included).
     ///
