@@ -1,2 +1,49 @@
-//! imsg channels over `AF_UNIX` stream sockets (filled by its own issue).
+//! imsg channels over `AF_UNIX` stream sockets, with descriptor passing.
+//!
+//! This crate adds sockets and descriptors to the frames of [`imsg_codec`]: a
+//! [`Channel`] owns a connected stream socket and gives a Rust program what a C
+//! program gets from `imsgbuf_*` and `imsg_*`, with `OwnedFd` for every descriptor,
+//! slices for payloads and [`Error`] for every failure.
+//!
+//! - [`config`]: [`Config`] (dialect, size limit as a **total** frame size,
+//!   descriptor passing, own pid).
+//! - [`channel`]: [`Channel`] (send queue, receive buffer), [`MessageBuilder`],
+//!   [`ReadStatus`].
+//! - [`message`]: received [`Message`] (borrowed payload) and [`OwnedMessage`].
+//! - [`error`]: the [`Error`] enum.
+//! - the descriptor-exhaustion guard ([`FD_HEADROOM`]).
+//!
+//! ```
+//! use std::os::unix::net::UnixStream;
+//! use imsg_io::{Channel, Config};
+//! let (a, b) = UnixStream::pair()?;
+//! let cfg = Config::default().with_fdpass(true);
+//! let mut tx = Channel::new(a, cfg.clone())?;
+//! let mut rx = Channel::new(b, cfg)?;
+//! let file = std::fs::File::open("/dev/null")?;
+//! tx.compose(1, 0, 0, Some(file.into()), b"take this")?;
+//! tx.flush()?;
+//! rx.read()?;
+//! let mut msg = rx.get()?.expect("complete");
+//! assert!(msg.flagged_fd());
+//! let fd = msg.take_fd().expect("the descriptor arrived");
+//! # drop(fd);
+//! # Ok::<(), imsg_io::Error>(())
+//! ```
 #![deny(missing_docs)]
+
+pub mod channel;
+pub mod config;
+pub mod error;
+mod fd_guard;
+pub mod message;
+mod recv_buffer;
+mod send_queue;
+mod socket;
+
+pub use channel::{Channel, MessageBuilder, ReadStatus};
+pub use config::Config;
+pub use error::Error;
+pub use fd_guard::FD_HEADROOM;
+pub use imsg_codec::{Dialect, Header, Reader, MAX_IMSGSIZE};
+pub use message::{Message, OwnedMessage};

@@ -1,0 +1,447 @@
+//! [`Channel`]: an imsg stream over a socket (`struct imsgbuf`).
+
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use imsg_codec::{emitv, FrameBuilder, Header, Writer};
+
+use crate::fd_guard;
+use crate::recv_buffer::{RecvBuffer, DEFAULT_RECV_BUFFER};
+use crate::send_queue::{QueueParts, SendQueue};
+use crate::socket::{self, Transport};
+use crate::{Config, Error, Message, OwnedMessage};
+use rustix::io::Errno;
+
+/// What [`Channel::read`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// This many bytes were received (more frames may be ready for `get`).
+    Read(usize),
+    /// The peer closed the stream at a frame boundary.
+    Eof,
+    /// Nothing to read now (non-blocking socket), or the descriptor guard refused
+    /// to read (see [`Channel::fd_guard_blocked`]).
+    WouldBlock,
+}
+
+/// What one write attempt did (private: `write` folds the last two into `Ok(0)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteOutcome {
+    Wrote(usize),
+    WouldBlock,
+    Empty,
+}
+
+/// An imsg channel over a stream socket: a send queue, a receive buffer and the
+/// socket itself, which the channel owns (C's `struct imsgbuf` plus its fd).
+///
+/// Works with blocking and non-blocking sockets alike. Nothing is sent until
+/// [`write`](Channel::write) or [`flush`](Channel::flush).
+///
+/// ```
+/// use std::os::unix::net::UnixStream;
+/// use imsg_io::{Channel, Config, ReadStatus};
+/// let (a, b) = UnixStream::pair()?;
+/// let mut tx = Channel::new(a, Config::default())?;
+/// let mut rx = Channel::new(b, Config::default())?;
+/// tx.compose(100, 7, 0, None, b"hello")?;
+/// tx.flush()?;
+/// assert!(matches!(rx.read()?, ReadStatus::Read(21)));
+/// let msg = rx.get()?.expect("a whole frame");
+/// assert_eq!((msg.msg_type(), msg.peerid(), msg.payload()), (100, 7, &b"hello"[..]));
+/// assert_eq!(msg.pid(), std::process::id() as i32);
+/// # Ok::<(), imsg_io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+    config: Config,
+    transport: Transport,
+    send: SendQueue,
+    recv: RecvBuffer,
+    guard_blocked: bool,
+}
+
+impl AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Channel {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Channel {
+    /// A channel over `fd`, a connected `AF_UNIX` stream socket (`imsgbuf_init`;
+    /// `imsgbuf_allow_fdpass` and `imsgbuf_set_maxsize` are in `config`).
+    ///
+    /// Errors: [`Error::Codec`] if `config.max_frame` is out of bounds for the
+    /// dialect; [`Error::Io`] (`ENOTSOCK`) if `fd` is not a socket but descriptor
+    /// passing is asked for. Other descriptors (a pipe, say) work without
+    /// descriptor passing, with `read`/`write`.
+    pub fn new(fd: impl Into<OwnedFd>, config: Config) -> Result<Channel, Error> {
+        let fd = fd.into();
+        config.validate()?;
+        let transport = match (socket::is_socket(fd.as_fd())?, config.fdpass) {
+            (true, true) => Transport::SocketFdpass,
+            (true, false) => Transport::Socket,
+            (false, false) => Transport::Plain,
+            (false, true) => return Err(Errno::NOTSOCK.into()),
+        };
+        Ok(Channel {
+            fd,
+            transport,
+            send: SendQueue::new(config.dialect),
+            recv: RecvBuffer::new(DEFAULT_RECV_BUFFER.min(config.max_frame.max(4096))),
+            guard_blocked: false,
+            config,
+        })
+    }
+
+    /// The settings this channel was made with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Gives the socket back, discarding anything queued or buffered.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// Sets the size the receive buffer starts at and is kept at least at (default
+    /// 64 KiB, or `max_frame` if smaller, but at least 4 KiB). It still grows to hold
+    /// a frame up to `max_frame`. Takes effect when the buffer is empty.
+    pub fn set_recv_buffer_size(&mut self, bytes: usize) {
+        self.recv.set_min_size(bytes);
+    }
+
+    fn header(&self, ty: u32, peerid: u32, pid: i32) -> Header {
+        let pid = if pid == 0 { self.config.pid } else { pid };
+        Header::new(ty, peerid, pid as u32)
+    }
+
+    fn check_fd(&self, fd: &Option<OwnedFd>) -> Result<(), Error> {
+        if fd.is_some() && !self.config.fdpass {
+            return Err(Error::FdPassingDisabled);
+        }
+        Ok(())
+    }
+
+    // ---- send side ----
+
+    /// Queues one frame (`imsg_compose`). `pid` 0 means the channel's pid
+    /// ([`Config::pid`]). `fd`, if given, travels with this frame's first byte and
+    /// is closed once sent.
+    ///
+    /// Errors leave the queue unchanged and close `fd`:
+    /// [`Error::FdPassingDisabled`], or [`Error::Codec`] with
+    /// [`TooLong`](imsg_codec::Error::TooLong) if `16 + payload.len()` is above
+    /// [`Config::max_frame`].
+    pub fn compose(
+        &mut self,
+        ty: u32,
+        peerid: u32,
+        pid: i32,
+        fd: Option<OwnedFd>,
+        payload: &[u8],
+    ) -> Result<(), Error> {
+        self.composev(ty, peerid, pid, fd, &[payload])
+    }
+
+    /// Queues one frame whose payload is the concatenation of `parts`
+    /// (`imsg_composev`). Same rules as [`compose`](Channel::compose).
+    pub fn composev(
+        &mut self,
+        ty: u32,
+        peerid: u32,
+        pid: i32,
+        fd: Option<OwnedFd>,
+        parts: &[&[u8]],
+    ) -> Result<(), Error> {
+        self.check_fd(&fd)?;
+        let header = self.header(ty, peerid, pid).with_fd(fd.is_some());
+        let (dialect, max) = (self.config.dialect, self.config.max_frame);
+        let mut q = self.send.parts();
+        let start = q.buf.len();
+        emitv(q.buf, dialect, max, header, parts)?;
+        q.commit(start, fd);
+        Ok(())
+    }
+
+    /// Starts a frame whose payload is written in pieces (`imsg_create`); the
+    /// builder dereferences to an [`imsg_codec::Writer`] (`imsg_add`, `ibuf_add_*`)
+    /// capped at [`Config::max_frame`]. [`MessageBuilder::close`] queues it
+    /// (`imsg_close`); dropping the builder without closing queues nothing.
+    ///
+    /// ```
+    /// # use std::os::unix::net::UnixStream;
+    /// # use imsg_io::{Channel, Config};
+    /// # let (a, _b) = UnixStream::pair()?;
+    /// let mut ch = Channel::new(a, Config::default())?;
+    /// let mut m = ch.create(12, 0, 0);
+    /// m.add_h32(7)?;
+    /// m.add(b"abc")?;
+    /// m.close(None)?;
+    /// drop(ch.create(13, 0, 0)); // abandoned: nothing queued
+    /// assert_eq!(ch.queue_len(), 1);
+    /// # Ok::<(), imsg_io::Error>(())
+    /// ```
+    pub fn create(&mut self, ty: u32, peerid: u32, pid: i32) -> MessageBuilder<'_> {
+        let header = self.header(ty, peerid, pid);
+        let (dialect, max, fdpass) = (
+            self.config.dialect,
+            self.config.max_frame,
+            self.config.fdpass,
+        );
+        let QueueParts {
+            buf,
+            ends,
+            fds,
+            base,
+        } = self.send.parts();
+        let start = buf.len();
+        let builder = match FrameBuilder::new(buf, dialect, max, header) {
+            Ok(b) => b,
+            // `Config::validate` keeps max >= 16 and a Vec never runs out of room.
+            Err(e) => unreachable!("frame builder refused a valid config: {e}"),
+        };
+        MessageBuilder {
+            builder,
+            ends,
+            fds,
+            base,
+            start,
+            fdpass,
+        }
+    }
+
+    /// Queues a received message again, unchanged (type, peer id, pid, payload),
+    /// without its descriptor, as `imsg_forward` does. A pid of 0 becomes this
+    /// channel's pid, as in C.
+    pub fn forward(&mut self, msg: &Message<'_>) -> Result<(), Error> {
+        self.compose(msg.msg_type(), msg.peerid(), msg.pid(), None, msg.payload())
+    }
+
+    /// Frames queued and not yet completely written (`imsgbuf_queuelen`, counted
+    /// in frames).
+    pub fn queue_len(&self) -> usize {
+        self.send.len()
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.send.pending_bytes()
+    }
+
+    /// Discards the send queue, closing queued descriptors (the write half of
+    /// `imsgbuf_clear`). Returns the number of frames discarded.
+    pub fn clear_queue(&mut self) -> usize {
+        self.send.clear()
+    }
+
+    /// One system call's worth of writing (`imsgbuf_write`): as many queued frames as
+    /// one `sendmsg` takes, stopping before the next frame that carries a
+    /// descriptor (each descriptor goes with its frame's first byte, one per call).
+    /// A partial write resumes exactly where it stopped.
+    ///
+    /// Returns the bytes written, or `Ok(0)` when the queue is empty or the socket
+    /// would block (`EAGAIN`, `ENOBUFS`). [`Error::PeerClosed`] on `EPIPE` or
+    /// `ECONNRESET` (the queue is then discarded, its descriptors closed); never
+    /// `SIGPIPE`.
+    pub fn write(&mut self) -> Result<usize, Error> {
+        match self.write_once()? {
+            WriteOutcome::Wrote(n) => Ok(n),
+            WriteOutcome::WouldBlock | WriteOutcome::Empty => Ok(0),
+        }
+    }
+
+    pub(crate) fn write_once(&mut self) -> Result<WriteOutcome, Error> {
+        let Some((chunk, pass)) = self.send.next_chunk() else {
+            return Ok(WriteOutcome::Empty);
+        };
+        let with_fd = pass.is_some();
+        match socket::send(self.fd.as_fd(), self.transport, chunk, pass) {
+            Ok(n) => {
+                self.send.advance(n, with_fd && n > 0);
+                Ok(WriteOutcome::Wrote(n))
+            }
+            Err(Errno::AGAIN) | Err(Errno::NOBUFS) => Ok(WriteOutcome::WouldBlock),
+            Err(Errno::PIPE) | Err(Errno::CONNRESET) => {
+                let n = self.send.clear();
+                log::debug!("peer closed: {n} queued frames discarded");
+                Err(Error::PeerClosed)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes until the queue is empty (`imsgbuf_flush`). On a non-blocking socket
+    /// it waits for `POLLOUT` between writes instead of spinning.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        loop {
+            match self.write_once()? {
+                WriteOutcome::Empty => return Ok(()),
+                WriteOutcome::Wrote(_) => {}
+                WriteOutcome::WouldBlock => socket::wait_writable(self.fd.as_fd())?,
+            }
+        }
+    }
+
+    // ---- receive side ----
+
+    /// One receive into the buffer (`imsgbuf_read`); then call
+    /// [`get`](Channel::get) until it answers `None`.
+    ///
+    /// - `Read(n)`: `n` bytes arrived.
+    /// - `Eof`: the peer closed the stream after a whole frame.
+    /// - `WouldBlock`: nothing to read on a non-blocking socket, **or** the
+    ///   descriptor guard refused to read: on a channel with descriptor passing,
+    ///   fewer than [`FD_HEADROOM`](crate::FD_HEADROOM) descriptors can still be
+    ///   opened in this process, so a descriptor arriving now could be dropped by
+    ///   the kernel. The socket is left untouched (and stays readable: do not wait
+    ///   for readability, which would spin); [`fd_guard_blocked`](Channel::fd_guard_blocked)
+    ///   tells the two apart. Wait for a descriptor to be closed, or retry after a
+    ///   delay. This happens on blocking sockets too.
+    ///
+    /// Errors: [`Error::UnexpectedEof`] when the stream ended inside a frame;
+    /// [`Error::DescriptorsLost`] on `MSG_CTRUNC` (the bytes are kept, see there);
+    /// [`Error::Codec`] if the frame being received has a bad header (also reported
+    /// by `get`); [`Error::Io`] for other failures.
+    pub fn read(&mut self) -> Result<ReadStatus, Error> {
+        self.guard_blocked = false;
+        let (dialect, max) = (self.config.dialect, self.config.max_frame);
+        if self.transport == Transport::SocketFdpass && fd_guard::exhausted(self.fd.as_fd()) {
+            log::debug!("descriptor guard: too few free descriptors, not reading");
+            self.guard_blocked = true;
+            return Ok(ReadStatus::WouldBlock);
+        }
+        let space = self.recv.spare(dialect, max)?;
+        let got = match socket::recv(self.fd.as_fd(), self.transport, space) {
+            Ok(got) => got,
+            Err(Errno::AGAIN) => return Ok(ReadStatus::WouldBlock),
+            Err(Errno::CONNRESET) => return self.end_of_stream(),
+            Err(e) => return Err(e.into()),
+        };
+        if got.bytes == 0 {
+            return self.end_of_stream();
+        }
+        if got.truncated {
+            // The descriptors that did arrive are closed: which frame they belong
+            // to is uncertain once some were lost.
+            drop(got.fd);
+            self.recv.commit(got.bytes, None, dialect, max);
+            return Err(Error::DescriptorsLost);
+        }
+        self.recv.commit(got.bytes, got.fd, dialect, max);
+        Ok(ReadStatus::Read(got.bytes))
+    }
+
+    fn end_of_stream(&mut self) -> Result<ReadStatus, Error> {
+        match self
+            .recv
+            .incomplete_tail(self.config.dialect, self.config.max_frame)
+        {
+            0 => Ok(ReadStatus::Eof),
+            buffered => Err(Error::UnexpectedEof { buffered }),
+        }
+    }
+
+    /// Whether the last [`read`](Channel::read) answered `WouldBlock` because of the
+    /// descriptor guard rather than an empty socket.
+    pub fn fd_guard_blocked(&self) -> bool {
+        self.guard_blocked
+    }
+
+    /// The next complete message, its payload borrowed from the receive buffer
+    /// (`imsgbuf_get`); `None` when no whole frame is buffered.
+    ///
+    /// A descriptor that arrived with the frame is in the message; a frame flagged
+    /// for a descriptor that did not arrive has `flagged_fd()` true and no
+    /// descriptor. Errors: [`Error::Codec`] for a frame with a bad header
+    /// (length below 16 or above [`Config::max_frame`], or a frame of the other
+    /// dialect: [`DialectMismatch`](imsg_codec::Error::DialectMismatch)). The stream
+    /// cannot be resynchronised after that.
+    pub fn get(&mut self) -> Result<Option<Message<'_>>, Error> {
+        let Some(f) = self.recv.take(self.config.dialect, self.config.max_frame)? else {
+            return Ok(None);
+        };
+        Ok(Some(Message {
+            header: f.header,
+            payload: &self.recv.bytes()[f.payload],
+            fd: f.fd,
+        }))
+    }
+
+    /// Same as [`get`](Channel::get), with the payload copied.
+    pub fn get_owned(&mut self) -> Result<Option<OwnedMessage>, Error> {
+        Ok(self.get()?.map(Message::to_owned))
+    }
+
+    /// Bytes received and not yet taken as messages.
+    pub fn buffered(&self) -> usize {
+        self.recv.buffered()
+    }
+
+    /// Received descriptors waiting for the frame they came with to be complete.
+    pub fn pending_fds(&self) -> usize {
+        self.recv.pending_fds()
+    }
+}
+
+/// A frame being written in pieces; see [`Channel::create`].
+///
+/// Dereferences to [`imsg_codec::Writer`] for the `add_*`/`set_*` methods.
+#[derive(Debug)]
+pub struct MessageBuilder<'a> {
+    builder: FrameBuilder<'a, Vec<u8>>,
+    ends: &'a mut std::collections::VecDeque<u64>,
+    fds: &'a mut std::collections::VecDeque<(u64, OwnedFd)>,
+    base: u64,
+    start: usize,
+    fdpass: bool,
+}
+
+impl MessageBuilder<'_> {
+    /// Queues the frame (`imsg_close`), with `fd` travelling with it.
+    /// [`Error::FdPassingDisabled`] if `fd` is given on a channel without
+    /// descriptor passing: nothing is queued and `fd` is closed.
+    pub fn close(self, fd: Option<OwnedFd>) -> Result<(), Error> {
+        if fd.is_some() && !self.fdpass {
+            return Err(Error::FdPassingDisabled);
+        }
+        let MessageBuilder {
+            builder,
+            ends,
+            fds,
+            base,
+            start,
+            ..
+        } = self;
+        let total = builder.finish()?;
+        let start = base + start as u64;
+        ends.push_back(start + total as u64);
+        if let Some(fd) = fd {
+            // The header's descriptor flag is stamped when the frame is sent
+            // (`SendQueue::next_chunk`); the builder has given the buffer back.
+            fds.push_back((start, fd));
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Deref for MessageBuilder<'a> {
+    type Target = Writer<'a, Vec<u8>>;
+
+    fn deref(&self) -> &Writer<'a, Vec<u8>> {
+        &self.builder
+    }
+}
+
+impl<'a> DerefMut for MessageBuilder<'a> {
+    fn deref_mut(&mut self) -> &mut Writer<'a, Vec<u8>> {
+        &mut self.builder
+    }
+}

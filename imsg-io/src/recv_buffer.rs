@@ -1,0 +1,206 @@
+//! The receive buffer: bytes read but not yet taken as frames, and the received
+//! descriptors waiting for the frame they came with.
+//!
+//! A descriptor belongs to the frame whose first byte arrived in the same
+//! `recvmsg` (the sender starts a `sendmsg` at each frame that carries one). So each
+//! received descriptor is kept with the stream range `[start, end)` of the read that
+//! brought it, and the first flagged frame that starts in that range takes it. It is
+//! kept until such a frame is complete, even when the read ended inside that frame's
+//! header, and closed as soon as no frame starting in its range can claim it.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::os::fd::OwnedFd;
+
+use imsg_codec::{split, Dialect, Header, Status, HEADER_SIZE};
+
+use crate::Error;
+
+/// Initial size of the receive buffer (C's `IBUF_READ_SIZE` rounded up).
+pub(crate) const DEFAULT_RECV_BUFFER: usize = 64 * 1024;
+
+/// A received descriptor waiting for its frame.
+#[derive(Debug)]
+struct PendingFd {
+    /// Stream offset of the first byte of the read that brought it.
+    start: u64,
+    /// Stream offset just past the last byte of that read.
+    end: u64,
+    fd: OwnedFd,
+}
+
+/// One frame taken from the buffer.
+pub(crate) struct TakenFrame {
+    pub header: Header,
+    /// The payload's position in [`RecvBuffer::bytes`].
+    pub payload: Range<usize>,
+    pub fd: Option<OwnedFd>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RecvBuffer {
+    /// Storage, all of it initialised; `buf[rpos..wpos]` is data not yet taken.
+    buf: Vec<u8>,
+    rpos: usize,
+    wpos: usize,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    pending: VecDeque<PendingFd>,
+    /// Size the buffer starts with and is kept at least at.
+    min_size: usize,
+}
+
+impl RecvBuffer {
+    pub fn new(min_size: usize) -> RecvBuffer {
+        RecvBuffer {
+            buf: Vec::new(),
+            rpos: 0,
+            wpos: 0,
+            base: 0,
+            pending: VecDeque::new(),
+            min_size: min_size.max(HEADER_SIZE),
+        }
+    }
+
+    /// Changes the minimum size; takes effect when the buffer is next (re)allocated.
+    pub fn set_min_size(&mut self, n: usize) {
+        self.min_size = n.max(HEADER_SIZE);
+        if self.rpos == self.wpos {
+            self.buf = Vec::new();
+            self.base += self.wpos as u64;
+            self.rpos = 0;
+            self.wpos = 0;
+        }
+    }
+
+    /// The storage (frames' payload ranges index into it).
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Bytes received and not yet taken as frames.
+    pub fn buffered(&self) -> usize {
+        self.wpos - self.rpos
+    }
+
+    /// Received descriptors not yet given to a frame.
+    pub fn pending_fds(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The total length of the frame at the read position, if its header is there.
+    fn current_frame_len(&self, dialect: Dialect, max: usize) -> Result<Option<usize>, Error> {
+        let held = &self.buf[self.rpos..self.wpos];
+        if held.len() < HEADER_SIZE {
+            return Ok(None);
+        }
+        Ok(Some(Header::parse(held, dialect, max)?.len as usize))
+    }
+
+    /// Makes room for the next read and returns it: compacts, and grows the buffer
+    /// up to the size of the frame being received (at most `max`). A bad header at
+    /// the read position is reported here too, so a broken stream cannot make the
+    /// buffer grow.
+    pub fn spare(&mut self, dialect: Dialect, max: usize) -> Result<&mut [u8], Error> {
+        if self.rpos == self.wpos {
+            self.base += self.wpos as u64;
+            self.rpos = 0;
+            self.wpos = 0;
+        }
+        if self.buf.len() < self.min_size {
+            self.buf.resize(self.min_size, 0);
+        }
+        let want = self.current_frame_len(dialect, max)?.unwrap_or(HEADER_SIZE);
+        let free = self.buf.len() - self.wpos;
+        if self.rpos > 0 && (free < self.buf.len() / 2 || self.buf.len() - self.rpos < want) {
+            self.buf.copy_within(self.rpos..self.wpos, 0);
+            self.base += self.rpos as u64;
+            self.wpos -= self.rpos;
+            self.rpos = 0;
+        }
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        } else if self.wpos == self.buf.len() {
+            // Full of complete frames the caller has not taken yet.
+            let n = self.buf.len() * 2;
+            self.buf.resize(n, 0);
+        }
+        Ok(&mut self.buf[self.wpos..])
+    }
+
+    /// Records a read of `n` bytes into the spare space and the descriptor it
+    /// brought. A descriptor that no frame can claim is closed at once.
+    pub fn commit(&mut self, n: usize, fd: Option<OwnedFd>, dialect: Dialect, max: usize) {
+        let start = self.wpos;
+        self.wpos += n;
+        if let Some(fd) = fd {
+            if self.frame_starts_within(start, self.wpos, dialect, max) {
+                self.pending.push_back(PendingFd {
+                    start: self.base + start as u64,
+                    end: self.base + self.wpos as u64,
+                    fd,
+                });
+            } else {
+                log::debug!("closing a descriptor that arrived with no frame start");
+            }
+        }
+    }
+
+    /// Whether a frame starts in `buf[from..to]`, walking the headers from the read
+    /// position. An invalid header answers no (the stream is broken from there).
+    fn frame_starts_within(&self, from: usize, to: usize, dialect: Dialect, max: usize) -> bool {
+        let mut s = self.rpos;
+        while s < from {
+            let held = &self.buf[s..self.wpos];
+            if held.len() < HEADER_SIZE {
+                // The header of the frame at s is incomplete, so the next frame
+                // starts past everything received.
+                return false;
+            }
+            match Header::parse(held, dialect, max) {
+                Ok(h) => s += h.len as usize,
+                Err(_) => return false,
+            }
+        }
+        s < to
+    }
+
+    /// Takes the next complete frame, with its descriptor if it carries one.
+    pub fn take(&mut self, dialect: Dialect, max: usize) -> Result<Option<TakenFrame>, Error> {
+        let (header, used) = match split(&self.buf[self.rpos..self.wpos], dialect, max)? {
+            Status::Partial { .. } => return Ok(None),
+            Status::Complete((frame, used)) => (frame.header(), used),
+        };
+        let at = self.base + self.rpos as u64;
+        // Descriptors whose read held no frame start from here on are strays.
+        while self.pending.front().is_some_and(|p| p.end <= at) {
+            log::debug!("closing a descriptor no flagged frame claimed");
+            self.pending.pop_front();
+        }
+        let fd = if header.has_fd && self.pending.front().is_some_and(|p| p.start <= at) {
+            self.pending.pop_front().map(|p| p.fd)
+        } else {
+            None
+        };
+        let payload = self.rpos + HEADER_SIZE..self.rpos + used;
+        self.rpos += used;
+        Ok(Some(TakenFrame {
+            header,
+            payload,
+            fd,
+        }))
+    }
+
+    /// Bytes of an incomplete frame at the end of the buffer (0 if the buffer holds
+    /// only complete frames or an invalid header, which `take` reports).
+    pub fn incomplete_tail(&self, dialect: Dialect, max: usize) -> usize {
+        let mut s = self.rpos;
+        loop {
+            match split(&self.buf[s..self.wpos], dialect, max) {
+                Ok(Status::Complete((_, used))) => s += used,
+                Ok(Status::Partial { .. }) => return self.wpos - s,
+                Err(_) => return 0,
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Behaviour of a channel over socketpairs: both dialects, blocking and
+//! non-blocking, builders, forwarding, descriptor passing, size limits.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use imsg_io::{Channel, Config, Dialect, Error, ReadStatus};
+
+fn pair(cfg: Config) -> (Channel, Channel) {
+    let (a, b) = UnixStream::pair().unwrap();
+    (
+        Channel::new(a, cfg.clone()).unwrap(),
+        Channel::new(b, cfg).unwrap(),
+    )
+}
+
+fn devnull() -> OwnedFd {
+    std::fs::File::open("/dev/null").unwrap().into()
+}
+
+/// Reads until a message is complete (blocking socket).
+fn recv_one(rx: &mut Channel) -> imsg_io::OwnedMessage {
+    loop {
+        if let Some(m) = rx.get_owned().unwrap() {
+            return m;
+        }
+        match rx.read().unwrap() {
+            ReadStatus::Read(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn compose_and_get_both_dialects() {
+    for d in [Dialect::Legacy, Dialect::Current] {
+        let (mut tx, mut rx) = pair(Config::default().with_dialect(d).with_pid(77));
+        tx.compose(1, 2, 0, None, b"abc").unwrap();
+        tx.compose(3, 4, -1, None, b"").unwrap();
+        tx.composev(5, 6, 9, None, &[b"de", b"", b"f"]).unwrap();
+        assert_eq!(tx.queue_len(), 3);
+        assert_eq!(tx.queued_bytes(), 19 + 16 + 19);
+        tx.flush().unwrap();
+        assert_eq!(tx.queue_len(), 0);
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            rx.read().unwrap();
+            while let Some(m) = rx.get().unwrap() {
+                assert!(!m.flagged_fd());
+                got.push((m.msg_type(), m.peerid(), m.pid(), m.payload().to_vec()));
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                (1, 2, 77, b"abc".to_vec()),
+                (3, 4, -1, vec![]),
+                (5, 6, 9, b"def".to_vec())
+            ]
+        );
+    }
+}
+
+#[test]
+fn default_pid_is_ours() {
+    let (mut tx, mut rx) = pair(Config::default());
+    tx.compose(1, 0, 0, None, &[]).unwrap();
+    tx.flush().unwrap();
+    assert_eq!(recv_one(&mut rx).pid(), std::process::id() as i32);
+}
+
+#[test]
+fn builder_queues_on_close_only() {
+    let (mut tx, mut rx) = pair(Config::default().with_fdpass(true));
+    {
+        let mut b = tx.create(10, 1, 0);
+        b.add_n32(0xdead_beef).unwrap();
+        b.add(b"xy").unwrap();
+        b.set_n8(0, 0xaa).unwrap();
+        b.close(Some(devnull())).unwrap();
+    }
+    let mut b = tx.create(11, 1, 0);
+    b.add(b"never").unwrap();
+    drop(b);
+    let b = tx.create(12, 1, 0);
+    b.close(None).unwrap();
+    assert_eq!(tx.queue_len(), 2);
+    tx.flush().unwrap();
+    let mut m = recv_one(&mut rx);
+    assert_eq!(m.msg_type(), 10);
+    assert_eq!(m.payload(), [0xaa, 0xad, 0xbe, 0xef, b'x', b'y']);
+    assert!(m.flagged_fd());
+    assert!(m.take_fd().is_some());
+    let m = recv_one(&mut rx);
+    assert_eq!(
+        (m.msg_type(), m.payload().len(), m.flagged_fd()),
+        (12, 0, false)
+    );
+}
+
+#[test]
+fn builder_is_capped_at_max_frame() {
+    let (mut tx, _rx) = pair(Config::default().with_max_frame(20).unwrap());
+    let mut b = tx.create(1, 0, 0);
+    b.add(&[0; 4]).unwrap();
+    assert!(b.add_n8(0).is_err());
+    b.close(None).unwrap();
+    assert_eq!(tx.queued_bytes(), 20);
+}
+
+#[test]
+fn builder_refuses_fd_without_fdpass() {
+    let (mut tx, _rx) = pair(Config::default());
+    let mut b = tx.create(1, 0, 0);
+    b.add(b"x").unwrap();
+    assert!(matches!(
+        b.close(Some(devnull())),
+        Err(Error::FdPassingDisabled)
+    ));
+    assert_eq!((tx.queue_len(), tx.queued_bytes()), (0, 0));
+}
+
+#[test]
+fn compose_refuses_oversized_and_fd_without_fdpass() {
+    let (mut tx, _rx) = pair(Config::default());
+    tx.compose(1, 0, 0, None, b"keep").unwrap();
+    assert!(matches!(
+        tx.compose(1, 0, 0, None, &[0; 16384 - 15]),
+        Err(Error::Codec(imsg_codec::Error::TooLong {
+            len: 16385,
+            max: 16384
+        }))
+    ));
+    tx.compose(1, 0, 0, None, &[0; 16384 - 16]).unwrap();
+    assert!(matches!(
+        tx.compose(1, 0, 0, Some(devnull()), b"x"),
+        Err(Error::FdPassingDisabled)
+    ));
+    assert_eq!(tx.queue_len(), 2);
+    assert_eq!(tx.queued_bytes(), 20 + 16384);
+}
+
+#[test]
+fn forward_relays_without_fd() {
+    let cfg = Config::default().with_fdpass(true);
+    let (mut a, mut b) = pair(cfg.clone());
+    let (mut c, mut d) = pair(cfg);
+    a.compose(7, 8, 9, Some(devnull()), b"relay me").unwrap();
+    a.flush().unwrap();
+    b.read().unwrap();
+    let mut m = b.get().unwrap().unwrap();
+    c.forward(&m).unwrap();
+    c.forward(&m).unwrap();
+    assert!(m.take_fd().is_some());
+    drop(m);
+    c.flush().unwrap();
+    for _ in 0..2 {
+        let m = recv_one(&mut d);
+        assert_eq!((m.msg_type(), m.peerid(), m.pid()), (7, 8, 9));
+        assert_eq!(m.payload(), b"relay me");
+        assert!(!m.flagged_fd());
+        assert!(m.fd().is_none());
+    }
+}
+
+#[test]
+fn descriptors_arrive_with_their_frames() {
+    let (mut tx, mut rx) = pair(Config::default().with_fdpass(true));
+    // A pipe: what is written into the passed end comes out of ours.
+    for i in 0..20u32 {
+        if i % 3 == 0 {
+            let (r, w) = rustix::pipe::pipe().unwrap();
+            rustix::io::write(&w, &i.to_ne_bytes()).unwrap();
+            drop(w);
+            tx.compose(i, 0, 0, Some(r), &i.to_ne_bytes()).unwrap();
+        } else {
+            tx.compose(i, 0, 0, None, &i.to_ne_bytes()).unwrap();
+        }
+    }
+    tx.flush().unwrap();
+    for i in 0..20u32 {
+        let mut m = recv_one(&mut rx);
+        assert_eq!(m.msg_type(), i);
+        assert_eq!(m.flagged_fd(), i % 3 == 0);
+        match m.take_fd() {
+            Some(fd) => {
+                assert_eq!(i % 3, 0);
+                let mut f = std::fs::File::from(fd);
+                let mut buf = Vec::new();
+                f.read_to_end(&mut buf).unwrap();
+                assert_eq!(buf, i.to_ne_bytes());
+                let flags = rustix::io::fcntl_getfd(&f).unwrap();
+                assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
+            }
+            None => assert_ne!(i % 3, 0),
+        }
+    }
+}
+
+#[test]
+fn non_blocking_both_ways() {
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    let mut tx = Channel::new(a, Config::default()).unwrap();
+    let mut rx = Channel::new(b, Config::default()).unwrap();
+    assert_eq!(rx.read().unwrap(), ReadStatus::WouldBlock);
+    assert!(!rx.fd_guard_blocked());
+    assert_eq!(tx.write().unwrap(), 0, "empty queue");
+    tx.compose(1, 0, 0, None, b"x").unwrap();
+    assert_eq!(tx.write().unwrap(), 17);
+    assert_eq!(rx.read().unwrap(), ReadStatus::Read(17));
+    assert_eq!(rx.get().unwrap().unwrap().payload(), b"x");
+    assert!(rx.get().unwrap().is_none());
+    drop(tx);
+    assert_eq!(rx.read().unwrap(), ReadStatus::Eof);
+}
+
+#[test]
+fn flush_waits_for_a_slow_reader() {
+    // Non-blocking writer, more than the socket holds, reader on another thread.
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    let mut tx = Channel::new(a, Config::default()).unwrap();
+    let n = 2000u32;
+    for i in 0..n {
+        tx.compose(i, 0, 0, None, &[i as u8; 1000]).unwrap();
+    }
+    let reader = std::thread::spawn(move || {
+        let mut rx = Channel::new(b, Config::default()).unwrap();
+        let mut next = 0u32;
+        while next < n {
+            while let Some(m) = rx.get().unwrap() {
+                assert_eq!(m.msg_type(), next);
+                assert_eq!(m.payload(), &[next as u8; 1000][..]);
+                next += 1;
+            }
+            if next < n {
+                assert!(matches!(rx.read().unwrap(), ReadStatus::Read(_)));
+            }
+        }
+    });
+    tx.flush().unwrap();
+    assert_eq!(tx.queue_len(), 0);
+    reader.join().unwrap();
+}
+
+#[test]
+fn plain_descriptors_without_sockets() {
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    let mut tx = Channel::new(w, Config::default()).unwrap();
+    let mut rx = Channel::new(r, Config::default()).unwrap();
+    tx.compose(4, 0, 0, None, b"pipe").unwrap();
+    tx.flush().unwrap();
+    assert_eq!(recv_one(&mut rx).payload(), b"pipe");
+    let (r, _w) = rustix::pipe::pipe().unwrap();
+    assert!(matches!(
+        Channel::new(r, Config::default().with_fdpass(true)),
+        Err(Error::Io(_))
+    ));
+}
+
+#[test]
+fn large_frames_with_raised_limit() {
+    let cfg = Config::default()
+        .with_dialect(Dialect::Current)
+        .with_max_frame(1 << 20)
+        .unwrap();
+    let (mut tx, mut rx) = pair(cfg);
+    let payload: Vec<u8> = (0..(1 << 20) - 16).map(|i| i as u8).collect();
+    let writer = std::thread::spawn(move || {
+        tx.compose(1, 0, 0, None, &payload).unwrap();
+        tx.compose(2, 0, 0, None, b"after").unwrap();
+        tx.flush().unwrap();
+        payload
+    });
+    let m = recv_one(&mut rx);
+    let payload = writer.join().unwrap();
+    assert_eq!(m.payload(), &payload[..]);
+    assert_eq!(recv_one(&mut rx).payload(), b"after");
+}
+
+#[test]
+fn oversized_and_mismatched_frames_are_typed_errors() {
+    let (mut a, b) = UnixStream::pair().unwrap();
+    let mut rx = Channel::new(b, Config::default().with_max_frame(100).unwrap()).unwrap();
+    let mut hdr = [0u8; 16];
+    hdr[4..6].copy_from_slice(&101u16.to_ne_bytes());
+    a.write_all(&hdr).unwrap();
+    // read() sees the bad header before growing anything; get() reports it too.
+    let first = rx.read();
+    assert!(matches!(first, Ok(ReadStatus::Read(16))), "{first:?}");
+    assert!(matches!(
+        rx.get(),
+        Err(Error::Codec(imsg_codec::Error::TooLong {
+            len: 101,
+            max: 100
+        }))
+    ));
+    assert!(matches!(rx.read(), Err(Error::Codec(_))));
+
+    // A current-dialect descriptor frame on a legacy channel.
+    let (mut a, b) = UnixStream::pair().unwrap();
+    let mut rx = Channel::new(b, Config::default()).unwrap();
+    let mut hdr = [0u8; 16];
+    hdr[4..8].copy_from_slice(&(16u32 | 0x8000_0000).to_ne_bytes());
+    a.write_all(&hdr).unwrap();
+    rx.read().unwrap();
+    assert!(matches!(
+        rx.get(),
+        Err(Error::Codec(imsg_codec::Error::DialectMismatch {
+            expected: Dialect::Legacy,
+            peer: Dialect::Current
+        }))
+    ));
+}
+
+#[test]
+fn as_fd_is_the_socket() {
+    let (a, _b) = UnixStream::pair().unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&a);
+    let ch = Channel::new(a, Config::default()).unwrap();
+    assert_eq!(std::os::fd::AsRawFd::as_raw_fd(&ch.as_fd()), raw);
+}
