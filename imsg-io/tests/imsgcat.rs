@@ -1,0 +1,333 @@
+//! The `imsgcat` binary: two of them talking to each other, descriptors that
+//! really travel (checked with an imsg-io channel on the other end), both
+//! dialects, end of file, timeouts, protocol and usage errors.
+
+#[path = "tmux_harness/mod.rs"]
+mod harness;
+
+use std::io::Read;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use harness::{deadline, read_all_in_background, wait_child, Output, TempDir};
+use imsg_io::{Channel, Config, Dialect};
+
+fn imsgcat(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imsgcat"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A running imsgcat with its output collected in the background.
+struct Running {
+    child: Child,
+    out: thread::JoinHandle<std::io::Result<Vec<u8>>>,
+    err: thread::JoinHandle<std::io::Result<Vec<u8>>>,
+}
+
+fn spawn(args: &[&str]) -> Running {
+    let mut child = imsgcat(args).spawn().expect("spawn imsgcat");
+    let out = read_all_in_background(child.stdout.take().unwrap());
+    let err = read_all_in_background(child.stderr.take().unwrap());
+    Running { child, out, err }
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn finish(mut self) -> Output {
+        let status = wait_child(&mut self.child, deadline(), "imsgcat");
+        Output {
+            status,
+            stdout: self.out.join().unwrap().unwrap(),
+            stderr: self.err.join().unwrap().unwrap(),
+        }
+    }
+}
+
+fn text(b: &[u8]) -> &str {
+    std::str::from_utf8(b).expect("utf-8 output")
+}
+
+fn wait_for_socket(path: &Path) {
+    let until = deadline();
+    while !path.exists() {
+        assert!(Instant::now() < until, "{} never appeared", path.display());
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// Accepts one connection on `listener` within the step deadline.
+fn accept(listener: &UnixListener) -> std::os::unix::net::UnixStream {
+    listener.set_nonblocking(true).unwrap();
+    let until = deadline();
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).unwrap();
+                return s;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < until, "nobody connected");
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+#[test]
+fn listen_and_connect_talk_to_each_other() {
+    let dir = TempDir::new("cat");
+    let sock = dir.path().join("sock");
+    let passed = dir.path().join("passed");
+    std::fs::write(&passed, b"x").unwrap();
+
+    let listener = spawn(&[
+        "--listen",
+        path_str(&sock),
+        "--after",
+        "1",
+        "--send",
+        "7:1:0:aabb",
+        "--count",
+        "2",
+        "--timeout",
+        "20",
+    ]);
+    wait_for_socket(&sock);
+    let fd_spec = format!("200:8:-1:00ab:fd={}", path_str(&passed));
+    let connector = spawn(&[
+        "--connect",
+        path_str(&sock),
+        "--send",
+        &fd_spec,
+        "--send",
+        "201:0:0:",
+        "--count",
+        "1",
+        "--timeout",
+        "20",
+    ]);
+    let (lpid, cpid) = (listener.pid(), connector.pid());
+    let c = connector.finish();
+    let l = listener.finish();
+
+    assert_eq!(text(&l.stderr), "");
+    assert_eq!(
+        text(&l.stdout),
+        format!(
+            "type=200 len=18 peerid=8 pid=-1 fd=1 payload=00ab\n\
+             type=201 len=16 peerid=0 pid={cpid} fd=0 payload=\n"
+        )
+    );
+    assert_eq!(l.status.code(), Some(0));
+    assert_eq!(text(&c.stderr), "");
+    assert_eq!(
+        text(&c.stdout),
+        format!("type=7 len=18 peerid=1 pid={lpid} fd=0 payload=aabb\n")
+    );
+    assert_eq!(c.status.code(), Some(0));
+    assert!(!sock.exists(), "--listen left its socket file");
+}
+
+#[test]
+fn descriptors_really_travel_both_ways() {
+    for dialect in [Dialect::Legacy, Dialect::Current] {
+        let dir = TempDir::new("catfd");
+        let sock = dir.path().join("sock");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"the secret").unwrap();
+        let listener = UnixListener::bind(&sock).unwrap();
+        let spec = format!("300:0:0::fd={}", path_str(&secret));
+        let cat = spawn(&[
+            "--dialect",
+            &dialect.to_string(),
+            "--connect",
+            path_str(&sock),
+            "--send",
+            &spec,
+            "--count",
+            "1",
+            "--timeout",
+            "20",
+        ]);
+        let stream = accept(&listener);
+        let config = Config::default().with_dialect(dialect).with_fdpass(true);
+        let mut chan = Channel::new(stream, config).unwrap();
+
+        let m = loop {
+            if let Some(m) = chan.get_owned().unwrap() {
+                break m;
+            }
+            assert!(!matches!(chan.read().unwrap(), imsg_io::ReadStatus::Eof));
+        };
+        let mut m = m;
+        assert_eq!(
+            (m.msg_type(), m.peerid(), m.pid()),
+            (300, 0, cat.pid() as i32)
+        );
+        assert!(m.flagged_fd());
+        let mut file = std::fs::File::from(m.take_fd().expect("the descriptor"));
+        let mut content = String::new();
+        file.read_to_string(&mut content).unwrap();
+        assert_eq!(content, "the secret");
+
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+        chan.compose(9, 5, 77, Some(devnull.into()), &[1, 2])
+            .unwrap();
+        chan.flush().unwrap();
+        let out = cat.finish();
+        assert_eq!(text(&out.stderr), "");
+        assert_eq!(
+            text(&out.stdout),
+            "type=9 len=18 peerid=5 pid=77 fd=1 payload=0102\n"
+        );
+        assert_eq!(out.status.code(), Some(0), "{dialect}");
+    }
+}
+
+#[test]
+fn end_of_file_ends_with_status_0() {
+    let dir = TempDir::new("cateof");
+    let sock = dir.path().join("sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let cat = spawn(&["--connect", path_str(&sock), "--timeout", "20"]);
+    let mut chan = Channel::new(accept(&listener), Config::default()).unwrap();
+    chan.compose(1, 2, 3, None, b"").unwrap();
+    chan.compose(4, 5, -6, None, b"\xff").unwrap();
+    chan.flush().unwrap();
+    drop(chan);
+    let out = cat.finish();
+    assert_eq!(
+        text(&out.stdout),
+        "type=1 len=16 peerid=2 pid=3 fd=0 payload=\ntype=4 len=17 peerid=5 pid=-6 fd=0 payload=ff\n"
+    );
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), ""));
+}
+
+#[test]
+fn timeouts_fail_with_status_1() {
+    // Nobody connects.
+    let dir = TempDir::new("catto");
+    let sock = dir.path().join("sock");
+    let out = spawn(&["--listen", path_str(&sock), "--timeout", "0.2"]).finish();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("imsgcat: timeout"), "{err:?}");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert_eq!(text(&out.stdout), "");
+    assert!(!sock.exists(), "--listen left its socket file");
+
+    // Connected, one frame of the two expected, then silence.
+    let listener = UnixListener::bind(&sock).unwrap();
+    let cat = spawn(&[
+        "--connect",
+        path_str(&sock),
+        "--count",
+        "2",
+        "--timeout",
+        "0.3",
+    ]);
+    let mut chan = Channel::new(accept(&listener), Config::default()).unwrap();
+    chan.compose(1, 0, 1, None, b"").unwrap();
+    chan.flush().unwrap();
+    let out = cat.finish();
+    drop(chan);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "imsgcat: timeout after 300ms (1 frames received)\n"
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "type=1 len=16 peerid=0 pid=1 fd=0 payload=\n"
+    );
+}
+
+#[test]
+fn protocol_errors_fail_with_status_1() {
+    let dir = TempDir::new("catproto");
+    let sock = dir.path().join("sock");
+    let sock_s = path_str(&sock);
+
+    // A frame over --max (total size, header included).
+    let listener = UnixListener::bind(&sock).unwrap();
+    let cat = spawn(&["--connect", sock_s, "--max", "32", "--timeout", "20"]);
+    let mut chan = Channel::new(accept(&listener), Config::default()).unwrap();
+    chan.compose(1, 0, 1, None, &[0; 16]).unwrap();
+    chan.compose(2, 0, 1, None, &[0; 17]).unwrap();
+    chan.flush().unwrap();
+    let out = cat.finish();
+    drop(chan);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        1,
+        "the 32-byte frame is accepted"
+    );
+    let err = text(&out.stderr);
+    assert!(err.starts_with("imsgcat: protocol error"), "{err:?}");
+    assert_eq!(err.lines().count(), 1);
+
+    // A legacy peer with a descriptor, read as the current dialect.
+    let cat = spawn(&[
+        "--connect",
+        sock_s,
+        "--dialect",
+        "current",
+        "--timeout",
+        "20",
+    ]);
+    let mut chan = Channel::new(accept(&listener), Config::default().with_fdpass(true)).unwrap();
+    let devnull = std::fs::File::open("/dev/null").unwrap();
+    chan.compose(104, 8, -1, Some(devnull.into()), b"").unwrap();
+    chan.flush().unwrap();
+    let out = cat.finish();
+    drop(chan);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("legacy"),
+        "the error names the peer's dialect: {err:?}"
+    );
+    assert_eq!(text(&out.stdout), "");
+
+    // --max outside 16..=65535 for the legacy dialect.
+    let out = spawn(&["--connect", sock_s, "--max", "15"]).finish();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &[][..],
+        &["--connect", "a", "--listen", "b"],
+        &["--connect", "a", "--send", "1:2:3:xyz"],
+        &["--connect", "a", "--dialect", "newest"],
+        &["--listen"],
+        &["--bogus"],
+    ] {
+        let out = spawn(args).finish();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(text(&out.stdout), "");
+        let err = text(&out.stderr);
+        assert!(err.starts_with("imsgcat: "), "{err:?}");
+        assert!(err.contains("usage: imsgcat"), "{err:?}");
+    }
+    let out = spawn(&["--help"]).finish();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).starts_with("usage: imsgcat"));
+}
