@@ -44,6 +44,8 @@ extern crate std;
 pub mod dump;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod header;
 pub mod reader;
 pub mod storage;
