@@ -1,2 +1,68 @@
-//! OpenBSD-style privilege-separated process meshes (filled by its own issue).
+//! OpenBSD-style privilege-separated process meshes (httpd's `proc.c`) over imsg.
+//!
+//! A daemon is one [`ProcTable`]: a parent (process 0, one instance) and child
+//! processes, each with a title, a number of instances, an optional chroot and user,
+//! and a start function building its [`Handler`]. The application's `main` is one
+//! line:
+//!
+//! ```no_run
+//! # use privsep_mesh::{ProcTable, ProcSpec, ProcId};
+//! # fn table() -> ProcTable { ProcTable::new("d").with(ProcSpec::new(ProcId::PARENT, "parent")) }
+//! fn main() -> std::process::ExitCode {
+//!     privsep_mesh::Privsep::new(table()).run()
+//! }
+//! ```
+//!
+//! What happens, as in proc.c:
+//!
+//! 1. **Start-up** ([`startup`]): the parent makes a socketpair per child instance and
+//!    re-executes its own binary (`/proc/self/exe`) with `-P <title> -I <instance>`
+//!    before the original arguments ([`args`]) and the child's end on descriptor 3.
+//! 2. **Mesh**: for every pair of child instances the [`policy`] allows (default: no
+//!    process talks to another instance of itself), the parent makes a socketpair and
+//!    sends each end to its owner in a `PROCFD` message ([`control`]), flushing as it
+//!    goes. A child refuses a duplicate or unexpected `PROCFD` (warning, descriptor
+//!    closed).
+//! 3. **Readiness barrier** ([`readiness`]): each child acknowledges once all its
+//!    channels are attached; when all have, the parent calls its [`Handler::ready`]
+//!    and tells every child, whose `ready` runs too — exactly once per process.
+//! 4. **Privilege drop** ([`privdrop`]) in each child when run as root: chroot,
+//!    `chdir("/")`, setgroups/setresgid/setresuid, then a check that root cannot be
+//!    regained.
+//! 5. **Event loop** ([`run`]): `poll(2)` over the channels and a signal self-pipe
+//!    ([`signals`]); messages go to the [`Handler`] with a [`Context`] that routes to
+//!    (process, [`Target`]) ([`route`]). End of file on any channel ends the process;
+//!    the parent then closes everything, and reaps every child ([`reap`]), logging
+//!    abnormal ends as proc.c does.
+//!
+//! The dispatch path ([`Mesh::dispatch`]) never exits: protocol errors are
+//! [`Error::Protocol`] values, which the event loop turns into a log line and a
+//! non-zero exit.
 #![deny(missing_docs)]
+
+pub mod args;
+pub mod context;
+pub mod control;
+pub mod error;
+pub mod handler;
+pub mod mesh;
+pub mod policy;
+pub mod privdrop;
+pub mod readiness;
+pub mod reap;
+pub mod route;
+pub mod run;
+pub mod signals;
+pub mod startup;
+pub mod stderr_log;
+pub mod table;
+
+pub use context::{Context, NO_PEERID};
+pub use error::{Error, ProtocolError};
+pub use handler::{AppError, Handled, Handler, Identity, NullHandler, Received};
+pub use mesh::{Counts, Flow, Mesh};
+pub use policy::Policy;
+pub use route::{Peer, Target};
+pub use run::{main, Privsep};
+pub use signals::Signal;
+pub use table::{ProcId, ProcSpec, ProcTable, MAX_INSTANCES};

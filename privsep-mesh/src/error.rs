@@ -1,0 +1,225 @@
+//! The crate's error type.
+
+use core::fmt;
+use std::io;
+
+use crate::args::ArgsError;
+use crate::control::{self, PayloadError};
+use crate::handler::AppError;
+use crate::privdrop::PrivdropError;
+use crate::readiness::AckError;
+use crate::route::{Peer, RouteError};
+use crate::table::{ProcId, TableError};
+
+/// A message on the mesh that breaks the framework's protocol. proc.c calls `fatalx`
+/// for these; here the dispatch path returns them and the event loop ends the
+/// process with a log line and a non-zero status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The process's handler does not handle this type.
+    Unhandled {
+        /// The message type.
+        ty: u32,
+    },
+    /// A reserved type the framework does not define.
+    UnknownControl {
+        /// The message type.
+        ty: u32,
+    },
+    /// A framework payload of the wrong shape.
+    Payload(PayloadError),
+    /// A `PROCFD` without a descriptor.
+    MissingFd,
+    /// A framework message only the parent may send came from another peer, or one
+    /// only children send reached a child.
+    WrongSender {
+        /// The message type.
+        ty: u32,
+    },
+    /// An application message before the mesh was ready.
+    BeforeReady {
+        /// The message type.
+        ty: u32,
+    },
+    /// The parent's table differs from this process's (different instance counts).
+    LayoutMismatch {
+        /// The parent's (id, instances) list.
+        parent: Vec<(ProcId, u32)>,
+        /// This process's.
+        mine: Vec<(ProcId, u32)>,
+    },
+    /// The parent finished sending channels but some expected ones never came.
+    MeshIncomplete {
+        /// The peers without a channel.
+        missing: Vec<Peer>,
+    },
+    /// A bad readiness acknowledgement.
+    Ack(AckError),
+    /// A second `PROCREADY` or `READY` from the parent.
+    Repeated {
+        /// The message type.
+        ty: u32,
+    },
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::Unhandled { ty } => write!(f, "got invalid imsg {ty}: no handler"),
+            ProtocolError::UnknownControl { ty } => {
+                write!(f, "got invalid imsg {ty:#x}: reserved type")
+            }
+            ProtocolError::Payload(e) => e.fmt(f),
+            ProtocolError::MissingFd => f.write_str("PROCFD without a descriptor"),
+            ProtocolError::WrongSender { ty } => write!(
+                f,
+                "{} from a peer that may not send it",
+                control::name(*ty).unwrap_or("control message")
+            ),
+            ProtocolError::BeforeReady { ty } => {
+                write!(f, "message {ty} before the mesh was ready")
+            }
+            ProtocolError::LayoutMismatch { parent, mine } => write!(
+                f,
+                "process table differs from the parent's: (id, instances) {parent:?} there, \
+                 {mine:?} here; build it from the same arguments in every process"
+            ),
+            ProtocolError::MeshIncomplete { missing } => {
+                write!(f, "mesh incomplete: no channel to")?;
+                for p in missing {
+                    write!(f, " {p}")?;
+                }
+                Ok(())
+            }
+            ProtocolError::Ack(e) => e.fmt(f),
+            ProtocolError::Repeated { ty } => write!(
+                f,
+                "second {} from the parent",
+                control::name(*ty).unwrap_or("control message")
+            ),
+        }
+    }
+}
+
+/// Everything the mesh can report.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The process table is not valid.
+    Table(TableError),
+    /// The `-P`/`-I` prefix is malformed.
+    Args(ArgsError),
+    /// `-P` names a title the table does not have.
+    UnknownTitle(String),
+    /// Started as a child but descriptor 3 is not a socket from the parent.
+    NoParentChannel(io::Error),
+    /// A target instance that does not exist.
+    Route(RouteError),
+    /// A process id the table does not have.
+    UnknownProcess(ProcId),
+    /// No channel to that peer (the policy gives none, or it is closed).
+    NotConnected(Peer),
+    /// An application tried to send a type reserved for the framework.
+    ReservedType(u32),
+    /// A channel failed.
+    Channel {
+        /// The peer at the other end.
+        peer: Peer,
+        /// What went wrong.
+        error: imsg_io::Error,
+    },
+    /// A peer broke the protocol.
+    Protocol {
+        /// The peer it came from.
+        from: Peer,
+        /// What was wrong.
+        error: ProtocolError,
+    },
+    /// The application's handler failed.
+    App(AppError),
+    /// Dropping privileges failed.
+    Privdrop(PrivdropError),
+    /// A system call failed.
+    Os {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        error: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn os(what: &'static str) -> impl FnOnce(io::Error) -> Error {
+        move |error| Error::Os { what, error }
+    }
+
+    pub(crate) fn errno(what: &'static str) -> impl FnOnce(rustix::io::Errno) -> Error {
+        move |e| Error::Os {
+            what,
+            error: e.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Table(e) => write!(f, "process table: {e}"),
+            Error::Args(e) => e.fmt(f),
+            Error::UnknownTitle(t) => write!(f, "-P {t}: no such process in the table"),
+            Error::NoParentChannel(e) => {
+                write!(f, "descriptor 3 is not a channel from the parent: {e}")
+            }
+            Error::Route(e) => e.fmt(f),
+            Error::UnknownProcess(id) => write!(f, "no process with id {id}"),
+            Error::NotConnected(p) => write!(f, "no channel to {p}"),
+            Error::ReservedType(t) => {
+                write!(f, "message type {t:#x} is reserved for the framework")
+            }
+            Error::Channel { peer, error } => write!(f, "channel to {peer}: {error}"),
+            Error::Protocol { from, error } => write!(f, "protocol error from {from}: {error}"),
+            Error::App(e) => write!(f, "application: {e}"),
+            Error::Privdrop(e) => write!(f, "cannot drop privileges: {e}"),
+            Error::Os { what, error } => write!(f, "{what}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Table(e) => Some(e),
+            Error::Args(e) => Some(e),
+            Error::Route(e) => Some(e),
+            Error::Channel { error, .. } => Some(error),
+            Error::Privdrop(e) => Some(e),
+            Error::Os { error, .. } | Error::NoParentChannel(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<TableError> for Error {
+    fn from(e: TableError) -> Error {
+        Error::Table(e)
+    }
+}
+
+impl From<RouteError> for Error {
+    fn from(e: RouteError) -> Error {
+        Error::Route(e)
+    }
+}
+
+impl From<ArgsError> for Error {
+    fn from(e: ArgsError) -> Error {
+        Error::Args(e)
+    }
+}
+
+impl From<PrivdropError> for Error {
+    fn from(e: PrivdropError) -> Error {
+        Error::Privdrop(e)
+    }
+}

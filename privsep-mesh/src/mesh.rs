@@ -1,0 +1,509 @@
+//! [`Mesh`]: one process's channels to its peers, and the dispatch of what arrives on
+//! them — framework messages handled here, application messages handed to the
+//! process's [`Handler`].
+//!
+//! Nothing here exits or logs-and-dies: a broken protocol is an [`Error::Protocol`]
+//! returned to the caller (the event loop ends the process on it; a fuzzer just
+//! counts it). That makes the dispatch path callable from tests and fuzzers.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use imsg_io::{Channel, Config, OwnedMessage, ReadStatus};
+use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+
+use crate::context::Context;
+use crate::control;
+use crate::error::{Error, ProtocolError};
+use crate::handler::{Handled, Handler, Identity, Received};
+use crate::readiness::{AckBarrier, ExpectedChannels};
+use crate::route::{self, pid_for_instance, Peer, Target};
+use crate::table::{ProcId, ProcTable};
+
+/// Application messages exchanged with one peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Messages queued to the peer.
+    pub sent: u64,
+    /// Messages received from the peer.
+    pub received: u64,
+}
+
+/// What the caller of [`Mesh::receive`] / [`Mesh::write`] should do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// The channel to this peer reached end of file (or its peer is gone): leave the
+    /// loop, as proc.c does.
+    Closed(Peer),
+    /// The handler asked to shut down.
+    Shutdown,
+}
+
+/// One process's end of the mesh.
+pub struct Mesh {
+    me: Identity,
+    titles: BTreeMap<ProcId, String>,
+    layout: Vec<(ProcId, u32)>,
+    config: Config,
+    channels: BTreeMap<Peer, Channel>,
+    expected: ExpectedChannels,
+    barrier: AckBarrier,
+    acked: bool,
+    ready: bool,
+    shutdown: bool,
+    pids: BTreeMap<Peer, u32>,
+    counts: BTreeMap<Peer, Counts>,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh")
+            .field("me", &self.me)
+            .field("peers", &self.channels.keys().collect::<Vec<_>>())
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), Error> {
+    let fl = fcntl_getfl(fd).map_err(Error::errno("fcntl F_GETFL"))?;
+    fcntl_setfl(fd, fl | OFlags::NONBLOCK).map_err(Error::errno("fcntl F_SETFL"))
+}
+
+impl Mesh {
+    /// The mesh of process `me` of `table` (which must be valid), with no channel
+    /// yet. A child expects a `PROCFD` for every peer the policy gives it; the parent
+    /// waits for a readiness acknowledgement from every child.
+    pub fn new(table: &ProcTable, me: Identity) -> Result<Mesh, Error> {
+        table.validate()?;
+        let config = Config::default()
+            .with_dialect(table.channel_dialect())
+            .with_max_frame(table.max_frame_len())
+            .map_err(|error| Error::Channel {
+                peer: me.peer,
+                error,
+            })?
+            .with_fdpass(true)
+            .with_pid(pid_for_instance(me.peer.instance));
+        let (expected, barrier) = if me.peer.proc == ProcId::PARENT {
+            (ExpectedChannels::new([]), AckBarrier::new(table.children()))
+        } else {
+            let peers = table
+                .channels_of(me.peer)
+                .into_iter()
+                .filter(|p| *p != Peer::PARENT);
+            (ExpectedChannels::new(peers), AckBarrier::new([]))
+        };
+        Ok(Mesh {
+            titles: table
+                .procs()
+                .map(|p| (p.id(), p.title().to_owned()))
+                .collect(),
+            layout: table.layout(),
+            config,
+            channels: BTreeMap::new(),
+            expected,
+            barrier,
+            acked: false,
+            ready: false,
+            shutdown: false,
+            pids: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            me,
+        })
+    }
+
+    /// Who this process is.
+    pub fn identity(&self) -> &Identity {
+        &self.me
+    }
+
+    /// The title of a process.
+    pub fn title_of(&self, id: ProcId) -> Option<&str> {
+        self.titles.get(&id).map(String::as_str)
+    }
+
+    /// `title[instance]` of a peer, for log lines.
+    pub fn name_of(&self, peer: Peer) -> String {
+        match self.title_of(peer.proc) {
+            Some(t) => format!("{t}[{}]", peer.instance),
+            None => peer.to_string(),
+        }
+    }
+
+    /// Instances of a process (0 if unknown).
+    pub fn instances(&self, id: ProcId) -> u32 {
+        self.layout
+            .iter()
+            .find(|(p, _)| *p == id)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Connected peers, sorted.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.channels.keys().copied().collect()
+    }
+
+    /// Whether there is a channel to `peer`.
+    pub fn is_connected(&self, peer: Peer) -> bool {
+        self.channels.contains_key(&peer)
+    }
+
+    /// The channel to `peer`.
+    pub fn channel(&self, peer: Peer) -> Option<&Channel> {
+        self.channels.get(&peer)
+    }
+
+    /// Whether the readiness barrier has passed in this process.
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Whether the handler asked to shut down.
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown
+    }
+
+    pub(crate) fn request_shutdown(&mut self) {
+        self.shutdown = true;
+    }
+
+    /// Application message counts per peer.
+    pub fn counts(&self) -> &BTreeMap<Peer, Counts> {
+        &self.counts
+    }
+
+    pub(crate) fn child_pid(&self, peer: Peer) -> Option<u32> {
+        self.pids.get(&peer).copied()
+    }
+
+    pub(crate) fn set_child_pid(&mut self, peer: Peer, pid: u32) {
+        self.pids.insert(peer, pid);
+    }
+
+    /// Makes `fd` (a connected `AF_UNIX` stream socket) the channel to `peer`; it is
+    /// switched to non-blocking mode. A channel to `peer` that exists already is an
+    /// error and `fd` is closed.
+    pub fn attach(&mut self, peer: Peer, fd: OwnedFd) -> Result<(), Error> {
+        if self.channels.contains_key(&peer) {
+            return Err(Error::Protocol {
+                from: peer,
+                error: ProtocolError::Repeated {
+                    ty: control::PROCFD,
+                },
+            });
+        }
+        set_nonblocking(fd.as_fd())?;
+        let ch = Channel::new(fd, self.config.clone())
+            .map_err(|error| Error::Channel { peer, error })?;
+        self.channels.insert(peer, ch);
+        Ok(())
+    }
+
+    /// Closes the channel to `peer` (dropping what is queued on it).
+    pub fn detach(&mut self, peer: Peer) -> bool {
+        self.channels.remove(&peer).is_some()
+    }
+
+    /// Closes every channel.
+    pub fn close_all(&mut self) {
+        self.channels.clear();
+    }
+
+    /// Peers whose channel the event loop should poll: (peer, read?, write?). Before
+    /// the mesh is ready a child reads only from the parent, so that no application
+    /// message is dispatched before [`Handler::ready`].
+    pub fn interest(&self) -> Vec<(Peer, bool, bool)> {
+        let child = self.me.peer.proc != ProcId::PARENT;
+        self.channels
+            .iter()
+            .map(|(&p, ch)| {
+                let read = self.ready || !child || p == Peer::PARENT;
+                (p, read, ch.queue_len() > 0)
+            })
+            // A channel left out of the set is not polled at all: poll(2) reports
+            // POLLHUP even for an empty event mask, which would spin.
+            .filter(|&(_, r, w)| r || w)
+            .collect()
+    }
+
+    /// Writes what is queued on the channel to `peer` (one non-blocking attempt).
+    pub fn write(&mut self, peer: Peer) -> Result<Flow, Error> {
+        let Some(ch) = self.channels.get_mut(&peer) else {
+            return Ok(Flow::Continue);
+        };
+        match ch.write() {
+            Ok(_) => Ok(Flow::Continue),
+            Err(imsg_io::Error::PeerClosed) => Ok(Flow::Closed(peer)),
+            Err(error) => Err(Error::Channel { peer, error }),
+        }
+    }
+
+    /// Reads once from the channel to `peer` and dispatches every complete message
+    /// received. Returns [`Flow::Closed`] at end of file (after dispatching what came
+    /// before it), [`Flow::Shutdown`] if the handler asked for it.
+    pub fn receive(&mut self, peer: Peer, handler: &mut dyn Handler) -> Result<Flow, Error> {
+        let status = {
+            let Some(ch) = self.channels.get_mut(&peer) else {
+                return Ok(Flow::Continue);
+            };
+            match ch.read() {
+                Ok(s) => s,
+                Err(imsg_io::Error::DescriptorsLost) => {
+                    log::warn!("descriptors from {peer} were lost (out of descriptors?)");
+                    ReadStatus::Read(0)
+                }
+                Err(imsg_io::Error::UnexpectedEof { buffered }) => {
+                    log::warn!(
+                        "{peer} closed its channel in the middle of a frame ({buffered} bytes)"
+                    );
+                    ReadStatus::Eof
+                }
+                Err(error) => return Err(Error::Channel { peer, error }),
+            }
+        };
+        // Complete frames before an end of file are still dispatched.
+        while let Some(ch) = self.channels.get_mut(&peer) {
+            let msg = match ch.get_owned() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(error) => return Err(Error::Channel { peer, error }),
+            };
+            self.dispatch(peer, msg, handler)?;
+            if self.shutdown {
+                return Ok(Flow::Shutdown);
+            }
+        }
+        Ok(match status {
+            ReadStatus::Eof => Flow::Closed(peer),
+            _ => Flow::Continue,
+        })
+    }
+
+    /// Handles one message that arrived on the channel to `from`: framework messages
+    /// here, application messages through `handler`. Never exits; a protocol breach
+    /// is an [`Error::Protocol`].
+    pub fn dispatch(
+        &mut self,
+        from: Peer,
+        mut msg: OwnedMessage,
+        handler: &mut dyn Handler,
+    ) -> Result<(), Error> {
+        let ty = msg.msg_type();
+        let proto = |error| Error::Protocol { from, error };
+        if !control::is_control(ty) {
+            if !self.ready {
+                return Err(proto(ProtocolError::BeforeReady { ty }));
+            }
+            self.counts.entry(from).or_default().received += 1;
+            let mut received = Received::new(from, msg);
+            let mut ctx = Context::new(self);
+            return match handler.dispatch(&mut ctx, &mut received) {
+                Ok(Handled::Yes) => Ok(()),
+                Ok(Handled::No) => Err(proto(ProtocolError::Unhandled { ty })),
+                Err(e) => Err(Error::App(e)),
+            };
+        }
+        let is_parent = self.me.peer.proc == ProcId::PARENT;
+        let from_parent = from == Peer::PARENT && !is_parent;
+        match ty {
+            control::VERBOSE => {
+                let v = control::decode_verbose(msg.payload())
+                    .map_err(|e| proto(ProtocolError::Payload(e)))?;
+                log::set_max_level(control::level_for_verbose(v));
+                Ok(())
+            }
+            control::PROCFD if from_parent => {
+                let peer = control::decode_procfd(msg.payload())
+                    .map_err(|e| proto(ProtocolError::Payload(e)))?;
+                let fd = msg.take_fd().ok_or(proto(ProtocolError::MissingFd))?;
+                match self.expected.accept(peer) {
+                    Ok(()) => self.attach(peer, fd),
+                    Err(refusal) => {
+                        // proc.c's proc_accept: close it and carry on.
+                        log::warn!("{refusal}: closed");
+                        drop(fd);
+                        Ok(())
+                    }
+                }
+            }
+            control::PROCREADY if from_parent => {
+                if self.acked {
+                    return Err(proto(ProtocolError::Repeated { ty }));
+                }
+                let parent = control::decode_layout(msg.payload())
+                    .map_err(|e| proto(ProtocolError::Payload(e)))?;
+                if parent != self.layout {
+                    return Err(proto(ProtocolError::LayoutMismatch {
+                        parent,
+                        mine: self.layout.clone(),
+                    }));
+                }
+                if !self.expected.is_complete() {
+                    return Err(proto(ProtocolError::MeshIncomplete {
+                        missing: self.expected.missing(),
+                    }));
+                }
+                self.expected.close();
+                self.acked = true;
+                self.send_control(ProcId::PARENT, Target::All, control::PROCREADY, &[])?;
+                Ok(())
+            }
+            control::READY if from_parent => {
+                if !self.acked || self.ready {
+                    return Err(proto(ProtocolError::Repeated { ty }));
+                }
+                self.become_ready(handler)
+            }
+            control::PROCREADY if is_parent => {
+                let last = self
+                    .barrier
+                    .ack(from)
+                    .map_err(|e| proto(ProtocolError::Ack(e)))?;
+                if last {
+                    self.announce_ready(handler)?;
+                }
+                Ok(())
+            }
+            control::PROCFD | control::PROCREADY | control::READY => {
+                Err(proto(ProtocolError::WrongSender { ty }))
+            }
+            _ => Err(proto(ProtocolError::UnknownControl { ty })),
+        }
+    }
+
+    /// In the parent: if every child has acknowledged (at once, for a table without
+    /// children), tell them all with `READY` and call the parent's own
+    /// [`Handler::ready`].
+    pub fn announce_ready(&mut self, handler: &mut dyn Handler) -> Result<(), Error> {
+        if self.ready || !self.barrier.is_complete() {
+            return Ok(());
+        }
+        for peer in self.peers() {
+            self.send_control(
+                peer.proc,
+                Target::Instance(peer.instance),
+                control::READY,
+                &[],
+            )?;
+        }
+        self.become_ready(handler)
+    }
+
+    fn become_ready(&mut self, handler: &mut dyn Handler) -> Result<(), Error> {
+        self.ready = true;
+        log::debug!("mesh ready: {} channels", self.channels.len());
+        let mut ctx = Context::new(self);
+        handler.ready(&mut ctx).map_err(Error::App)
+    }
+
+    fn resolve(&self, to: ProcId, target: Target) -> Result<Vec<Peer>, Error> {
+        if !self.titles.contains_key(&to) {
+            return Err(Error::UnknownProcess(to));
+        }
+        let peers: Vec<Peer> = route::range(target, self.instances(to))?
+            .map(|i| Peer::new(to, i))
+            .collect();
+        if let Some(p) = peers.iter().find(|p| !self.channels.contains_key(p)) {
+            return Err(Error::NotConnected(*p));
+        }
+        Ok(peers)
+    }
+
+    pub(crate) fn send_control(
+        &mut self,
+        to: ProcId,
+        target: Target,
+        ty: u32,
+        payload: &[u8],
+    ) -> Result<usize, Error> {
+        self.queue(to, target, ty, u32::MAX, None, &[payload])
+    }
+
+    /// Queues an application message to every instance of `to` in `target`; see
+    /// [`Context::compose_fd`] for how a descriptor is shared.
+    pub(crate) fn send(
+        &mut self,
+        to: ProcId,
+        target: Target,
+        ty: u32,
+        peerid: u32,
+        fd: Option<OwnedFd>,
+        parts: &[&[u8]],
+    ) -> Result<usize, Error> {
+        if control::is_control(ty) {
+            return Err(Error::ReservedType(ty));
+        }
+        let n = self.queue(to, target, ty, peerid, fd, parts)?;
+        for i in route::range(target, self.instances(to))? {
+            self.counts.entry(Peer::new(to, i)).or_default().sent += 1;
+        }
+        Ok(n)
+    }
+
+    fn queue(
+        &mut self,
+        to: ProcId,
+        target: Target,
+        ty: u32,
+        peerid: u32,
+        mut fd: Option<OwnedFd>,
+        parts: &[&[u8]],
+    ) -> Result<usize, Error> {
+        let peers = self.resolve(to, target)?;
+        let pid = pid_for_instance(self.me.peer.instance);
+        let count = peers.len();
+        for (k, peer) in peers.into_iter().enumerate() {
+            let this_fd = match &fd {
+                Some(f) if k + 1 < count => Some(f.try_clone().map_err(Error::os("dup"))?),
+                _ => fd.take(),
+            };
+            let ch = self
+                .channels
+                .get_mut(&peer)
+                .ok_or(Error::NotConnected(peer))?;
+            ch.composev(ty, peerid, pid, this_fd, parts)
+                .map_err(|error| Error::Channel { peer, error })?;
+        }
+        Ok(count)
+    }
+
+    /// Queues a `PROCFD` to child `to` giving it `fd`, its channel to `about`.
+    pub(crate) fn send_procfd(&mut self, to: Peer, about: Peer, fd: OwnedFd) -> Result<(), Error> {
+        let payload = control::encode_procfd(about);
+        self.queue(
+            to.proc,
+            Target::Instance(to.instance),
+            control::PROCFD,
+            u32::MAX,
+            Some(fd),
+            &[&payload],
+        )
+        .map(|_| ())
+    }
+
+    /// Writes everything queued to (`to`, `target`) now.
+    pub fn flush(&mut self, to: ProcId, target: Target) -> Result<(), Error> {
+        for peer in self.resolve(to, target)? {
+            if let Some(ch) = self.channels.get_mut(&peer) {
+                ch.flush().map_err(|error| Error::Channel { peer, error })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One non-blocking write attempt on every channel with something queued
+    /// (used at shutdown, where waiting on a peer could hang).
+    pub fn write_all_once(&mut self) {
+        for ch in self.channels.values_mut() {
+            while ch.queue_len() > 0 {
+                match ch.write() {
+                    Ok(n) if n > 0 => continue,
+                    _ => break,
+                }
+            }
+        }
+    }
+}

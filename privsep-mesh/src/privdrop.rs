@@ -1,0 +1,233 @@
+//! Dropping privileges in a child, as proc.c's `proc_run` does, then proving it.
+//!
+//! Steps, in this order (each failure is an error; the process does not run on with
+//! half its privileges):
+//!
+//! 1. look the user up (`getpwnam_r`) — before the chroot hides `/etc/passwd`;
+//! 2. `chroot` to the process's directory, or to the user's home if none is given;
+//! 3. `chdir("/")`;
+//! 4. `setgroups(1, [gid])`, `setresgid(gid, gid, gid)`, `setresuid(uid, uid, uid)`;
+//! 5. verify: `getresuid` and `getresgid` are all the user's, the supplementary groups
+//!    are exactly `[gid]`, and `setuid(0)` / `setgid(0)` fail.
+//!
+//! The id changes go through glibc's `setgroups`/`setresgid`/`setresuid`, which apply
+//! to every thread of the process (the raw system calls change only the calling
+//! thread on Linux).
+//!
+//! When the daemon does not run as root, nothing is dropped: the parent says so once.
+
+use core::fmt;
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// A user to drop to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Home directory (the default chroot).
+    pub home: PathBuf,
+}
+
+/// Why privileges could not be dropped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PrivdropError {
+    /// No such user.
+    UnknownUser(String),
+    /// The user database could not be read.
+    Lookup(io::Error),
+    /// `chroot` failed.
+    Chroot(PathBuf, io::Error),
+    /// `chdir("/")` failed.
+    Chdir(io::Error),
+    /// `setgroups` failed.
+    SetGroups(io::Error),
+    /// `setresgid` failed.
+    SetGid(io::Error),
+    /// `setresuid` failed.
+    SetUid(io::Error),
+    /// After the drop, ids are not what they should be, or root could be regained.
+    Verify(String),
+}
+
+impl fmt::Display for PrivdropError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrivdropError::UnknownUser(u) => write!(f, "unknown user {u}"),
+            PrivdropError::Lookup(e) => write!(f, "user lookup: {e}"),
+            PrivdropError::Chroot(d, e) => write!(f, "chroot {}: {e}", d.display()),
+            PrivdropError::Chdir(e) => write!(f, "chdir /: {e}"),
+            PrivdropError::SetGroups(e) => write!(f, "setgroups: {e}"),
+            PrivdropError::SetGid(e) => write!(f, "setresgid: {e}"),
+            PrivdropError::SetUid(e) => write!(f, "setresuid: {e}"),
+            PrivdropError::Verify(what) => write!(f, "verification failed: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for PrivdropError {}
+
+/// Whether this process runs with root's effective uid (privilege dropping is on).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Looks a user up by name.
+pub fn lookup(name: &str) -> Result<User, PrivdropError> {
+    let cname = CString::new(name).map_err(|_| PrivdropError::UnknownUser(name.into()))?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: getpwnam_r writes into `pwd` and `buf` (whose length we pass) and
+        // sets `result` to null or to `&pwd`; the strings it points to live in `buf`,
+        // which outlives every read below.
+        let (rc, found, pwd) = unsafe {
+            let mut pwd: libc::passwd = std::mem::zeroed();
+            let mut result: *mut libc::passwd = std::ptr::null_mut();
+            let rc = libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            );
+            (rc, !result.is_null(), pwd)
+        };
+        if rc == libc::ERANGE && buf.len() < (1 << 20) {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(PrivdropError::Lookup(io::Error::from_raw_os_error(rc)));
+        }
+        if !found {
+            return Err(PrivdropError::UnknownUser(name.into()));
+        }
+        // SAFETY: pw_dir points to a NUL-terminated string inside `buf` (see above).
+        let home = unsafe { CStr::from_ptr(pwd.pw_dir) };
+        return Ok(User {
+            name: name.into(),
+            uid: pwd.pw_uid,
+            gid: pwd.pw_gid,
+            home: PathBuf::from(std::ffi::OsStr::from_bytes(home.to_bytes())),
+        });
+    }
+}
+
+/// Chroots to `root` and makes it the working directory.
+pub fn enter_chroot(root: &Path) -> Result<(), PrivdropError> {
+    rustix::process::chroot(root).map_err(|e| PrivdropError::Chroot(root.into(), e.into()))?;
+    rustix::process::chdir("/").map_err(|e| PrivdropError::Chdir(e.into()))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Switches every thread of the process to `user` (groups first, then uid), then
+/// [`verify`]s.
+pub fn become_user(user: &User) -> Result<(), PrivdropError> {
+    let gid = user.gid as libc::gid_t;
+    let uid = user.uid as libc::uid_t;
+    // SAFETY: plain libc calls with values and a pointer to one gid that lives for
+    // the call; glibc applies them to all threads.
+    unsafe {
+        check(libc::setgroups(1, &gid)).map_err(PrivdropError::SetGroups)?;
+        check(libc::setresgid(gid, gid, gid)).map_err(PrivdropError::SetGid)?;
+        check(libc::setresuid(uid, uid, uid)).map_err(PrivdropError::SetUid)?;
+    }
+    verify(user)
+}
+
+/// The calling process's (real, effective, saved) uids and gids and its supplementary
+/// groups.
+pub fn credentials() -> io::Result<([u32; 3], [u32; 3], Vec<u32>)> {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    let (mut gr, mut ge, mut gs) = (0, 0, 0);
+    // SAFETY: each call writes three ids to locals / up to `n` gids into a buffer of
+    // length `n`.
+    unsafe {
+        check(libc::getresuid(&mut r, &mut e, &mut s))?;
+        check(libc::getresgid(&mut gr, &mut ge, &mut gs))?;
+        let n = libc::getgroups(0, std::ptr::null_mut());
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut groups = vec![0 as libc::gid_t; n as usize];
+        let n = libc::getgroups(n, groups.as_mut_ptr());
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        groups.truncate(n as usize);
+        Ok(([r, e, s], [gr, ge, gs], groups))
+    }
+}
+
+/// Checks that the process runs as `user` only and cannot get root back.
+pub fn verify(user: &User) -> Result<(), PrivdropError> {
+    let fail = |s: String| PrivdropError::Verify(s);
+    let (uids, gids, groups) = credentials().map_err(|e| fail(e.to_string()))?;
+    if uids != [user.uid; 3] {
+        return Err(fail(format!("uids {uids:?}, want {}", user.uid)));
+    }
+    if gids != [user.gid; 3] {
+        return Err(fail(format!("gids {gids:?}, want {}", user.gid)));
+    }
+    if groups != [user.gid] {
+        return Err(fail(format!("groups {groups:?}, want [{}]", user.gid)));
+    }
+    if user.uid != 0 {
+        // SAFETY: plain libc calls; if either succeeded the drop was not effective
+        // and the caller ends the process.
+        let (u, g) = unsafe { (libc::setuid(0), libc::setgid(0)) };
+        if u == 0 || g == 0 {
+            return Err(fail("root could be regained".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Sets the process (thread) name shown by `ps -o comm` and in `/proc/PID/comm`
+/// (the kernel keeps 15 bytes).
+pub fn set_process_name(name: &str) {
+    let mut bytes: Vec<u8> = name.bytes().filter(|&b| b != 0).take(15).collect();
+    bytes.push(0);
+    if let Ok(c) = CStr::from_bytes_with_nul(&bytes) {
+        if let Err(e) = rustix::thread::set_name(c) {
+            log::debug!("cannot set the process name: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_root_and_unknown() {
+        let root = lookup("root").unwrap();
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert!(matches!(
+            lookup("no-such-user-privsep-mesh"),
+            Err(PrivdropError::UnknownUser(_))
+        ));
+        assert!(matches!(lookup("a\0b"), Err(PrivdropError::UnknownUser(_))));
+    }
+
+    #[test]
+    fn credentials_are_consistent() {
+        let (uids, gids, _) = credentials().unwrap();
+        assert_eq!(uids[1], rustix::process::geteuid().as_raw());
+        assert_eq!(gids[1], rustix::process::getegid().as_raw());
+    }
+}

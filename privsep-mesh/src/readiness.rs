@@ -1,0 +1,209 @@
+//! Readiness bookkeeping (iked's `PROCREADY` idea), pure.
+//!
+//! - A child keeps an [`ExpectedChannels`]: the peers the policy says it will get a
+//!   `PROCFD` for. A `PROCFD` for a peer outside that set, or a second one for the same
+//!   peer, is refused (the caller logs a warning and closes the descriptor). When the
+//!   parent's `PROCREADY` arrives every expected peer must be attached; the child then
+//!   acknowledges with its own `PROCREADY`.
+//! - The parent keeps an [`AckBarrier`] over its child instances; when the last one has
+//!   acknowledged, the mesh is connected: the parent's application learns it and every
+//!   child is told with `READY`.
+
+use core::fmt;
+use std::collections::BTreeSet;
+
+use crate::route::Peer;
+
+/// Why a `PROCFD` was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The policy gives this process no channel to that peer.
+    Unexpected(Peer),
+    /// A channel to that peer is already attached.
+    Duplicate(Peer),
+    /// The barrier has passed: no channel may be added any more.
+    Late(Peer),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Unexpected(p) => write!(f, "unexpected descriptor for peer {p}"),
+            Refusal::Duplicate(p) => write!(f, "duplicated descriptor for peer {p}"),
+            Refusal::Late(p) => write!(f, "descriptor for peer {p} after the mesh was ready"),
+        }
+    }
+}
+
+/// The channels a child waits for, and those it has.
+#[derive(Clone, Debug)]
+pub struct ExpectedChannels {
+    expected: BTreeSet<Peer>,
+    attached: BTreeSet<Peer>,
+    closed: bool,
+}
+
+impl ExpectedChannels {
+    /// Expects one channel to each of `peers`.
+    pub fn new(peers: impl IntoIterator<Item = Peer>) -> ExpectedChannels {
+        ExpectedChannels {
+            expected: peers.into_iter().collect(),
+            attached: BTreeSet::new(),
+            closed: false,
+        }
+    }
+
+    /// Records a `PROCFD` for `peer`, or says why it must be refused.
+    ///
+    /// ```
+    /// use privsep_mesh::{readiness::{ExpectedChannels, Refusal}, Peer, ProcId};
+    /// let logger = Peer::new(ProcId(2), 0);
+    /// let mut e = ExpectedChannels::new([logger]);
+    /// assert_eq!(e.accept(logger), Ok(()));
+    /// assert_eq!(e.accept(logger), Err(Refusal::Duplicate(logger)));
+    /// assert!(e.is_complete());
+    /// ```
+    pub fn accept(&mut self, peer: Peer) -> Result<(), Refusal> {
+        if self.closed {
+            Err(Refusal::Late(peer))
+        } else if !self.expected.contains(&peer) {
+            Err(Refusal::Unexpected(peer))
+        } else if !self.attached.insert(peer) {
+            Err(Refusal::Duplicate(peer))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Every expected channel is attached.
+    pub fn is_complete(&self) -> bool {
+        self.attached.len() == self.expected.len()
+    }
+
+    /// The expected peers not attached yet.
+    pub fn missing(&self) -> Vec<Peer> {
+        self.expected.difference(&self.attached).copied().collect()
+    }
+
+    /// No more `PROCFD` will be accepted (the parent said it has sent them all).
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+}
+
+/// A second acknowledgement, or one from a process that owes none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckError {
+    /// That child is not one the barrier waits for.
+    Unexpected(Peer),
+    /// That child has acknowledged already.
+    Duplicate(Peer),
+}
+
+impl fmt::Display for AckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AckError::Unexpected(p) => write!(f, "PROCREADY from {p}, which owes none"),
+            AckError::Duplicate(p) => write!(f, "second PROCREADY from {p}"),
+        }
+    }
+}
+
+/// The parent's count of children that have not acknowledged yet.
+#[derive(Clone, Debug)]
+pub struct AckBarrier {
+    pending: BTreeSet<Peer>,
+    done: BTreeSet<Peer>,
+}
+
+impl AckBarrier {
+    /// Waits for one acknowledgement from each of `children`.
+    pub fn new(children: impl IntoIterator<Item = Peer>) -> AckBarrier {
+        AckBarrier {
+            pending: children.into_iter().collect(),
+            done: BTreeSet::new(),
+        }
+    }
+
+    /// Records `from`'s acknowledgement; `Ok(true)` when it was the last one.
+    ///
+    /// ```
+    /// use privsep_mesh::{readiness::{AckBarrier, AckError}, Peer, ProcId};
+    /// let (a, b) = (Peer::new(ProcId(1), 0), Peer::new(ProcId(1), 1));
+    /// let mut bar = AckBarrier::new([a, b]);
+    /// assert_eq!(bar.ack(a), Ok(false));
+    /// assert_eq!(bar.ack(a), Err(AckError::Duplicate(a)));
+    /// assert_eq!(bar.ack(b), Ok(true));
+    /// ```
+    pub fn ack(&mut self, from: Peer) -> Result<bool, AckError> {
+        if self.pending.remove(&from) {
+            self.done.insert(from);
+            Ok(self.pending.is_empty())
+        } else if self.done.contains(&from) {
+            Err(AckError::Duplicate(from))
+        } else {
+            Err(AckError::Unexpected(from))
+        }
+    }
+
+    /// Every child has acknowledged (true at once for a table without children).
+    pub fn is_complete(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// The children still owing an acknowledgement.
+    pub fn pending(&self) -> impl Iterator<Item = Peer> + '_ {
+        self.pending.iter().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::ProcId;
+
+    const S0: Peer = Peer::new(ProcId(1), 0);
+    const S1: Peer = Peer::new(ProcId(1), 1);
+    const L0: Peer = Peer::new(ProcId(2), 0);
+
+    #[test]
+    fn expected_channels() {
+        let mut e = ExpectedChannels::new([S0, S1]);
+        assert!(!e.is_complete());
+        assert_eq!(e.accept(L0), Err(Refusal::Unexpected(L0)));
+        assert_eq!(e.accept(S1), Ok(()));
+        assert_eq!(e.missing(), vec![S0]);
+        assert_eq!(e.accept(S1), Err(Refusal::Duplicate(S1)));
+        assert_eq!(e.accept(S0), Ok(()));
+        assert!(e.is_complete());
+        assert!(e.missing().is_empty());
+        e.close();
+        assert_eq!(e.accept(S0), Err(Refusal::Late(S0)));
+    }
+
+    #[test]
+    fn empty_expectation_is_complete() {
+        assert!(ExpectedChannels::new([]).is_complete());
+        assert!(AckBarrier::new([]).is_complete());
+    }
+
+    #[test]
+    fn barrier_fires_exactly_once() {
+        let mut b = AckBarrier::new([S0, S1, L0]);
+        let mut fired = 0;
+        for p in [L0, S0, S1] {
+            if b.ack(p).unwrap() {
+                fired += 1;
+            }
+        }
+        assert_eq!(fired, 1);
+        assert!(b.is_complete());
+        for p in [L0, S0, S1] {
+            assert_eq!(b.ack(p), Err(AckError::Duplicate(p)));
+        }
+        assert_eq!(
+            b.ack(Peer::new(ProcId(9), 0)),
+            Err(AckError::Unexpected(Peer::new(ProcId(9), 0)))
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! The entry point ([`Privsep`]) and the event loop of every process.
+//!
+//! The loop is one `poll(2)` (rustix) over the process's channels and its signal
+//! self-pipe. A process has a small, fixed set of descriptors (its peers, at most a
+//! few dozen) that only grows during start-up, so poll's linear scan costs nothing
+//! measurable, and it needs no extra dependency or readiness-state bookkeeping as
+//! mio/epoll would; the set is rebuilt from the mesh on every turn, so channels
+//! added by `PROCFD` are picked up without registration.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
+
+use crate::args::{self, Invocation};
+use crate::context::Context;
+use crate::error::Error;
+use crate::handler::{Handler, Identity};
+use crate::mesh::{Flow, Mesh};
+use crate::privdrop;
+use crate::reap::Children;
+use crate::route::Peer;
+use crate::signals::{Signal, SignalPipe};
+use crate::startup;
+use crate::stderr_log;
+use crate::table::{ProcId, ProcTable};
+
+/// Why a process left its event loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopEnd {
+    /// End of file (or a dead peer on write) on the channel to this peer.
+    Closed(Peer),
+    /// SIGTERM or SIGINT.
+    Signal(Signal),
+    /// The handler called [`Context::shutdown`].
+    Requested,
+}
+
+/// Runs `mesh` until a channel closes, a terminating signal arrives, or the handler
+/// asks to stop. In the parent, `children` is reaped as SIGCHLD arrives.
+pub fn event_loop(
+    mesh: &mut Mesh,
+    handler: &mut dyn Handler,
+    signals: &SignalPipe,
+    mut children: Option<&mut Children>,
+) -> Result<LoopEnd, Error> {
+    loop {
+        if mesh.shutdown_requested() {
+            return Ok(LoopEnd::Requested);
+        }
+        let interest = mesh.interest();
+        let revents: Vec<PollFlags> = {
+            let mut fds = Vec::with_capacity(interest.len() + 1);
+            fds.push(PollFd::new(signals, PollFlags::IN));
+            for &(peer, read, write) in &interest {
+                let mut ev = PollFlags::empty();
+                if read {
+                    ev |= PollFlags::IN;
+                }
+                if write {
+                    ev |= PollFlags::OUT;
+                }
+                let ch = mesh.channel(peer).ok_or(Error::NotConnected(peer))?;
+                fds.push(PollFd::new(ch, ev));
+            }
+            match poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(Error::errno("poll")(e)),
+            }
+            fds.iter().map(PollFd::revents).collect()
+        };
+
+        if revents[0].contains(PollFlags::IN) {
+            for sig in signals.drain().map_err(Error::os("signal pipe"))? {
+                match sig {
+                    Signal::Term | Signal::Int => {
+                        log::info!("received {sig}, shutting down");
+                        return Ok(LoopEnd::Signal(sig));
+                    }
+                    Signal::Chld if children.is_some() => {
+                        if let Some(c) = children.as_deref_mut() {
+                            c.reap_ended();
+                        }
+                    }
+                    _ => {}
+                }
+                if mesh_wants(signals, sig) {
+                    let mut ctx = Context::new(mesh);
+                    handler.signal(&mut ctx, sig).map_err(Error::App)?;
+                }
+            }
+        }
+
+        for (k, &(peer, _, _)) in interest.iter().enumerate() {
+            let re = revents[k + 1];
+            if re.is_empty() {
+                continue;
+            }
+            if re.contains(PollFlags::OUT) {
+                match mesh.write(peer)? {
+                    Flow::Continue => {}
+                    Flow::Closed(p) => return Ok(LoopEnd::Closed(p)),
+                    Flow::Shutdown => return Ok(LoopEnd::Requested),
+                }
+            }
+            if re.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
+                match mesh.receive(peer, handler)? {
+                    Flow::Continue => {}
+                    Flow::Closed(p) => return Ok(LoopEnd::Closed(p)),
+                    Flow::Shutdown => return Ok(LoopEnd::Requested),
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM and SIGINT are the framework's; SIGCHLD is the parent's own unless the
+/// application asked for it too (then it is in the caught list twice over, which is
+/// harmless). Everything else in the caught list was asked for.
+fn mesh_wants(signals: &SignalPipe, sig: Signal) -> bool {
+    !matches!(sig, Signal::Term | Signal::Int) && signals.caught().contains(&sig)
+}
+
+/// A daemon ready to run: the parent or one of its children, depending on the
+/// arguments this process was started with.
+///
+/// ```no_run
+/// use privsep_mesh::{Privsep, ProcId, ProcSpec, ProcTable};
+/// fn main() -> std::process::ExitCode {
+///     Privsep::new(
+///         ProcTable::new("mydaemon")
+///             .with(ProcSpec::new(ProcId::PARENT, "parent"))
+///             .with(ProcSpec::new(ProcId(1), "worker").instances(2)),
+///     )
+///     .run()
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Privsep {
+    table: ProcTable,
+    no_action: bool,
+}
+
+impl Privsep {
+    /// A daemon described by `table`.
+    pub fn new(table: ProcTable) -> Privsep {
+        Privsep {
+            table,
+            no_action: false,
+        }
+    }
+
+    /// Check mode (`-n` in OpenBSD daemons): validate the table and the users, start
+    /// nothing.
+    pub fn no_action(mut self, on: bool) -> Privsep {
+        self.no_action = on;
+        self
+    }
+
+    /// Runs this process's role, found in `std::env::args_os()`, and returns its exit
+    /// status: `SUCCESS` for an orderly end; `FAILURE` after an error (logged) or, in
+    /// the parent, when a child ended abnormally.
+    pub fn run(self) -> ExitCode {
+        let argv: Vec<OsString> = std::env::args_os().collect();
+        let name = self.table.name().to_owned();
+        match self.run_with(&argv) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                log::error!("{name}: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Runs the role `argv` (with `argv[0]`) selects. `Ok(true)`: orderly end;
+    /// `Ok(false)`: the parent lost a child.
+    pub fn run_with(self, argv: &[OsString]) -> Result<bool, Error> {
+        self.table.validate()?;
+        match args::parse(argv)? {
+            Invocation::Child {
+                title, instance, ..
+            } => run_child(self.table, &title, instance).map(|()| true),
+            Invocation::Parent { args } if self.no_action => {
+                check_users(&self.table)?;
+                log::info!("{}: configuration OK", self.table.name());
+                drop(args);
+                Ok(true)
+            }
+            Invocation::Parent { args } => run_parent(self.table, &args),
+        }
+    }
+}
+
+/// Runs the daemon described by `table` (`Privsep::new(table).run()`).
+pub fn main(table: ProcTable) -> ExitCode {
+    Privsep::new(table).run()
+}
+
+fn check_users(table: &ProcTable) -> Result<(), Error> {
+    for spec in table.procs() {
+        if let Some(u) = spec.user_name() {
+            privdrop::lookup(u)?;
+        }
+    }
+    Ok(())
+}
+
+fn identity(table: &ProcTable, peer: Peer) -> Identity {
+    Identity {
+        daemon: table.name().to_owned(),
+        peer,
+        title: table.get(peer.proc).map_or("?", |p| p.title()).to_owned(),
+        pid: std::process::id(),
+    }
+}
+
+fn shut_down(mesh: &mut Mesh, handler: &mut dyn Handler) {
+    let mut ctx = Context::new(mesh);
+    handler.shutdown(&mut ctx);
+    mesh.write_all_once();
+    mesh.close_all();
+}
+
+fn log_end(mesh: &Mesh, end: &LoopEnd) {
+    match end {
+        LoopEnd::Closed(p) => log::debug!("channel to {} closed: exiting", mesh.name_of(*p)),
+        LoopEnd::Signal(_) | LoopEnd::Requested => log::debug!("exiting"),
+    }
+}
+
+fn run_parent(mut table: ProcTable, app_args: &[OsString]) -> Result<bool, Error> {
+    let me = identity(&table, Peer::PARENT);
+    stderr_log::set_role(&me);
+    let wants_drop = table
+        .procs()
+        .any(|p| p.user_name().is_some() || p.chroot_dir().is_some());
+    if !privdrop::is_root() && wants_drop {
+        log::info!("not running as root: privilege drop is off");
+    }
+    check_users(&table)?;
+    let parent = table
+        .get_mut(ProcId::PARENT)
+        .ok_or(Error::UnknownProcess(ProcId::PARENT))?;
+    let mut caught = parent.handled_signals().to_vec();
+    caught.push(Signal::Chld);
+    let signals = SignalPipe::install(&caught).map_err(Error::os("signals"))?;
+    let mut handler = parent.make_handler(&me).map_err(Error::App)?;
+    let mut mesh = Mesh::new(&table, me)?;
+    let mut children = Children::new();
+
+    let result = startup::spawn_all(&table, &mut mesh, &mut children, app_args)
+        .and_then(|()| startup::connect(&table, &mut mesh))
+        .and_then(|()| mesh.announce_ready(&mut *handler))
+        .and_then(|()| event_loop(&mut mesh, &mut *handler, &signals, Some(&mut children)));
+    if let Ok(end) = &result {
+        log_end(&mesh, end);
+    }
+    shut_down(&mut mesh, &mut *handler);
+    children.reap_all(table.grace(), Some(&signals), &|| {
+        let _ = signals.drain();
+    });
+    result?;
+    Ok(children.all_clean())
+}
+
+fn run_child(mut table: ProcTable, title: &str, instance: u32) -> Result<(), Error> {
+    let id = table
+        .by_title(title)
+        .map(|s| s.id())
+        .ok_or_else(|| Error::UnknownTitle(title.to_owned()))?;
+    crate::route::range(crate::Target::Instance(instance), table.instances(id))?;
+    let parent_fd = startup::take_parent_channel()?;
+    let me = identity(&table, Peer::new(id, instance));
+    stderr_log::set_role(&me);
+    let spec = table.get_mut(id).ok_or(Error::UnknownProcess(id))?;
+    let signals = SignalPipe::install(spec.handled_signals()).map_err(Error::os("signals"))?;
+    if privdrop::is_root() {
+        drop_privileges(spec.user_name(), spec.chroot_dir())?;
+    }
+    privdrop::set_process_name(title);
+    let mut handler = spec.make_handler(&me).map_err(Error::App)?;
+    let mut mesh = Mesh::new(&table, me)?;
+    mesh.attach(Peer::PARENT, parent_fd)?;
+    let result = event_loop(&mut mesh, &mut *handler, &signals, None);
+    if let Ok(end) = &result {
+        log_end(&mesh, end);
+    }
+    shut_down(&mut mesh, &mut *handler);
+    result.map(|_| ())
+}
+
+fn drop_privileges(user: Option<&str>, chroot: Option<&std::path::Path>) -> Result<(), Error> {
+    let user = user.map(privdrop::lookup).transpose()?;
+    let root = chroot
+        .map(|c| c.to_path_buf())
+        .or_else(|| user.as_ref().map(|u| u.home.clone()));
+    if let Some(root) = &root {
+        privdrop::enter_chroot(root)?;
+    }
+    if let Some(u) = &user {
+        privdrop::become_user(u)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,514 @@
+//! The process table: one [`ProcSpec`] per process of the daemon (proc.c's
+//! `struct privsep_proc procs[]`), and the mesh-wide settings around them.
+//!
+//! Every process of the daemon builds the same table (from the same arguments): the
+//! parent to know what to start and connect, each child to know who it is, what to
+//! drop to and which channels to expect.
+
+use core::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use imsg_codec::{Dialect, MAX_IMSGSIZE};
+
+use crate::handler::{AppError, Handler, Identity, NullHandler};
+use crate::policy::{self, Policy};
+use crate::route::Peer;
+use crate::signals::Signal;
+
+/// Most instances one process may have (proc.c's `PROC_MAX_INSTANCES`).
+pub const MAX_INSTANCES: u32 = 32;
+
+/// Descriptors every process holds besides its channels: stdin, stdout, stderr.
+pub const STDIO_FDS: usize = 3;
+
+/// Descriptors the event loop holds besides the channels: the two ends of the signal
+/// self-pipe (see [`crate::signals`]).
+pub const LOOP_FDS: usize = 2;
+
+/// A process id: the index of a process type in the table. The parent is 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcId(pub u32);
+
+impl ProcId {
+    /// The parent process.
+    pub const PARENT: ProcId = ProcId(0);
+}
+
+impl fmt::Display for ProcId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+pub(crate) type StartFn = Box<dyn FnMut(&Identity) -> Result<Box<dyn Handler>, AppError>>;
+
+/// One process of the daemon: id, title, instances, privilege drop, behaviour.
+///
+/// ```
+/// use privsep_mesh::{ProcId, ProcSpec};
+/// let server = ProcSpec::new(ProcId(1), "server").instances(3).user("nobody").chroot("/var/empty");
+/// assert_eq!(server.title(), "server");
+/// ```
+pub struct ProcSpec {
+    id: ProcId,
+    title: String,
+    instances: u32,
+    chroot: Option<PathBuf>,
+    user: Option<String>,
+    signals: Vec<Signal>,
+    start: Option<StartFn>,
+}
+
+impl fmt::Debug for ProcSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcSpec")
+            .field("id", &self.id)
+            .field("title", &self.title)
+            .field("instances", &self.instances)
+            .field("chroot", &self.chroot)
+            .field("user", &self.user)
+            .field("signals", &self.signals)
+            .field("start", &self.start.is_some())
+            .finish()
+    }
+}
+
+impl ProcSpec {
+    /// A process with one instance, no privilege drop, and a handler that accepts no
+    /// application message (proc.c's `proc_dispatch_null`).
+    pub fn new(id: ProcId, title: impl Into<String>) -> ProcSpec {
+        ProcSpec {
+            id,
+            title: title.into(),
+            instances: 1,
+            chroot: None,
+            user: None,
+            signals: Vec::new(),
+            start: None,
+        }
+    }
+
+    /// Sets the number of instances (httpd's `prefork`); the parent has exactly one.
+    pub fn instances(mut self, n: u32) -> ProcSpec {
+        self.instances = n;
+        self
+    }
+
+    /// Chroot directory. Without it, a process with a [`user`](Self::user) chroots to
+    /// the user's home directory, as proc.c does.
+    pub fn chroot(mut self, dir: impl Into<PathBuf>) -> ProcSpec {
+        self.chroot = Some(dir.into());
+        self
+    }
+
+    /// The user the process drops to (when the daemon runs as root).
+    pub fn user(mut self, name: impl Into<String>) -> ProcSpec {
+        self.user = Some(name.into());
+        self
+    }
+
+    /// Signals delivered to [`Handler::signal`] instead of being ignored (from
+    /// SIGHUP, SIGUSR1, SIGUSR2; SIGTERM and SIGINT always shut the process down).
+    pub fn signals(mut self, signals: &[Signal]) -> ProcSpec {
+        self.signals = signals.to_vec();
+        self
+    }
+
+    /// The start function: runs in the process once it has dropped privileges and
+    /// returns its handler (proc.c's `p_init` / run callback). Nothing can be sent yet:
+    /// [`Handler::ready`] is the first moment the mesh is usable.
+    pub fn start<H, F>(mut self, mut f: F) -> ProcSpec
+    where
+        H: Handler + 'static,
+        F: FnMut(&Identity) -> Result<H, AppError> + 'static,
+    {
+        self.start = Some(Box::new(move |me| Ok(Box::new(f(me)?) as Box<dyn Handler>)));
+        self
+    }
+
+    /// The process id.
+    pub fn id(&self) -> ProcId {
+        self.id
+    }
+
+    /// The title (`-P` argument, log prefix, process name).
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The number of instances.
+    pub fn instance_count(&self) -> u32 {
+        self.instances
+    }
+
+    /// The configured chroot directory, if any.
+    pub fn chroot_dir(&self) -> Option<&Path> {
+        self.chroot.as_deref()
+    }
+
+    /// The configured user, if any.
+    pub fn user_name(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The signals the application handles.
+    pub fn handled_signals(&self) -> &[Signal] {
+        &self.signals
+    }
+
+    pub(crate) fn make_handler(&mut self, me: &Identity) -> Result<Box<dyn Handler>, AppError> {
+        match self.start.as_mut() {
+            Some(f) => f(me),
+            None => Ok(Box::new(NullHandler)),
+        }
+    }
+}
+
+/// A table that cannot describe a daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TableError {
+    /// No process with id 0.
+    NoParent,
+    /// The parent must have exactly one instance and drops no privileges.
+    BadParent,
+    /// Two processes with one id.
+    DuplicateId(ProcId),
+    /// Two processes with one title.
+    DuplicateTitle(String),
+    /// A title that is empty, starts with `-`, or contains NUL or white space.
+    BadTitle(String),
+    /// An instance count of 0 or above [`MAX_INSTANCES`].
+    BadInstances {
+        /// The process.
+        id: ProcId,
+        /// The count asked for.
+        instances: u32,
+    },
+    /// A process id the table does not have.
+    UnknownProcess(ProcId),
+    /// The frame size limit is not valid for the dialect.
+    BadMaxFrame(usize),
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TableError::NoParent => f.write_str("the table has no parent (process 0)"),
+            TableError::BadParent => {
+                f.write_str("the parent has exactly one instance and no user or chroot")
+            }
+            TableError::DuplicateId(id) => write!(f, "process id {id} appears twice"),
+            TableError::DuplicateTitle(t) => write!(f, "process title {t:?} appears twice"),
+            TableError::BadTitle(t) => write!(f, "bad process title {t:?}"),
+            TableError::BadInstances { id, instances } => write!(
+                f,
+                "process {id}: {instances} instances (1 to {MAX_INSTANCES} allowed)"
+            ),
+            TableError::UnknownProcess(id) => write!(f, "no process with id {id}"),
+            TableError::BadMaxFrame(n) => write!(f, "frame size limit {n} is not valid"),
+        }
+    }
+}
+
+impl std::error::Error for TableError {}
+
+/// The whole daemon: its processes, the connection policy, and channel settings.
+///
+/// ```
+/// use privsep_mesh::{ProcId, ProcSpec, ProcTable, Peer};
+/// const SERVER: ProcId = ProcId(1);
+/// const LOGGER: ProcId = ProcId(2);
+/// let table = ProcTable::new("httpd")
+///     .with(ProcSpec::new(ProcId::PARENT, "parent"))
+///     .with(ProcSpec::new(SERVER, "server").instances(3))
+///     .with(ProcSpec::new(LOGGER, "logger"));
+/// table.validate().unwrap();
+/// // A server talks to the parent and the logger; the logger to the parent and 3 servers.
+/// assert_eq!(table.channels_of(Peer::new(SERVER, 0)).len(), 2);
+/// assert_eq!(table.channels_of(Peer::new(LOGGER, 0)).len(), 4);
+/// ```
+pub struct ProcTable {
+    name: String,
+    procs: Vec<ProcSpec>,
+    policy: Policy,
+    dialect: Dialect,
+    max_frame: usize,
+    shutdown_grace: Duration,
+}
+
+impl fmt::Debug for ProcTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcTable")
+            .field("name", &self.name)
+            .field("procs", &self.procs)
+            .field("dialect", &self.dialect)
+            .field("max_frame", &self.max_frame)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcTable {
+    /// An empty table for the daemon called `name` (used in log lines). Add the
+    /// parent (id 0) and the children with [`with`](Self::with).
+    ///
+    /// Defaults: policy [`policy::distinct_processes`], the current imsg dialect,
+    /// frames up to 16384 bytes, 5 seconds for children to leave at shutdown.
+    pub fn new(name: impl Into<String>) -> ProcTable {
+        ProcTable {
+            name: name.into(),
+            procs: Vec::new(),
+            policy: policy::distinct_processes,
+            dialect: Dialect::Current,
+            max_frame: MAX_IMSGSIZE,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+
+    /// Adds a process.
+    pub fn with(mut self, spec: ProcSpec) -> ProcTable {
+        self.procs.push(spec);
+        self
+    }
+
+    /// Replaces the connection policy.
+    pub fn policy(mut self, policy: Policy) -> ProcTable {
+        self.policy = policy;
+        self
+    }
+
+    /// The imsg dialect of every channel of the mesh.
+    pub fn dialect(mut self, dialect: Dialect) -> ProcTable {
+        self.dialect = dialect;
+        self
+    }
+
+    /// The largest frame (header included) on the mesh's channels.
+    pub fn max_frame(mut self, total: usize) -> ProcTable {
+        self.max_frame = total;
+        self
+    }
+
+    /// How long the parent waits for its children to leave once it has closed their
+    /// channels, before it kills the remaining ones with SIGKILL.
+    pub fn shutdown_grace(mut self, grace: Duration) -> ProcTable {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Sets the instance count of a process at start-up (httpd's `prefork`).
+    pub fn set_instances(&mut self, id: ProcId, n: u32) -> Result<(), TableError> {
+        if !(1..=MAX_INSTANCES).contains(&n) || (id == ProcId::PARENT && n != 1) {
+            return Err(TableError::BadInstances { id, instances: n });
+        }
+        let spec = self
+            .procs
+            .iter_mut()
+            .find(|p| p.id == id)
+            .ok_or(TableError::UnknownProcess(id))?;
+        spec.instances = n;
+        Ok(())
+    }
+
+    /// Checks that the table describes a daemon.
+    pub fn validate(&self) -> Result<(), TableError> {
+        let parent = self.get(ProcId::PARENT).ok_or(TableError::NoParent)?;
+        if parent.instances != 1 || parent.user.is_some() || parent.chroot.is_some() {
+            return Err(TableError::BadParent);
+        }
+        for (i, p) in self.procs.iter().enumerate() {
+            let t = &p.title;
+            if t.is_empty()
+                || t.starts_with('-')
+                || t.chars().any(|c| c == '\0' || c.is_whitespace())
+            {
+                return Err(TableError::BadTitle(t.clone()));
+            }
+            if !(1..=MAX_INSTANCES).contains(&p.instances) {
+                return Err(TableError::BadInstances {
+                    id: p.id,
+                    instances: p.instances,
+                });
+            }
+            for q in &self.procs[..i] {
+                if q.id == p.id {
+                    return Err(TableError::DuplicateId(p.id));
+                }
+                if q.title == p.title {
+                    return Err(TableError::DuplicateTitle(t.clone()));
+                }
+            }
+        }
+        if !(imsg_codec::HEADER_SIZE..=self.dialect.max_frame_len()).contains(&self.max_frame) {
+            return Err(TableError::BadMaxFrame(self.max_frame));
+        }
+        Ok(())
+    }
+
+    /// The daemon's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process with this id.
+    pub fn get(&self, id: ProcId) -> Option<&ProcSpec> {
+        self.procs.iter().find(|p| p.id == id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: ProcId) -> Option<&mut ProcSpec> {
+        self.procs.iter_mut().find(|p| p.id == id)
+    }
+
+    /// The process with this title (proc.c's `proc_getid`).
+    pub fn by_title(&self, title: &str) -> Option<&ProcSpec> {
+        self.procs.iter().find(|p| p.title == title)
+    }
+
+    /// The processes, in the order they were added.
+    pub fn procs(&self) -> impl Iterator<Item = &ProcSpec> {
+        self.procs.iter()
+    }
+
+    /// Instances of `id` (0 for a process the table does not have).
+    pub fn instances(&self, id: ProcId) -> u32 {
+        self.get(id).map_or(0, |p| p.instances)
+    }
+
+    /// (id, instances) of every process, sorted by id: what the parent sends children
+    /// to check that they built the same table.
+    pub fn layout(&self) -> Vec<(ProcId, u32)> {
+        let mut l: Vec<_> = self.procs.iter().map(|p| (p.id, p.instances)).collect();
+        l.sort_unstable();
+        l
+    }
+
+    /// The connection policy.
+    pub fn connection_policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// The channels' imsg dialect.
+    pub fn channel_dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The channels' frame size limit.
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame
+    }
+
+    /// The shutdown grace period.
+    pub fn grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+
+    /// Every child instance, sorted.
+    pub fn children(&self) -> Vec<Peer> {
+        policy::channels_of(&self.layout(), self.policy, Peer::PARENT)
+    }
+
+    /// Every channel between children, each unordered pair once.
+    pub fn mesh_pairs(&self) -> Vec<(Peer, Peer)> {
+        policy::pairs(&self.layout(), self.policy)
+    }
+
+    /// The peers `me` has a channel to, sorted.
+    pub fn channels_of(&self, me: Peer) -> Vec<Peer> {
+        policy::channels_of(&self.layout(), self.policy, me)
+    }
+
+    /// How many descriptors `me` holds once the mesh is up: stdio, one per channel, and
+    /// the event loop's self-pipe (nothing else belongs to the framework).
+    pub fn predicted_fds(&self, me: Peer) -> usize {
+        STDIO_FDS + self.channels_of(me).len() + LOOP_FDS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVER: ProcId = ProcId(1);
+    const LOGGER: ProcId = ProcId(2);
+
+    fn httpd() -> ProcTable {
+        ProcTable::new("httpd")
+            .with(ProcSpec::new(ProcId::PARENT, "parent"))
+            .with(ProcSpec::new(SERVER, "server").instances(3))
+            .with(ProcSpec::new(LOGGER, "logger"))
+    }
+
+    #[test]
+    fn valid_httpd() {
+        let t = httpd();
+        t.validate().unwrap();
+        assert_eq!(t.by_title("server").unwrap().id(), SERVER);
+        assert!(t.by_title("nope").is_none());
+        assert_eq!(t.children().len(), 4);
+        assert_eq!(t.mesh_pairs().len(), 3);
+        assert_eq!(t.predicted_fds(Peer::PARENT), 3 + 4 + 2);
+        assert_eq!(t.predicted_fds(Peer::new(LOGGER, 0)), 3 + 4 + 2);
+        assert_eq!(t.predicted_fds(Peer::new(SERVER, 2)), 3 + 2 + 2);
+    }
+
+    #[test]
+    fn prefork() {
+        let mut t = httpd();
+        t.set_instances(SERVER, 5).unwrap();
+        assert_eq!(t.instances(SERVER), 5);
+        assert_eq!(t.mesh_pairs().len(), 5);
+        assert!(t.set_instances(SERVER, 0).is_err());
+        assert!(t.set_instances(SERVER, MAX_INSTANCES + 1).is_err());
+        assert!(t.set_instances(ProcId::PARENT, 2).is_err());
+        assert_eq!(
+            t.set_instances(ProcId(9), 2),
+            Err(TableError::UnknownProcess(ProcId(9)))
+        );
+    }
+
+    #[test]
+    fn invalid_tables() {
+        let no_parent = ProcTable::new("x").with(ProcSpec::new(SERVER, "server"));
+        assert_eq!(no_parent.validate(), Err(TableError::NoParent));
+
+        let t = httpd().with(ProcSpec::new(SERVER, "other"));
+        assert_eq!(t.validate(), Err(TableError::DuplicateId(SERVER)));
+
+        let t = httpd().with(ProcSpec::new(ProcId(3), "server"));
+        assert_eq!(
+            t.validate(),
+            Err(TableError::DuplicateTitle("server".into()))
+        );
+
+        for bad in ["", "-P", "a b", "a\0b"] {
+            let t = httpd().with(ProcSpec::new(ProcId(3), bad));
+            assert_eq!(t.validate(), Err(TableError::BadTitle(bad.into())));
+        }
+
+        let t = httpd().with(ProcSpec::new(ProcId(3), "x").instances(0));
+        assert!(matches!(t.validate(), Err(TableError::BadInstances { .. })));
+
+        let t = ProcTable::new("x").with(ProcSpec::new(ProcId::PARENT, "parent").user("nobody"));
+        assert_eq!(t.validate(), Err(TableError::BadParent));
+
+        assert_eq!(
+            httpd().max_frame(15).validate(),
+            Err(TableError::BadMaxFrame(15))
+        );
+        httpd().max_frame(16).validate().unwrap();
+    }
+
+    #[test]
+    fn layout_is_sorted() {
+        let t = ProcTable::new("x")
+            .with(ProcSpec::new(ProcId(2), "b").instances(2))
+            .with(ProcSpec::new(ProcId::PARENT, "p"))
+            .with(ProcSpec::new(ProcId(1), "a"));
+        assert_eq!(
+            t.layout(),
+            vec![(ProcId(0), 1), (ProcId(1), 1), (ProcId(2), 2)]
+        );
+    }
+}
