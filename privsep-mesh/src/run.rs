@@ -184,6 +184,7 @@ impl Privsep {
                 title, instance, ..
             } => run_child(self.table, &title, instance).map(|()| true),
             Invocation::Parent { args } if self.no_action => {
+                stderr_log::set_role(&identity(&self.table, Peer::PARENT));
                 check_users(&self.table)?;
                 log::info!("{}: configuration OK", self.table.name());
                 drop(args);
