@@ -44,6 +44,7 @@ pub mod args;
 pub mod context;
 pub mod control;
 pub mod error;
+pub mod fuzzing;
 pub mod handler;
 pub mod mesh;
 pub mod policy;
