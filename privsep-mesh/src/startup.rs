@@ -38,8 +38,33 @@ fn stream_pair() -> Result<(OwnedFd, OwnedFd), Error> {
     .map_err(Error::errno("socketpair"))
 }
 
+/// Marks every descriptor above 3 close-on-exec, so that a child starts with stdio
+/// and its channel only, whatever the parent inherited without `O_CLOEXEC` (proc.c
+/// execs without a `closefrom`). Marking instead of closing keeps std's exec-error
+/// pipe working. Called between fork and exec: async-signal-safe calls only.
+fn close_above_parent_fd_on_exec() {
+    // SAFETY: close_range(2) and fcntl(2) on descriptor numbers; no memory is touched.
+    unsafe {
+        let first = (PARENT_FD + 1) as libc::c_uint;
+        let rc = libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        if rc != 0 {
+            // Kernels before 5.11: one fcntl per possible descriptor.
+            let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(0, 1 << 16) as libc::c_int;
+            for fd in first as libc::c_int..max {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
 /// Starts one child instance: `SELF_EXE` with `-P title -I instance` before the
-/// application's arguments and `channel` on descriptor 3. Returns its pid.
+/// application's arguments and `channel` on descriptor 3 (and nothing else but
+/// stdio). Returns its pid.
 pub(crate) fn spawn_child(
     title: &str,
     instance: u32,
@@ -66,6 +91,7 @@ pub(crate) fn spawn_child(
                 // dup2 clears FD_CLOEXEC on the new descriptor.
                 return Err(io::Error::last_os_error());
             }
+            close_above_parent_fd_on_exec();
             Ok(())
         });
     }

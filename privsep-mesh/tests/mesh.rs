@@ -1,0 +1,1108 @@
+//! Real process meshes.
+//!
+//! This test binary is its own daemon (`harness = false`): started with
+//! `--scenario NAME` it runs that scenario's mesh through `Privsep::run` — as the
+//! parent, and, re-executed by the parent with `-P … -I …`, as each child. Started
+//! without it, it is the test driver: it runs every scenario as a separate process
+//! group with a deadline (a hung mesh is killed and the test fails), reads what the
+//! scenario parent prints (`CHECK name ok|FAIL …`, `INFO …`, `PIDS …`), and checks
+//! exit statuses, log lines and that no process of the group is left behind.
+//!
+//! Arguments that are not flags filter scenarios by substring.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use privsep_mesh::args::{self, Invocation};
+use privsep_mesh::policy::everyone;
+use privsep_mesh::{
+    privdrop, stderr_log, AppError, Context, Handled, Handler, Peer, Privsep, ProcId, ProcSpec,
+    ProcTable, Received, Signal, Target,
+};
+
+const A: ProcId = ProcId(1);
+const B: ProcId = ProcId(2);
+const C: ProcId = ProcId(3);
+const D: ProcId = ProcId(4);
+
+const REPORT: u32 = 1;
+const PING: u32 = 2;
+const PONG: u32 = 3;
+const CMD: u32 = 4;
+const RESULT: u32 = 5;
+const FD_ALL: u32 = 6;
+const FD_WRITTEN: u32 = 7;
+const FWD: u32 = 8;
+const BOGUS: u32 = 999;
+
+static START: OnceLock<Instant> = OnceLock::new();
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(format!("{line}\n").as_bytes());
+    let _ = out.flush();
+}
+
+// ---------------------------------------------------------------- the daemon side
+
+#[derive(Clone)]
+struct Opts {
+    scenario: String,
+    chroot: Option<PathBuf>,
+    no_action: bool,
+}
+
+fn parse_opts(app: &[OsString]) -> Option<Opts> {
+    let mut it = app.iter().map(|a| a.to_string_lossy().into_owned());
+    let mut o = Opts {
+        scenario: String::new(),
+        chroot: None,
+        no_action: false,
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--scenario" => o.scenario = it.next()?,
+            "--chroot" => o.chroot = Some(it.next()?.into()),
+            "--no-action" => o.no_action = true,
+            _ => {}
+        }
+    }
+    (!o.scenario.is_empty()).then_some(o)
+}
+
+fn table(o: &Opts) -> ProcTable {
+    let sc = o.scenario.clone();
+    let parent = ProcSpec::new(ProcId::PARENT, "parent").start(move |_| Ok(Conductor::new(&sc)));
+    let probe = |id: ProcId, title: &str, n: u32| {
+        ProcSpec::new(id, title)
+            .instances(n)
+            .start(|_| Ok(Probe::default()))
+    };
+    let t = ProcTable::new("meshtest").with(parent);
+    match o.scenario.as_str() {
+        "mesh" | "mesh_everyone" => {
+            let t = t
+                .with(probe(A, "alpha", 2))
+                .with(probe(B, "beta", 3))
+                .with(probe(C, "gamma", 1));
+            if o.scenario == "mesh_everyone" {
+                t.policy(everyone)
+            } else {
+                t
+            }
+        }
+        "privdrop" => {
+            let mut w = probe(A, "worker", 2).user("nobody");
+            if let Some(dir) = &o.chroot {
+                w = w.chroot(dir);
+            }
+            t.with(w)
+        }
+        "kill" => t.with(probe(A, "server", 3)).with(probe(B, "logger", 1)),
+        "protocol" => t.with(probe(A, "alpha", 1)).with(probe(B, "beta", 2)),
+        "signals" => t.with(probe(A, "worker", 2).signals(&[Signal::Usr1])),
+        "large" => t
+            .with(probe(A, "alpha", 8))
+            .with(probe(B, "beta", 8))
+            .with(probe(C, "gamma", 8))
+            .with(probe(D, "delta", 8)),
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+fn daemon(o: Opts, is_parent: bool) -> ExitCode {
+    let code = Privsep::new(table(&o)).no_action(o.no_action).run();
+    if is_parent {
+        // Every child must have been reaped: none may be left with us as parent.
+        let me = std::process::id();
+        let left = processes().into_iter().filter(|p| p.ppid == me).count();
+        say(&format!("LEFTOVER {left}"));
+    }
+    code
+}
+
+fn kv(s: &str) -> BTreeMap<String, String> {
+    s.split(' ')
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn peer_name(p: Peer) -> String {
+    format!("{}.{}", p.proc.0, p.instance)
+}
+
+fn parse_peer(s: &str) -> Option<Peer> {
+    let (a, b) = s.split_once('.')?;
+    Some(Peer::new(ProcId(a.parse().ok()?), b.parse().ok()?))
+}
+
+/// Every child runs this: it reports itself when the mesh is ready and answers
+/// the parent's commands.
+#[derive(Default)]
+struct Probe {
+    pings: BTreeMap<Peer, u32>,
+    pongs: Vec<String>,
+    pipe: Option<std::fs::File>,
+    fd_written: u32,
+}
+
+impl Probe {
+    fn report(ctx: &Context<'_>) -> String {
+        let peers: Vec<String> = ctx.peers().into_iter().map(peer_name).collect();
+        let (uids, gids, groups) = privdrop::credentials().unwrap_or_default();
+        let root = std::fs::metadata("/").map(|m| format!("{}:{}", m.dev(), m.ino()));
+        // SAFETY: setuid has no memory effects; in a dropped process it must fail.
+        let rc = unsafe { libc::setuid(0) };
+        let setuid0 = if rc == 0 {
+            "succeeded".to_owned()
+        } else {
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .map_or("?".into(), |e| {
+                    if e == libc::EPERM {
+                        "EPERM".into()
+                    } else {
+                        e.to_string()
+                    }
+                })
+        };
+        let j = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        format!(
+            "me={} pid={} peers={} uids={} gids={} groups={} root={} setuid0={}",
+            peer_name(ctx.me().peer),
+            std::process::id(),
+            peers.join(","),
+            j(&uids),
+            j(&gids),
+            j(&groups),
+            root.unwrap_or_else(|e| e.to_string()),
+            setuid0
+        )
+    }
+
+    fn result(ctx: &mut Context<'_>, s: String) -> Result<(), AppError> {
+        ctx.compose(ProcId::PARENT, Target::All, RESULT, 0, s.as_bytes())?;
+        Ok(())
+    }
+}
+
+impl Handler for Probe {
+    fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
+        let r = Probe::report(ctx);
+        ctx.compose(ProcId::PARENT, Target::All, REPORT, 0, r.as_bytes())?;
+        Ok(())
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<'_>, msg: &mut Received) -> Result<Handled, AppError> {
+        let from = msg.from();
+        let to_sender = Target::Instance(from.instance);
+        match msg.msg_type() {
+            PING => {
+                let n = self.pings.entry(from).or_default();
+                *n += 1;
+                let reply = format!(
+                    "inst={} n={} pid={} from={}",
+                    ctx.me().peer.instance,
+                    n,
+                    msg.pid(),
+                    peer_name(from)
+                );
+                ctx.compose(from.proc, to_sender, PONG, msg.peerid(), reply.as_bytes())?;
+            }
+            PONG => {
+                self.pongs
+                    .push(String::from_utf8_lossy(msg.payload()).into_owned());
+                if self.pongs.len() == ctx.instances(B) as usize {
+                    let all = self.pongs.join(";");
+                    Probe::result(ctx, format!("child_bcast {all}"))?;
+                }
+            }
+            CMD => match msg.payload() {
+                b"child_bcast" => {
+                    ctx.compose(B, Target::All, PING, 5, b"")?;
+                }
+                b"fd_all" => {
+                    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+                    self.pipe = Some(r.into());
+                    ctx.compose_fd(B, Target::All, FD_ALL, 0, w, b"")?;
+                }
+                b"forward" => {
+                    ctx.compose(ProcId::PARENT, Target::All, FWD, 77, b"hello-forward")?;
+                }
+                b"bogus" => {
+                    ctx.compose(B, Target::Instance(0), BOGUS, 0, b"")?;
+                }
+                _ => return Ok(Handled::No),
+            },
+            FD_ALL => {
+                let fd: OwnedFd = msg.take_fd().ok_or("FD_ALL without a descriptor")?;
+                let mut f = std::fs::File::from(fd);
+                f.write_all(ctx.me().peer.instance.to_string().as_bytes())?;
+                drop(f);
+                ctx.compose(from.proc, to_sender, FD_WRITTEN, 0, b"")?;
+            }
+            FD_WRITTEN => {
+                self.fd_written += 1;
+                if self.fd_written == ctx.instances(B) {
+                    let mut r = self.pipe.take().ok_or("no pipe")?;
+                    let mut got = String::new();
+                    r.read_to_string(&mut got)?;
+                    let mut chars: Vec<char> = got.chars().collect();
+                    chars.sort_unstable();
+                    Probe::result(
+                        ctx,
+                        format!("fd_all {}", chars.into_iter().collect::<String>()),
+                    )?;
+                }
+            }
+            FWD => {
+                let s = format!(
+                    "forward from={} pid={} peerid={} payload={} fd={}",
+                    peer_name(from),
+                    msg.pid(),
+                    msg.peerid(),
+                    String::from_utf8_lossy(msg.payload()),
+                    msg.flagged_fd()
+                );
+                Probe::result(ctx, s)?;
+            }
+            _ => return Ok(Handled::No),
+        }
+        Ok(Handled::Yes)
+    }
+
+    fn signal(&mut self, ctx: &mut Context<'_>, signal: Signal) -> Result<(), AppError> {
+        say(&format!("SIGNAL {signal} {}", ctx.me().name()));
+        Ok(())
+    }
+
+    fn shutdown(&mut self, ctx: &mut Context<'_>) {
+        say(&format!("HOOK {}", ctx.me().name()));
+    }
+}
+
+/// The parent: collects reports, runs the scenario's checks, prints them.
+struct Conductor {
+    scenario: String,
+    reports: BTreeMap<Peer, BTreeMap<String, String>>,
+    pongs: Vec<(Peer, BTreeMap<String, String>)>,
+    results: BTreeMap<String, String>,
+    fired: bool,
+    done: bool,
+}
+
+fn check(name: &str, ok: bool, detail: impl std::fmt::Display) {
+    if ok {
+        say(&format!("CHECK {name} ok"));
+    } else {
+        say(&format!("CHECK {name} FAIL {detail}"));
+    }
+}
+
+fn fd_count(pid: Option<u32>) -> usize {
+    match pid {
+        Some(p) => std::fs::read_dir(format!("/proc/{p}/fd")).map_or(0, |d| d.count()),
+        None => std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() - 1),
+    }
+}
+
+impl Conductor {
+    fn new(scenario: &str) -> Conductor {
+        Conductor {
+            scenario: scenario.to_owned(),
+            reports: BTreeMap::new(),
+            pongs: Vec::new(),
+            results: BTreeMap::new(),
+            fired: false,
+            done: false,
+        }
+    }
+
+    fn children(ctx: &Context<'_>) -> Vec<Peer> {
+        ctx.peers()
+    }
+
+    fn pids_line(ctx: &Context<'_>) -> String {
+        let mut s = String::from("PIDS");
+        for p in ctx.peers() {
+            s += &format!(" {}={}", peer_name(p), ctx.child_pid(p).unwrap_or(0));
+        }
+        s
+    }
+
+    /// The whole table, rebuilt here to ask it what the policy predicts.
+    fn table(&self) -> ProcTable {
+        table(&Opts {
+            scenario: self.scenario.clone(),
+            chroot: None,
+            no_action: false,
+        })
+    }
+
+    fn check_topology(&self, ctx: &Context<'_>) {
+        let t = self.table();
+        // Each child's peers are exactly what the policy gives it.
+        let mut bad = Vec::new();
+        let mut ends: BTreeMap<(Peer, Peer), u32> = BTreeMap::new();
+        for (child, r) in &self.reports {
+            let got: Vec<Peer> = r["peers"].split(',').filter_map(parse_peer).collect();
+            if got != t.channels_of(*child) {
+                bad.push(format!("{}: {:?}", peer_name(*child), got));
+            }
+            for p in got.into_iter().filter(|p| *p != Peer::PARENT) {
+                let key = if *child < p { (*child, p) } else { (p, *child) };
+                *ends.entry(key).or_default() += 1;
+            }
+        }
+        check("peers_match_policy", bad.is_empty(), bad.join("; "));
+        // Every allowed pair connected exactly once (seen from both ends), nobody else.
+        let pairs: BTreeSet<(Peer, Peer)> = t
+            .mesh_pairs()
+            .into_iter()
+            .map(|(a, b)| if a < b { (a, b) } else { (b, a) })
+            .collect();
+        let seen: BTreeSet<(Peer, Peer)> = ends.keys().copied().collect();
+        let twice = ends.values().all(|&n| n == 2);
+        check(
+            "pairs_exactly_once",
+            seen == pairs && twice && pairs.len() == t.mesh_pairs().len(),
+            format!(
+                "{} pairs expected, {} seen, {ends:?}",
+                pairs.len(),
+                seen.len()
+            ),
+        );
+        say(&format!("INFO pairs={}", pairs.len()));
+        // Descriptor counts: what the policy predicts, in every process. A process
+        // may be mid-read (imsg-io's descriptor guard dups briefly): retry a little.
+        let mut wrong = Vec::new();
+        for who in std::iter::once(None).chain(Self::children(ctx).into_iter().map(Some)) {
+            let peer = who.unwrap_or(Peer::PARENT);
+            let pid = who.and_then(|p| ctx.child_pid(p));
+            let want = t.predicted_fds(peer);
+            let mut got = 0;
+            for _ in 0..5 {
+                got = fd_count(pid);
+                if got == want {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if got != want {
+                wrong.push(format!(
+                    "{} has {got}, policy predicts {want}",
+                    peer_name(peer)
+                ));
+            }
+        }
+        check("fd_counts", wrong.is_empty(), wrong.join("; "));
+    }
+
+    fn check_privdrop(&self, ctx: &Context<'_>) {
+        let chroot = std::env::args_os()
+            .skip_while(|a| a != "--chroot")
+            .nth(1)
+            .map(PathBuf::from);
+        let root = privdrop::is_root();
+        for (child, r) in &self.reports {
+            let name = peer_name(*child);
+            let pid = ctx.child_pid(*child).unwrap_or(0);
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            check(
+                &format!("title_{name}"),
+                comm.trim() == "worker",
+                format!("comm {comm:?}"),
+            );
+            say(&format!(
+                "INFO {name} pid={} uids={} gids={} groups={} root={} setuid0={}",
+                r["pid"], r["uids"], r["gids"], r["groups"], r["root"], r["setuid0"]
+            ));
+            if root {
+                let nobody = privdrop::lookup("nobody").expect("user nobody");
+                let (u, g) = (nobody.uid, nobody.gid);
+                check(
+                    &format!("uid_{name}"),
+                    r["uids"] == format!("{u},{u},{u}"),
+                    &r["uids"],
+                );
+                check(
+                    &format!("gid_{name}"),
+                    r["gids"] == format!("{g},{g},{g}"),
+                    &r["gids"],
+                );
+                check(
+                    &format!("groups_{name}"),
+                    r["groups"] == g.to_string(),
+                    &r["groups"],
+                );
+                check(
+                    &format!("setuid0_fails_{name}"),
+                    r["setuid0"] == "EPERM",
+                    &r["setuid0"],
+                );
+                let dir = chroot.as_ref().map(std::fs::metadata);
+                let want = match dir {
+                    Some(Ok(m)) => format!("{}:{}", m.dev(), m.ino()),
+                    _ => "no chroot dir".into(),
+                };
+                let real = std::fs::metadata("/").map(|m| format!("{}:{}", m.dev(), m.ino()));
+                check(
+                    &format!("chroot_{name}"),
+                    r["root"] == want && Ok(&r["root"]) != real.as_ref().map_err(|_| ()),
+                    format!("root {} want {want}", r["root"]),
+                );
+            } else {
+                let me = rustix::process::geteuid().as_raw();
+                check(
+                    &format!("unprivileged_{name}"),
+                    r["uids"].split(',').all(|u| u == me.to_string()),
+                    &r["uids"],
+                );
+            }
+        }
+    }
+
+    fn step(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
+        let children = Self::children(ctx).len();
+        if self.reports.len() < children || self.done {
+            return Ok(());
+        }
+        match self.scenario.as_str() {
+            "mesh" | "mesh_everyone" => {
+                if !self.fired {
+                    self.fired = true;
+                    self.check_topology(ctx);
+                    ctx.compose(B, Target::All, PING, 9, b"")?;
+                    ctx.compose(A, Target::Instance(0), CMD, 0, b"child_bcast")?;
+                    ctx.compose(A, Target::Instance(1), CMD, 0, b"fd_all")?;
+                    ctx.compose(B, Target::Instance(1), CMD, 0, b"forward")?;
+                    return Ok(());
+                }
+                if self.pongs.len() < ctx.instances(B) as usize || self.results.len() < 3 {
+                    return Ok(());
+                }
+                self.check_broadcasts(ctx);
+                self.finish(ctx);
+            }
+            "privdrop" => {
+                self.check_privdrop(ctx);
+                self.finish(ctx);
+            }
+            "kill" | "signals" if !self.fired => {
+                self.fired = true;
+                say(&Self::pids_line(ctx));
+            }
+            "protocol" if !self.fired => {
+                self.fired = true;
+                say(&Self::pids_line(ctx));
+                ctx.compose(A, Target::Instance(0), CMD, 0, b"bogus")?;
+            }
+            "large" => {
+                if !self.fired {
+                    self.fired = true;
+                    let ms = START.get().map_or(0, |s| s.elapsed().as_millis());
+                    say(&format!("INFO children={children} ready_ms={ms}"));
+                    for id in [A, B, C, D] {
+                        ctx.compose(id, Target::All, PING, 1, b"")?;
+                    }
+                    return Ok(());
+                }
+                if self.pongs.len() < children {
+                    return Ok(());
+                }
+                let ms = START.get().map_or(0, |s| s.elapsed().as_millis());
+                say(&format!("INFO broadcast_answered_ms={ms}"));
+                let who: BTreeSet<Peer> = self.pongs.iter().map(|(p, _)| *p).collect();
+                check(
+                    "large_broadcast_once_each",
+                    who.len() == children && self.pongs.iter().all(|(_, r)| r["n"] == "1"),
+                    format!("{} answers from {} instances", self.pongs.len(), who.len()),
+                );
+                self.finish(ctx);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn check_broadcasts(&self, ctx: &Context<'_>) {
+        // Parent → every beta: one call, each instance exactly once, pid field = 1.
+        let who: Vec<u32> = self.pongs.iter().map(|(p, _)| p.instance).collect();
+        let mut sorted = who.clone();
+        sorted.sort_unstable();
+        let want: Vec<u32> = (0..ctx.instances(B)).collect();
+        check(
+            "compose_all_once_each",
+            sorted == want
+                && self
+                    .pongs
+                    .iter()
+                    .all(|(_, r)| r["n"] == "1" && r["pid"] == "1" && r["from"] == "0.0"),
+            format!("{:?}", self.pongs),
+        );
+        // alpha[0] → every beta (child to child), pid field = alpha's instance + 1.
+        let cb = self.results.get("child_bcast").cloned().unwrap_or_default();
+        let replies: Vec<BTreeMap<String, String>> = cb.split(';').map(kv).collect();
+        let mut insts: Vec<String> = replies.iter().map(|r| r["inst"].clone()).collect();
+        insts.sort_unstable();
+        let want_s: Vec<String> = want.iter().map(u32::to_string).collect();
+        check(
+            "child_compose_all_once_each",
+            insts == want_s
+                && replies
+                    .iter()
+                    .all(|r| r["n"] == "1" && r["pid"] == "1" && r["from"] == "1.0"),
+            &cb,
+        );
+        // alpha[1] → every beta with one descriptor: each got its own duplicate.
+        let digits: String = want.iter().map(u32::to_string).collect();
+        check(
+            "fd_broadcast_dup_per_instance",
+            self.results.get("fd_all") == Some(&digits),
+            format!("{:?}", self.results.get("fd_all")),
+        );
+        // beta[1] → parent → gamma[0]: forwarded, the parent's instance in pid.
+        check(
+            "forward_through_parent",
+            self.results.get("forward").map(String::as_str)
+                == Some("from=0.0 pid=1 peerid=77 payload=hello-forward fd=false"),
+            format!("{:?}", self.results.get("forward")),
+        );
+    }
+
+    fn finish(&mut self, ctx: &mut Context<'_>) {
+        self.done = true;
+        say("DONE");
+        ctx.shutdown();
+    }
+}
+
+impl Handler for Conductor {
+    fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
+        say("READY");
+        self.step(ctx)
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<'_>, msg: &mut Received) -> Result<Handled, AppError> {
+        let text = String::from_utf8_lossy(msg.payload()).into_owned();
+        match msg.msg_type() {
+            REPORT => {
+                self.reports.insert(msg.from(), kv(&text));
+            }
+            PONG => self.pongs.push((msg.from(), kv(&text))),
+            RESULT => {
+                let (k, v) = text.split_once(' ').unwrap_or((&text, ""));
+                self.results.insert(k.to_owned(), v.to_owned());
+            }
+            FWD => {
+                ctx.forward(msg, C, Target::Instance(0))?;
+            }
+            _ => return Ok(Handled::No),
+        }
+        self.step(ctx)?;
+        Ok(Handled::Yes)
+    }
+
+    fn shutdown(&mut self, ctx: &mut Context<'_>) {
+        say(&format!("HOOK {}", ctx.me().name()));
+    }
+}
+
+// ---------------------------------------------------------------- the driver side
+
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    pgrp: u32,
+    state: char,
+}
+
+fn processes() -> Vec<Proc> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split(' ').collect();
+        if f.len() > 3 {
+            out.push(Proc {
+                pid,
+                state: f[0].chars().next().unwrap_or('?'),
+                ppid: f[1].parse().unwrap_or(0),
+                pgrp: f[2].parse().unwrap_or(0),
+            });
+        }
+    }
+    out
+}
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Run {
+    child: Child,
+    pid: u32,
+    lines: mpsc::Receiver<String>,
+    stdout: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    deadline: Instant,
+}
+
+impl Run {
+    fn start(scenario: &str, extra: &[&str]) -> Run {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--scenario", scenario])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        // The scenario parent starts with stdio only (cargo and CI may leave other
+        // descriptors open without O_CLOEXEC), so its descriptor count is exact.
+        // SAFETY: close_range(2) only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                );
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("start the scenario");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Run {
+            pid: child.id(),
+            child,
+            lines,
+            stdout: Vec::new(),
+            stderr,
+            deadline: Instant::now() + DEADLINE,
+        }
+    }
+
+    /// The first stdout line starting with `prefix`, waiting until the deadline.
+    fn line(&mut self, prefix: &str) -> Result<String, String> {
+        if let Some(l) = self.stdout.iter().find(|l| l.starts_with(prefix)) {
+            return Ok(l.clone());
+        }
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.stdout.push(l.clone());
+                    if l.starts_with(prefix) {
+                        return Ok(l);
+                    }
+                }
+                Err(_) => {
+                    self.kill();
+                    return Err(format!(
+                        "no {prefix:?} line before the deadline\n{}",
+                        self.dump()
+                    ));
+                }
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_raw(self.pid as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+
+    fn dump(&self) -> String {
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}",
+            self.stdout.join("\n"),
+            self.stderr.lock().unwrap()
+        )
+    }
+
+    /// Waits for the scenario parent to exit (deadline), then for its output, and
+    /// checks that no process of its group is left. Returns the exit code.
+    fn finish(&mut self) -> Result<i32, String> {
+        let status = loop {
+            if let Some(s) = self.child.try_wait().map_err(|e| e.to_string())? {
+                break s;
+            }
+            if Instant::now() > self.deadline {
+                self.kill();
+                let _ = self.child.wait();
+                return Err(format!(
+                    "scenario did not end before the deadline\n{}",
+                    self.dump()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // Output ends when every process holding the pipe has exited.
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.stdout.push(l),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.kill();
+                    return Err(format!(
+                        "output still open at the deadline\n{}",
+                        self.dump()
+                    ));
+                }
+            }
+        }
+        let left: Vec<String> = processes()
+            .into_iter()
+            .filter(|p| p.pgrp == self.pid)
+            .map(|p| format!("{} ({})", p.pid, p.state))
+            .collect();
+        if !left.is_empty() {
+            self.kill();
+            return Err(format!("processes left behind: {left:?}\n{}", self.dump()));
+        }
+        // Give the stderr reader a moment to take the last bytes.
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(status.code().unwrap_or(-1))
+    }
+
+    fn checks(&self, wanted: &[&str]) -> Result<(), String> {
+        let mut missing = Vec::new();
+        for w in wanted {
+            match self
+                .stdout
+                .iter()
+                .find(|l| l.starts_with(&format!("CHECK {w} ")))
+            {
+                Some(l) if l.ends_with(" ok") => {}
+                Some(l) => return Err(format!("{l}\n{}", self.dump())),
+                None => missing.push(*w),
+            }
+        }
+        if let Some(l) = self.stdout.iter().find(|l| l.contains(" FAIL ")) {
+            return Err(format!("{l}\n{}", self.dump()));
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("checks never ran: {missing:?}\n{}", self.dump()))
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn expect(&self, cond: bool, what: &str) -> Result<(), String> {
+        if cond {
+            Ok(())
+        } else {
+            Err(format!("{what}\n{}", self.dump()))
+        }
+    }
+}
+
+fn pids(line: &str) -> BTreeMap<String, u32> {
+    line.split(' ')
+        .skip(1)
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.parse().unwrap_or(0)))
+        .collect()
+}
+
+fn signal(pid: u32, sig: rustix::process::Signal) {
+    let _ = rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), sig);
+}
+
+fn mesh_checks(r: &mut Run) -> Result<(), String> {
+    let code = r.finish()?;
+    r.checks(&[
+        "peers_match_policy",
+        "pairs_exactly_once",
+        "fd_counts",
+        "compose_all_once_each",
+        "child_compose_all_once_each",
+        "fd_broadcast_dup_per_instance",
+        "forward_through_parent",
+    ])?;
+    r.expect(code == 0, &format!("exit status {code}"))?;
+    r.expect(
+        r.stdout.contains(&"LEFTOVER 0".into()),
+        "children left unreaped",
+    )?;
+    // Every process ran its shutdown hook.
+    let hooks = r.stdout.iter().filter(|l| l.starts_with("HOOK ")).count();
+    r.expect(hooks == 7, &format!("{hooks} shutdown hooks ran, want 7"))
+}
+
+/// Every allowed pair connected exactly once, fd counts as predicted, broadcasts
+/// reach each instance once, a descriptor broadcast is duplicated per instance,
+/// forward relays through the parent. httpd's default policy.
+fn test_mesh() -> Result<(), String> {
+    let mut r = Run::start("mesh", &[]);
+    mesh_checks(&mut r)?;
+    r.expect(
+        r.stdout.contains(&"INFO pairs=11".into()),
+        "default policy: 11 pairs",
+    )
+}
+
+/// The same with iked's policy (instances of one process talk to each other too).
+fn test_mesh_everyone() -> Result<(), String> {
+    let mut r = Run::start("mesh_everyone", &[]);
+    mesh_checks(&mut r)?;
+    r.expect(
+        r.stdout.contains(&"INFO pairs=15".into()),
+        "everyone policy: 15 pairs",
+    )
+}
+
+/// Children run as nobody inside their chroot and cannot get root back (as root);
+/// without root, privilege drop is off and said once.
+fn test_privdrop() -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("privsep-mesh-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+    let mut r = Run::start("privdrop", &["--chroot", dir.to_str().unwrap()]);
+    let result = (|| {
+        let code = r.finish()?;
+        let mut wanted = vec!["title_1.0", "title_1.1"];
+        if privdrop::is_root() {
+            wanted.extend([
+                "uid_1.0",
+                "uid_1.1",
+                "gid_1.0",
+                "gid_1.1",
+                "groups_1.0",
+                "groups_1.1",
+                "setuid0_fails_1.0",
+                "setuid0_fails_1.1",
+                "chroot_1.0",
+                "chroot_1.1",
+            ]);
+        } else {
+            wanted.extend(["unprivileged_1.0", "unprivileged_1.1"]);
+            let n = r.stderr().matches("privilege drop is off").count();
+            r.expect(n == 1, &format!("'privilege drop is off' said {n} times"))?;
+        }
+        r.checks(&wanted)?;
+        for l in r.stdout.iter().filter(|l| l.starts_with("INFO ")) {
+            println!("    {l}");
+        }
+        r.expect(code == 0, &format!("exit status {code}"))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// SIGKILL one server: the parent logs the lost child in proc.c's words, everyone
+/// else leaves, nothing hangs, no zombie is left.
+fn test_kill() -> Result<(), String> {
+    let mut r = Run::start("kill", &[]);
+    let p = pids(&r.line("PIDS")?);
+    let victim = p["1.1"];
+    signal(victim, rustix::process::Signal::KILL);
+    let code = r.finish()?;
+    let err = r.stderr();
+    let want = format!("lost child: pid {victim} terminated; signal 9");
+    r.expect(err.contains(&want), &format!("no {want:?}"))?;
+    r.expect(
+        err.matches("lost child").count() == 1,
+        "other children must end cleanly",
+    )?;
+    r.expect(
+        code == 1,
+        &format!("exit status {code}, want 1 (a child was lost)"),
+    )?;
+    r.expect(
+        r.stdout.contains(&"LEFTOVER 0".into()),
+        "children left unreaped",
+    )?;
+    // The survivors ran their shutdown hooks (they saw end of file).
+    for s in ["server[0]", "server[2]", "logger[0]", "parent[0]"] {
+        r.expect(
+            r.stdout.contains(&format!("HOOK {s}")),
+            &format!("{s} did not shut down"),
+        )?;
+    }
+    Ok(())
+}
+
+/// An unhandled message type is a protocol error: the receiver logs it and exits
+/// non-zero; the parent logs "exited abnormally"; the mesh comes down.
+fn test_protocol_error() -> Result<(), String> {
+    let mut r = Run::start("protocol", &[]);
+    let p = pids(&r.line("PIDS")?);
+    let code = r.finish()?;
+    let err = r.stderr();
+    r.expect(
+        err.contains("protocol error from alpha[0]: got invalid imsg 999: no handler")
+            || err.contains("got invalid imsg 999"),
+        "no protocol error line",
+    )?;
+    let want = format!("lost child: pid {} exited abnormally", p["2.0"]);
+    r.expect(err.contains(&want), &format!("no {want:?}"))?;
+    r.expect(code == 1, &format!("exit status {code}"))?;
+    r.expect(
+        r.stdout.contains(&"LEFTOVER 0".into()),
+        "children left unreaped",
+    )
+}
+
+/// SIGHUP is ignored, SIGUSR1 reaches a handler that asked for it, SIGTERM to the
+/// parent shuts the mesh down through every shutdown hook with status 0.
+fn test_signals() -> Result<(), String> {
+    let mut r = Run::start("signals", &[]);
+    let p = pids(&r.line("PIDS")?);
+    use rustix::process::Signal as S;
+    for pid in p.values() {
+        signal(*pid, S::HUP);
+    }
+    signal(r.pid, S::HUP);
+    signal(p["1.0"], S::USR1);
+    r.line("SIGNAL SIGUSR1 worker[0]")?;
+    signal(r.pid, S::TERM);
+    let code = r.finish()?;
+    r.expect(code == 0, &format!("exit status {code}"))?;
+    for s in ["parent[0]", "worker[0]", "worker[1]"] {
+        r.expect(
+            r.stdout.contains(&format!("HOOK {s}")),
+            &format!("{s}: no shutdown hook"),
+        )?;
+    }
+    r.expect(
+        !r.stderr().contains("lost child"),
+        "a child died of a signal",
+    )?;
+    r.expect(
+        r.stdout.contains(&"LEFTOVER 0".into()),
+        "children left unreaped",
+    )
+}
+
+/// 4 process types × 8 instances: comes up, answers a broadcast; timing printed.
+fn test_large() -> Result<(), String> {
+    let mut r = Run::start("large", &[]);
+    let code = r.finish()?;
+    r.checks(&["large_broadcast_once_each"])?;
+    for l in r.stdout.iter().filter(|l| l.starts_with("INFO ")) {
+        println!("    {l}");
+    }
+    r.expect(code == 0, &format!("exit status {code}"))?;
+    r.expect(
+        r.stdout.contains(&"LEFTOVER 0".into()),
+        "children left unreaped",
+    )
+}
+
+/// Check mode starts nothing.
+fn test_no_action() -> Result<(), String> {
+    let mut r = Run::start("mesh", &["--no-action"]);
+    let code = r.finish()?;
+    r.expect(code == 0, &format!("exit status {code}"))?;
+    r.expect(
+        r.stderr().contains("configuration OK"),
+        "no 'configuration OK'",
+    )?;
+    r.expect(
+        !r.stdout.iter().any(|l| l == "READY"),
+        "the mesh was started",
+    )
+}
+
+type TestFn = fn() -> Result<(), String>;
+
+fn driver() -> ExitCode {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let tests: [(&str, TestFn); 8] = [
+        ("mesh", test_mesh),
+        ("mesh_everyone", test_mesh_everyone),
+        ("privdrop", test_privdrop),
+        ("kill", test_kill),
+        ("protocol_error", test_protocol_error),
+        ("signals", test_signals),
+        ("large", test_large),
+        ("no_action", test_no_action),
+    ];
+    let mut failed = 0;
+    let mut ran = 0;
+    for (name, f) in tests {
+        if !filters.is_empty() && !filters.iter().any(|x| name.contains(x.as_str())) {
+            continue;
+        }
+        ran += 1;
+        let t = Instant::now();
+        match f() {
+            Ok(()) => println!("test {name} ... ok ({} ms)", t.elapsed().as_millis()),
+            Err(e) => {
+                failed += 1;
+                println!("test {name} ... FAILED\n{e}");
+            }
+        }
+    }
+    println!("\nmesh tests: {} passed; {failed} failed", ran - failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn main() -> ExitCode {
+    START.get_or_init(Instant::now);
+    let inv = args::from_env();
+    let app = args::app_args();
+    match parse_opts(&app) {
+        Some(o) => {
+            stderr_log::init(log::LevelFilter::Info);
+            daemon(o, matches!(inv, Ok(Invocation::Parent { .. })))
+        }
+        None => driver(),
+    }
+}
