@@ -60,6 +60,13 @@ impl<'a> Context<'a> {
         self.mesh.child_pid(peer)
     }
 
+    /// A handle for tasks spawned in a tokio-run process to send into the mesh
+    /// (`None` in the built-in `poll(2)` loop). See [`crate::tokio_run`].
+    #[cfg(feature = "tokio")]
+    pub fn outbox(&self) -> Option<crate::tokio_run::Outbox> {
+        self.mesh.outbox()
+    }
+
     /// Application messages sent to and received from each peer so far.
     pub fn counts(&self) -> &BTreeMap<Peer, Counts> {
         self.mesh.counts()

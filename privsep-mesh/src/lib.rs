@@ -35,6 +35,9 @@
 //!    the parent then closes everything, and reaps every child ([`reap`]), logging
 //!    abnormal ends as proc.c does.
 //!
+//! With the `tokio` feature, a process marked [`ProcSpec::tokio`] runs the same loop in
+//! a current-thread tokio runtime ([`tokio_run`]), so its handler can spawn tasks.
+//!
 //! The dispatch path ([`Mesh::dispatch`]) never exits: protocol errors are
 //! [`Error::Protocol`] values, which the event loop turns into a log line and a
 //! non-zero exit.
@@ -57,6 +60,8 @@ pub mod signals;
 pub mod startup;
 pub mod stderr_log;
 pub mod table;
+#[cfg(feature = "tokio")]
+pub mod tokio_run;
 
 pub use context::{Context, NO_PEERID};
 pub use error::{Error, ProtocolError};

@@ -55,6 +55,8 @@ pub struct Mesh {
     shutdown: bool,
     pids: BTreeMap<Peer, u32>,
     counts: BTreeMap<Peer, Counts>,
+    #[cfg(feature = "tokio")]
+    outbox: Option<crate::tokio_run::Outbox>,
 }
 
 impl std::fmt::Debug for Mesh {
@@ -111,6 +113,8 @@ impl Mesh {
             shutdown: false,
             pids: BTreeMap::new(),
             counts: BTreeMap::new(),
+            #[cfg(feature = "tokio")]
+            outbox: None,
             me,
         })
     }
@@ -173,6 +177,16 @@ impl Mesh {
     /// Application message counts per peer.
     pub fn counts(&self) -> &BTreeMap<Peer, Counts> {
         &self.counts
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn set_outbox(&mut self, outbox: Option<crate::tokio_run::Outbox>) {
+        self.outbox = outbox;
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn outbox(&self) -> Option<crate::tokio_run::Outbox> {
+        self.outbox.clone()
     }
 
     pub(crate) fn child_pid(&self, peer: Peer) -> Option<u32> {
@@ -245,9 +259,19 @@ impl Mesh {
     /// received. Returns [`Flow::Closed`] at end of file (after dispatching what came
     /// before it), [`Flow::Shutdown`] if the handler asked for it.
     pub fn receive(&mut self, peer: Peer, handler: &mut dyn Handler) -> Result<Flow, Error> {
+        self.receive_once(peer, handler).map(|(flow, _)| flow)
+    }
+
+    /// [`receive`](Mesh::receive), also telling whether the socket had nothing more
+    /// to read (what an edge-triggered waiter needs to know before it sleeps).
+    pub(crate) fn receive_once(
+        &mut self,
+        peer: Peer,
+        handler: &mut dyn Handler,
+    ) -> Result<(Flow, bool), Error> {
         let status = {
             let Some(ch) = self.channels.get_mut(&peer) else {
-                return Ok(Flow::Continue);
+                return Ok((Flow::Continue, true));
             };
             match ch.read() {
                 Ok(s) => s,
@@ -273,12 +297,13 @@ impl Mesh {
             };
             self.dispatch(peer, msg, handler)?;
             if self.shutdown {
-                return Ok(Flow::Shutdown);
+                return Ok((Flow::Shutdown, false));
             }
         }
         Ok(match status {
-            ReadStatus::Eof => Flow::Closed(peer),
-            _ => Flow::Continue,
+            ReadStatus::Eof => (Flow::Closed(peer), false),
+            ReadStatus::WouldBlock => (Flow::Continue, true),
+            ReadStatus::Read(_) => (Flow::Continue, false),
         })
     }
 

@@ -116,6 +116,28 @@ pub fn event_loop(
     }
 }
 
+/// Runs the built-in loop, or the tokio one for a process that asked for it.
+fn drive(
+    tokio: bool,
+    mesh: &mut Mesh,
+    handler: &mut dyn Handler,
+    signals: &SignalPipe,
+    children: Option<&mut Children>,
+) -> Result<LoopEnd, Error> {
+    #[cfg(feature = "tokio")]
+    if tokio {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(Error::os("tokio runtime"))?;
+        return rt.block_on(crate::tokio_run::event_loop(
+            mesh, handler, signals, children,
+        ));
+    }
+    let _ = tokio;
+    event_loop(mesh, handler, signals, children)
+}
+
 /// SIGTERM and SIGINT are the framework's; SIGCHLD is the parent's own unless the
 /// application asked for it too (then it is in the caught list twice over, which is
 /// harmless). Everything else in the caught list was asked for.
@@ -245,6 +267,7 @@ fn run_parent(mut table: ProcTable, app_args: &[OsString]) -> Result<bool, Error
     let parent = table
         .get_mut(ProcId::PARENT)
         .ok_or(Error::UnknownProcess(ProcId::PARENT))?;
+    let tokio = parent.uses_tokio();
     let mut caught = parent.handled_signals().to_vec();
     caught.push(Signal::Chld);
     let signals = SignalPipe::install(&caught).map_err(Error::os("signals"))?;
@@ -255,7 +278,15 @@ fn run_parent(mut table: ProcTable, app_args: &[OsString]) -> Result<bool, Error
     let result = startup::spawn_all(&table, &mut mesh, &mut children, app_args)
         .and_then(|()| startup::connect(&table, &mut mesh))
         .and_then(|()| mesh.announce_ready(&mut *handler))
-        .and_then(|()| event_loop(&mut mesh, &mut *handler, &signals, Some(&mut children)));
+        .and_then(|()| {
+            drive(
+                tokio,
+                &mut mesh,
+                &mut *handler,
+                &signals,
+                Some(&mut children),
+            )
+        });
     if let Ok(end) = &result {
         log_end(&mesh, end);
     }
@@ -277,6 +308,7 @@ fn run_child(mut table: ProcTable, title: &str, instance: u32) -> Result<(), Err
     let me = identity(&table, Peer::new(id, instance));
     stderr_log::set_role(&me);
     let spec = table.get_mut(id).ok_or(Error::UnknownProcess(id))?;
+    let tokio = spec.uses_tokio();
     let signals = SignalPipe::install(spec.handled_signals()).map_err(Error::os("signals"))?;
     if privdrop::is_root() {
         drop_privileges(spec.user_name(), spec.chroot_dir())?;
@@ -285,7 +317,7 @@ fn run_child(mut table: ProcTable, title: &str, instance: u32) -> Result<(), Err
     let mut handler = spec.make_handler(&me).map_err(Error::App)?;
     let mut mesh = Mesh::new(&table, me)?;
     mesh.attach(Peer::PARENT, parent_fd)?;
-    let result = event_loop(&mut mesh, &mut *handler, &signals, None);
+    let result = drive(tokio, &mut mesh, &mut *handler, &signals, None);
     if let Ok(end) = &result {
         log_end(&mesh, end);
     }

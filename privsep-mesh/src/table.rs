@@ -58,6 +58,7 @@ pub struct ProcSpec {
     user: Option<String>,
     signals: Vec<Signal>,
     start: Option<StartFn>,
+    tokio: bool,
 }
 
 impl fmt::Debug for ProcSpec {
@@ -70,6 +71,7 @@ impl fmt::Debug for ProcSpec {
             .field("user", &self.user)
             .field("signals", &self.signals)
             .field("start", &self.start.is_some())
+            .field("tokio", &self.tokio)
             .finish()
     }
 }
@@ -86,6 +88,7 @@ impl ProcSpec {
             user: None,
             signals: Vec::new(),
             start: None,
+            tokio: false,
         }
     }
 
@@ -125,6 +128,20 @@ impl ProcSpec {
     {
         self.start = Some(Box::new(move |me| Ok(Box::new(f(me)?) as Box<dyn Handler>)));
         self
+    }
+
+    /// Runs this process's channels in a current-thread tokio runtime instead of the
+    /// built-in `poll(2)` loop, so that its handler can spawn tasks (see
+    /// [`crate::tokio_run`]).
+    #[cfg(feature = "tokio")]
+    pub fn tokio(mut self) -> ProcSpec {
+        self.tokio = true;
+        self
+    }
+
+    /// Whether the process runs in a tokio runtime.
+    pub fn uses_tokio(&self) -> bool {
+        self.tokio
     }
 
     /// The process id.

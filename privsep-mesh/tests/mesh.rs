@@ -59,6 +59,8 @@ struct Opts {
     scenario: String,
     chroot: Option<PathBuf>,
     no_action: bool,
+    /// Every process runs its loop in a tokio runtime.
+    tokio: bool,
 }
 
 fn parse_opts(app: &[OsString]) -> Option<Opts> {
@@ -67,25 +69,42 @@ fn parse_opts(app: &[OsString]) -> Option<Opts> {
         scenario: String::new(),
         chroot: None,
         no_action: false,
+        tokio: false,
     };
     while let Some(a) = it.next() {
         match a.as_str() {
             "--scenario" => o.scenario = it.next()?,
             "--chroot" => o.chroot = Some(it.next()?.into()),
             "--no-action" => o.no_action = true,
+            "--tokio" => o.tokio = true,
             _ => {}
         }
     }
     (!o.scenario.is_empty()).then_some(o)
 }
 
+fn with_runtime(o: &Opts, spec: ProcSpec) -> ProcSpec {
+    #[cfg(feature = "tokio")]
+    if o.tokio || o.scenario == "tokio" {
+        return spec.tokio();
+    }
+    let _ = o;
+    spec
+}
+
 fn table(o: &Opts) -> ProcTable {
     let sc = o.scenario.clone();
-    let parent = ProcSpec::new(ProcId::PARENT, "parent").start(move |_| Ok(Conductor::new(&sc)));
+    let parent = with_runtime(
+        o,
+        ProcSpec::new(ProcId::PARENT, "parent").start(move |_| Ok(Conductor::new(&sc))),
+    );
     let probe = |id: ProcId, title: &str, n: u32| {
-        ProcSpec::new(id, title)
-            .instances(n)
-            .start(|_| Ok(Probe::default()))
+        with_runtime(
+            o,
+            ProcSpec::new(id, title)
+                .instances(n)
+                .start(|_| Ok(Probe::default())),
+        )
     };
     let t = ProcTable::new("meshtest").with(parent);
     match o.scenario.as_str() {
@@ -110,6 +129,8 @@ fn table(o: &Opts) -> ProcTable {
         "kill" => t.with(probe(A, "server", 3)).with(probe(B, "logger", 1)),
         "protocol" => t.with(probe(A, "alpha", 1)).with(probe(B, "beta", 2)),
         "signals" => t.with(probe(A, "worker", 2).signals(&[Signal::Usr1])),
+        #[cfg(feature = "tokio")]
+        "tokio" => t.with(probe(A, "alpha", 2)).with(probe(B, "beta", 1)),
         "large" => t
             .with(probe(A, "alpha", 8))
             .with(probe(B, "beta", 8))
@@ -242,6 +263,18 @@ impl Handler for Probe {
                 b"bogus" => {
                     ctx.compose(B, Target::Instance(0), BOGUS, 0, b"")?;
                 }
+                #[cfg(feature = "tokio")]
+                b"task" => {
+                    // A spawned task answers through the outbox, after yielding.
+                    let outbox = ctx.outbox().ok_or("no outbox: not a tokio process")?;
+                    let name = ctx.me().name();
+                    tokio::spawn(async move {
+                        tokio::task::yield_now().await;
+                        let s = format!("task_{name} from a tokio task");
+                        let _ =
+                            outbox.compose(ProcId::PARENT, Target::All, RESULT, 0, s.as_bytes());
+                    });
+                }
                 _ => return Ok(Handled::No),
             },
             FD_ALL => {
@@ -346,10 +379,11 @@ impl Conductor {
             scenario: self.scenario.clone(),
             chroot: None,
             no_action: false,
+            tokio: false,
         })
     }
 
-    fn check_topology(&self, ctx: &Context<'_>) {
+    fn check_topology(&self, ctx: &Context<'_>, count_fds: bool) {
         let t = self.table();
         // Each child's peers are exactly what the policy gives it.
         let mut bad = Vec::new();
@@ -383,6 +417,9 @@ impl Conductor {
             ),
         );
         say(&format!("INFO pairs={}", pairs.len()));
+        if !count_fds {
+            return;
+        }
         // Descriptor counts: what the policy predicts, in every process. A process
         // may be mid-read (imsg-io's descriptor guard dups briefly): retry a little.
         let mut wrong = Vec::new();
@@ -481,7 +518,7 @@ impl Conductor {
             "mesh" | "mesh_everyone" => {
                 if !self.fired {
                     self.fired = true;
-                    self.check_topology(ctx);
+                    self.check_topology(ctx, true);
                     ctx.compose(B, Target::All, PING, 9, b"")?;
                     ctx.compose(A, Target::Instance(0), CMD, 0, b"child_bcast")?;
                     ctx.compose(A, Target::Instance(1), CMD, 0, b"fd_all")?;
@@ -492,6 +529,32 @@ impl Conductor {
                     return Ok(());
                 }
                 self.check_broadcasts(ctx);
+                self.finish(ctx);
+            }
+            "tokio" => {
+                if !self.fired {
+                    self.fired = true;
+                    // The runtime's own descriptors (epoll, eventfd) are not the
+                    // mesh's: only the topology is checked here.
+                    self.check_topology(ctx, false);
+                    ctx.compose(A, Target::All, CMD, 0, b"task")?;
+                    ctx.compose(B, Target::All, PING, 3, b"")?;
+                    return Ok(());
+                }
+                if self.results.len() < 2 || self.pongs.is_empty() {
+                    return Ok(());
+                }
+                check(
+                    "tokio_tasks_send_through_outbox",
+                    self.results.contains_key("task_alpha[0]")
+                        && self.results.contains_key("task_alpha[1]"),
+                    format!("{:?}", self.results),
+                );
+                check(
+                    "tokio_dispatch",
+                    self.pongs.len() == 1 && self.pongs[0].1["n"] == "1",
+                    format!("{:?}", self.pongs),
+                );
                 self.finish(ctx);
             }
             "privdrop" => {
@@ -941,7 +1004,11 @@ fn test_privdrop() -> Result<(), String> {
 /// SIGKILL one server: the parent logs the lost child in proc.c's words, everyone
 /// else leaves, nothing hangs, no zombie is left.
 fn test_kill() -> Result<(), String> {
-    let mut r = Run::start("kill", &[]);
+    kill(&[])
+}
+
+fn kill(extra: &[&str]) -> Result<(), String> {
+    let mut r = Run::start("kill", extra);
     let p = pids(&r.line("PIDS")?);
     let victim = p["1.1"];
     signal(victim, rustix::process::Signal::KILL);
@@ -995,7 +1062,11 @@ fn test_protocol_error() -> Result<(), String> {
 /// SIGHUP is ignored, SIGUSR1 reaches a handler that asked for it, SIGTERM to the
 /// parent shuts the mesh down through every shutdown hook with status 0.
 fn test_signals() -> Result<(), String> {
-    let mut r = Run::start("signals", &[]);
+    signals(&[])
+}
+
+fn signals(extra: &[&str]) -> Result<(), String> {
+    let mut r = Run::start("signals", extra);
     let p = pids(&r.line("PIDS")?);
     use rustix::process::Signal as S;
     for pid in p.values() {
@@ -1038,6 +1109,38 @@ fn test_large() -> Result<(), String> {
     )
 }
 
+/// Processes run in tokio runtimes: same mesh, tasks send through the outbox.
+#[cfg(feature = "tokio")]
+fn test_tokio() -> Result<(), String> {
+    let mut r = Run::start("tokio", &[]);
+    let code = r.finish()?;
+    r.checks(&[
+        "peers_match_policy",
+        "pairs_exactly_once",
+        "tokio_tasks_send_through_outbox",
+        "tokio_dispatch",
+    ])?;
+    r.expect(code == 0, &format!("exit status {code}"))?;
+    let hooks = r.stdout.iter().filter(|l| l.starts_with("HOOK ")).count();
+    r.expect(hooks == 4, &format!("{hooks} shutdown hooks ran, want 4"))?;
+    r.expect(
+        r.stdout.contains(&"LEFTOVER 0".into()),
+        "children left unreaped",
+    )
+}
+
+/// The SIGKILL scenario with every process in a tokio runtime.
+#[cfg(feature = "tokio")]
+fn test_kill_tokio() -> Result<(), String> {
+    kill(&["--tokio"])
+}
+
+/// The signals scenario with every process in a tokio runtime.
+#[cfg(feature = "tokio")]
+fn test_signals_tokio() -> Result<(), String> {
+    signals(&["--tokio"])
+}
+
 /// Check mode starts nothing.
 fn test_no_action() -> Result<(), String> {
     let mut r = Run::start("mesh", &["--no-action"]);
@@ -1060,7 +1163,7 @@ fn driver() -> ExitCode {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, TestFn); 8] = [
+    let tests: &[(&str, TestFn)] = &[
         ("mesh", test_mesh),
         ("mesh_everyone", test_mesh_everyone),
         ("privdrop", test_privdrop),
@@ -1069,10 +1172,16 @@ fn driver() -> ExitCode {
         ("signals", test_signals),
         ("large", test_large),
         ("no_action", test_no_action),
+        #[cfg(feature = "tokio")]
+        ("tokio", test_tokio),
+        #[cfg(feature = "tokio")]
+        ("kill_tokio", test_kill_tokio),
+        #[cfg(feature = "tokio")]
+        ("signals_tokio", test_signals_tokio),
     ];
     let mut failed = 0;
     let mut ran = 0;
-    for (name, f) in tests {
+    for &(name, f) in tests {
         if !filters.is_empty() && !filters.iter().any(|x| name.contains(x.as_str())) {
             continue;
         }

@@ -1,0 +1,258 @@
+//! The event loop inside a tokio runtime (feature `tokio`).
+//!
+//! A process marked with [`crate::ProcSpec::tokio`] runs its mesh in a current-thread
+//! tokio runtime instead of the `poll(2)` loop: its handler may `tokio::spawn` tasks
+//! (network I/O, timers of the application's own), and those tasks send into the mesh
+//! through an [`Outbox`] (from [`crate::Context::outbox`]), which the loop drains.
+//!
+//! Behaviour is the same as the built-in loop: the same dispatch path
+//! ([`Mesh::receive`]), end of file ends the loop, SIGTERM/SIGINT shut down, the
+//! parent reaps on SIGCHLD. Channels and the signal self-pipe are watched with
+//! `tokio::io::unix::AsyncFd` (edge-triggered: a channel's readiness is only
+//! cleared once a read found nothing more).
+//!
+//! [`event_loop`] can also be awaited in a runtime the application built.
+
+use std::collections::BTreeMap;
+use std::future::poll_fn;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::task::Poll;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::handler::Handler;
+use crate::mesh::{Flow, Mesh};
+use crate::reap::Children;
+use crate::route::{Peer, Target};
+use crate::run::LoopEnd;
+use crate::signals::{Signal, SignalPipe};
+use crate::table::ProcId;
+
+/// A message a task hands to the loop.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    to: ProcId,
+    target: Target,
+    ty: u32,
+    peerid: u32,
+    fd: Option<OwnedFd>,
+    payload: Vec<u8>,
+}
+
+/// A `Send + Clone` handle for tasks to queue messages into the mesh; the loop
+/// sends them in order, as if the handler had composed them. A send the mesh
+/// refuses (no such channel, reserved type) ends the process like a handler error.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    tx: UnboundedSender<Outgoing>,
+}
+
+/// The loop the outbox fed has ended; the message was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopGone;
+
+impl std::fmt::Display for LoopGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the mesh's event loop has ended")
+    }
+}
+
+impl std::error::Error for LoopGone {}
+
+impl Outbox {
+    pub(crate) fn new(tx: UnboundedSender<Outgoing>) -> Outbox {
+        Outbox { tx }
+    }
+
+    /// Queues a message to (`to`, `target`) (see [`Context::compose`]).
+    pub fn compose(
+        &self,
+        to: ProcId,
+        target: Target,
+        ty: u32,
+        peerid: u32,
+        payload: &[u8],
+    ) -> Result<(), LoopGone> {
+        self.send(to, target, ty, peerid, None, payload)
+    }
+
+    /// Queues a message with a descriptor (see [`Context::compose_fd`]). If the loop
+    /// has ended, the descriptor is closed.
+    pub fn compose_fd(
+        &self,
+        to: ProcId,
+        target: Target,
+        ty: u32,
+        peerid: u32,
+        fd: OwnedFd,
+        payload: &[u8],
+    ) -> Result<(), LoopGone> {
+        self.send(to, target, ty, peerid, Some(fd), payload)
+    }
+
+    fn send(
+        &self,
+        to: ProcId,
+        target: Target,
+        ty: u32,
+        peerid: u32,
+        fd: Option<OwnedFd>,
+        payload: &[u8],
+    ) -> Result<(), LoopGone> {
+        self.tx
+            .send(Outgoing {
+                to,
+                target,
+                ty,
+                peerid,
+                fd,
+                payload: payload.to_vec(),
+            })
+            .map_err(|_| LoopGone)
+    }
+}
+
+/// A descriptor watched by the reactor but owned elsewhere (the mesh's channel or the
+/// signal pipe); every `AsyncFd<Watched>` is dropped before what it names closes.
+struct Watched(RawFd);
+
+impl AsRawFd for Watched {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+enum Event {
+    Signals,
+    Outbox(Outgoing),
+    Read(Peer),
+    Write(Peer),
+}
+
+fn watch(fd: RawFd, interest: Interest) -> Result<AsyncFd<Watched>, Error> {
+    // SAFETY: `fd` is a channel of the mesh or the signal pipe's read end; both stay
+    // open, unchanged, until `event_loop` returns, and every AsyncFd made here is
+    // dropped before that (the loop drops `watched` and `sig` before returning, and no
+    // channel is closed while it runs).
+    unsafe { AsyncFd::register_with_interest(Watched(fd), interest) }
+        .map_err(|e| Error::os("tokio AsyncFd")(e.into_parts().1))
+}
+
+/// The event loop of [`crate::run::event_loop`], awaiting readiness through tokio.
+/// Must run inside a tokio runtime with I/O enabled.
+pub async fn event_loop(
+    mesh: &mut Mesh,
+    handler: &mut dyn Handler,
+    signals: &SignalPipe,
+    mut children: Option<&mut Children>,
+) -> Result<LoopEnd, Error> {
+    let (tx, mut rx) = unbounded_channel();
+    mesh.set_outbox(Some(Outbox::new(tx)));
+    let sig = watch(signals.as_fd().as_raw_fd(), Interest::READABLE)?;
+    let mut watched: BTreeMap<Peer, AsyncFd<Watched>> = BTreeMap::new();
+    let result = async {
+        loop {
+            if mesh.shutdown_requested() {
+                return Ok(LoopEnd::Requested);
+            }
+            let interest = mesh.interest();
+            for &(peer, _, _) in &interest {
+                if let std::collections::btree_map::Entry::Vacant(e) = watched.entry(peer) {
+                    let ch = mesh.channel(peer).ok_or(Error::NotConnected(peer))?;
+                    e.insert(watch(
+                        ch.as_raw_fd(),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?);
+                }
+            }
+            let event = poll_fn(|cx| {
+                if sig.poll_read_ready(cx).is_ready() {
+                    return Poll::Ready(Event::Signals);
+                }
+                if let Poll::Ready(Some(m)) = rx.poll_recv(cx) {
+                    return Poll::Ready(Event::Outbox(m));
+                }
+                for &(peer, read, write) in &interest {
+                    let Some(w) = watched.get(&peer) else {
+                        continue;
+                    };
+                    if read && w.poll_read_ready(cx).is_ready() {
+                        return Poll::Ready(Event::Read(peer));
+                    }
+                    if write && w.poll_write_ready(cx).is_ready() {
+                        return Poll::Ready(Event::Write(peer));
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            match event {
+                Event::Signals => {
+                    // The guard is taken before reading, so a signal arriving after the
+                    // read is not lost when readiness is cleared.
+                    let mut g = sig.readable().await.map_err(Error::os("tokio AsyncFd"))?;
+                    let pending = signals.drain().map_err(Error::os("signal pipe"))?;
+                    g.clear_ready();
+                    for s in pending {
+                        match s {
+                            Signal::Term | Signal::Int => {
+                                log::info!("received {s}, shutting down");
+                                return Ok(LoopEnd::Signal(s));
+                            }
+                            Signal::Chld if children.is_some() => {
+                                if let Some(c) = children.as_deref_mut() {
+                                    c.reap_ended();
+                                }
+                            }
+                            _ => {}
+                        }
+                        if signals.caught().contains(&s) && !matches!(s, Signal::Chld) {
+                            let mut ctx = Context::new(mesh);
+                            handler.signal(&mut ctx, s).map_err(Error::App)?;
+                        }
+                    }
+                }
+                Event::Outbox(m) => {
+                    mesh.send(m.to, m.target, m.ty, m.peerid, m.fd, &[&m.payload])?;
+                }
+                Event::Read(peer) => {
+                    let w = watched.get(&peer).ok_or(Error::NotConnected(peer))?;
+                    let mut g = w.readable().await.map_err(Error::os("tokio AsyncFd"))?;
+                    let (flow, drained) = mesh.receive_once(peer, handler)?;
+                    if drained {
+                        g.clear_ready();
+                    }
+                    match flow {
+                        Flow::Continue => {}
+                        Flow::Closed(p) => return Ok(LoopEnd::Closed(p)),
+                        Flow::Shutdown => return Ok(LoopEnd::Requested),
+                    }
+                }
+                Event::Write(peer) => {
+                    let w = watched.get(&peer).ok_or(Error::NotConnected(peer))?;
+                    let mut g = w.writable().await.map_err(Error::os("tokio AsyncFd"))?;
+                    let before = mesh.channel(peer).map_or(0, |c| c.queue_len());
+                    match mesh.write(peer)? {
+                        Flow::Closed(p) => return Ok(LoopEnd::Closed(p)),
+                        Flow::Shutdown => return Ok(LoopEnd::Requested),
+                        Flow::Continue => {}
+                    }
+                    let after = mesh.channel(peer).map_or(0, |c| c.queue_len());
+                    if after > 0 && after == before {
+                        // Nothing went out: the socket is full until the next edge.
+                        g.clear_ready();
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    drop(watched);
+    drop(sig);
+    mesh.set_outbox(None);
+    result
+}
