@@ -95,7 +95,12 @@ fn prepare_chroot(dir: &PathBuf) -> Result<(), String> {
         return Ok(());
     }
     match std::fs::create_dir(dir) {
-        Ok(()) => {}
+        Ok(()) => {
+            use std::os::unix::fs::PermissionsExt;
+            // Whatever the umask: root-owned, not writable by anyone else.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(format!("{}: {e}", dir.display())),
     }

@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -731,7 +731,16 @@ struct Run {
 
 impl Run {
     fn start(scenario: &str, extra: &[&str]) -> Run {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        Run::start_with(&std::env::current_exe().unwrap(), None, scenario, extra)
+    }
+
+    /// Runs `exe` (this test binary or a copy), as `ids` (uid, gid) if given.
+    fn start_with(exe: &Path, ids: Option<(u32, u32)>, scenario: &str, extra: &[&str]) -> Run {
+        let mut cmd = Command::new(exe);
+        if let Some((uid, gid)) = ids {
+            // std drops the supplementary groups too when it changes the uid as root.
+            cmd.uid(uid).gid(gid);
+        }
         cmd.args(["--scenario", scenario])
             .args(extra)
             .stdin(Stdio::null())
@@ -1001,6 +1010,42 @@ fn test_privdrop() -> Result<(), String> {
     result
 }
 
+/// As root, the same daemon started by an unprivileged user: privilege drop is off,
+/// said once, children keep that user. Runs from a copy of this binary in a
+/// world-readable temporary directory, so the user can execute it wherever the
+/// build lives.
+fn test_privdrop_unprivileged() -> Result<(), String> {
+    if !privdrop::is_root() {
+        // test_privdrop already ran the unprivileged path.
+        return test_privdrop();
+    }
+    let nobody = privdrop::lookup("nobody").map_err(|e| e.to_string())?;
+    let dir = std::env::temp_dir().join(format!("privsep-mesh-bin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+    let exe = dir.join("meshtest");
+    let result = (|| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).map_err(|e| e.to_string())?;
+        let ids = Some((nobody.uid, nobody.gid));
+        let mut r = Run::start_with(&exe, ids, "privdrop", &["--chroot", "/nonexistent"]);
+        let code = r.finish()?;
+        r.checks(&[
+            "title_1.0",
+            "title_1.1",
+            "unprivileged_1.0",
+            "unprivileged_1.1",
+        ])?;
+        let n = r.stderr().matches("privilege drop is off").count();
+        r.expect(n == 1, &format!("'privilege drop is off' said {n} times"))?;
+        r.expect(code == 0, &format!("exit status {code}"))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 /// SIGKILL one server: the parent logs the lost child in proc.c's words, everyone
 /// else leaves, nothing hangs, no zombie is left.
 fn test_kill() -> Result<(), String> {
@@ -1167,6 +1212,7 @@ fn driver() -> ExitCode {
         ("mesh", test_mesh),
         ("mesh_everyone", test_mesh_everyone),
         ("privdrop", test_privdrop),
+        ("privdrop_unprivileged", test_privdrop_unprivileged),
         ("kill", test_kill),
         ("protocol_error", test_protocol_error),
         ("signals", test_signals),
