@@ -86,7 +86,7 @@ pub fn event_loop(
                     }
                     _ => {}
                 }
-                if mesh_wants(signals, sig) {
+                if signals.for_app().contains(&sig) {
                     let mut ctx = Context::new(mesh);
                     handler.signal(&mut ctx, sig).map_err(Error::App)?;
                 }
@@ -136,13 +136,6 @@ fn drive(
     }
     let _ = tokio;
     event_loop(mesh, handler, signals, children)
-}
-
-/// SIGTERM and SIGINT are the framework's; SIGCHLD is the parent's own unless the
-/// application asked for it too (then it is in the caught list twice over, which is
-/// harmless). Everything else in the caught list was asked for.
-fn mesh_wants(signals: &SignalPipe, sig: Signal) -> bool {
-    !matches!(sig, Signal::Term | Signal::Int) && signals.caught().contains(&sig)
 }
 
 /// A daemon ready to run: the parent or one of its children, depending on the
@@ -198,13 +191,15 @@ impl Privsep {
     }
 
     /// Runs the role `argv` (with `argv[0]`) selects. `Ok(true)`: orderly end;
-    /// `Ok(false)`: the parent lost a child.
+    /// `Ok(false)`: the mesh ended on an error, already logged (a protocol error, a
+    /// failed channel), or the parent lost a child; `Err`: the process could not
+    /// start its role (table, arguments, privilege drop).
     pub fn run_with(self, argv: &[OsString]) -> Result<bool, Error> {
         self.table.validate()?;
         match args::parse(argv)? {
             Invocation::Child {
                 title, instance, ..
-            } => run_child(self.table, &title, instance).map(|()| true),
+            } => run_child(self.table, &title, instance),
             Invocation::Parent { args } if self.no_action => {
                 stderr_log::set_role(&identity(&self.table, Peer::PARENT));
                 check_users(&self.table)?;
@@ -247,6 +242,18 @@ fn shut_down(mesh: &mut Mesh, handler: &mut dyn Handler) {
     mesh.close_all();
 }
 
+/// An error of the running mesh, with peers named by title (`beta[0]`).
+fn describe(mesh: &Mesh, e: &Error) -> String {
+    match e {
+        Error::Protocol { from, error } => {
+            format!("protocol error from {}: {error}", mesh.name_of(*from))
+        }
+        Error::Channel { peer, error } => format!("channel to {}: {error}", mesh.name_of(*peer)),
+        Error::NotConnected(p) => format!("no channel to {}", mesh.name_of(*p)),
+        other => other.to_string(),
+    }
+}
+
 fn log_end(mesh: &Mesh, end: &LoopEnd) {
     match end {
         LoopEnd::Closed(p) => log::debug!("channel to {} closed: exiting", mesh.name_of(*p)),
@@ -268,9 +275,8 @@ fn run_parent(mut table: ProcTable, app_args: &[OsString]) -> Result<bool, Error
         .get_mut(ProcId::PARENT)
         .ok_or(Error::UnknownProcess(ProcId::PARENT))?;
     let tokio = parent.uses_tokio();
-    let mut caught = parent.handled_signals().to_vec();
-    caught.push(Signal::Chld);
-    let signals = SignalPipe::install(&caught).map_err(Error::os("signals"))?;
+    let signals = SignalPipe::install(parent.handled_signals(), &[Signal::Chld])
+        .map_err(Error::os("signals"))?;
     let mut handler = parent.make_handler(&me).map_err(Error::App)?;
     let mut mesh = Mesh::new(&table, me)?;
     let mut children = Children::new();
@@ -287,18 +293,18 @@ fn run_parent(mut table: ProcTable, app_args: &[OsString]) -> Result<bool, Error
                 Some(&mut children),
             )
         });
-    if let Ok(end) = &result {
-        log_end(&mesh, end);
+    match &result {
+        Ok(end) => log_end(&mesh, end),
+        Err(e) => log::error!("{}", describe(&mesh, e)),
     }
     shut_down(&mut mesh, &mut *handler);
     children.reap_all(table.grace(), Some(&signals), &|| {
         let _ = signals.drain();
     });
-    result?;
-    Ok(children.all_clean())
+    Ok(result.is_ok() && children.all_clean())
 }
 
-fn run_child(mut table: ProcTable, title: &str, instance: u32) -> Result<(), Error> {
+fn run_child(mut table: ProcTable, title: &str, instance: u32) -> Result<bool, Error> {
     let id = table
         .by_title(title)
         .map(|s| s.id())
@@ -309,7 +315,7 @@ fn run_child(mut table: ProcTable, title: &str, instance: u32) -> Result<(), Err
     stderr_log::set_role(&me);
     let spec = table.get_mut(id).ok_or(Error::UnknownProcess(id))?;
     let tokio = spec.uses_tokio();
-    let signals = SignalPipe::install(spec.handled_signals()).map_err(Error::os("signals"))?;
+    let signals = SignalPipe::install(spec.handled_signals(), &[]).map_err(Error::os("signals"))?;
     if privdrop::is_root() {
         drop_privileges(spec.user_name(), spec.chroot_dir())?;
     }
@@ -318,11 +324,12 @@ fn run_child(mut table: ProcTable, title: &str, instance: u32) -> Result<(), Err
     let mut mesh = Mesh::new(&table, me)?;
     mesh.attach(Peer::PARENT, parent_fd)?;
     let result = drive(tokio, &mut mesh, &mut *handler, &signals, None);
-    if let Ok(end) = &result {
-        log_end(&mesh, end);
+    match &result {
+        Ok(end) => log_end(&mesh, end),
+        Err(e) => log::error!("{}", describe(&mesh, e)),
     }
     shut_down(&mut mesh, &mut *handler);
-    result.map(|_| ())
+    Ok(result.is_ok())
 }
 
 fn drop_privileges(user: Option<&str>, chroot: Option<&std::path::Path>) -> Result<(), Error> {

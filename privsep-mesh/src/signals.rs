@@ -125,15 +125,18 @@ pub struct SignalPipe {
     read: OwnedFd,
     write: OwnedFd,
     caught: Vec<Signal>,
+    for_app: Vec<Signal>,
 }
 
 impl SignalPipe {
     /// Creates the pipe and sets the dispositions described in the module docs:
-    /// `caught` (plus SIGTERM and SIGINT, always) are delivered through the pipe; the
-    /// other signals of the table above are ignored or left at their default.
+    /// `for_app` (signals the application handles), `internal` (the framework's own,
+    /// e.g. SIGCHLD in the parent) and SIGTERM and SIGINT, always, are delivered
+    /// through the pipe; the other signals of the table above are ignored or left at
+    /// their default.
     ///
     /// Fails with `EBUSY` if another `SignalPipe` is alive in this process.
-    pub fn install(caught: &[Signal]) -> io::Result<SignalPipe> {
+    pub fn install(for_app: &[Signal], internal: &[Signal]) -> io::Result<SignalPipe> {
         let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
         if WRITE_FD
             .compare_exchange(-1, write.as_raw_fd(), Ordering::SeqCst, Ordering::SeqCst)
@@ -142,13 +145,21 @@ impl SignalPipe {
             return Err(Errno::BUSY.into());
         }
         let mut all = vec![Signal::Term, Signal::Int];
-        all.extend(caught.iter().copied());
+        all.extend(for_app.iter().chain(internal).copied());
         all.sort_unstable();
         all.dedup();
+        let mut for_app: Vec<Signal> = for_app
+            .iter()
+            .copied()
+            .filter(|s| !matches!(s, Signal::Term | Signal::Int))
+            .collect();
+        for_app.sort_unstable();
+        for_app.dedup();
         let pipe = SignalPipe {
             read,
             write,
             caught: all,
+            for_app,
         };
         for sig in Signal::ALL {
             let disposition = if pipe.caught.contains(&sig) {
@@ -166,6 +177,12 @@ impl SignalPipe {
     /// The signals delivered through the pipe.
     pub fn caught(&self) -> &[Signal] {
         &self.caught
+    }
+
+    /// The signals that go to the application's [`crate::Handler::signal`] (never
+    /// SIGTERM or SIGINT, which shut down).
+    pub fn for_app(&self) -> &[Signal] {
+        &self.for_app
     }
 
     /// Reads every pending signal (oldest first); empty when none is pending.

@@ -210,7 +210,7 @@ pub async fn event_loop(
                             }
                             _ => {}
                         }
-                        if signals.caught().contains(&s) && !matches!(s, Signal::Chld) {
+                        if signals.for_app().contains(&s) {
                             let mut ctx = Context::new(mesh);
                             handler.signal(&mut ctx, s).map_err(Error::App)?;
                         }
