@@ -676,6 +676,11 @@ impl Handler for Conductor {
         Ok(Handled::Yes)
     }
 
+    fn signal(&mut self, ctx: &mut Context<'_>, signal: Signal) -> Result<(), AppError> {
+        say(&format!("SIGNAL {signal} {}", ctx.me().name()));
+        Ok(())
+    }
+
     fn shutdown(&mut self, ctx: &mut Context<'_>) {
         say(&format!("HOOK {}", ctx.me().name()));
     }
@@ -1064,6 +1069,11 @@ fn kill(extra: &[&str]) -> Result<(), String> {
     r.expect(
         err.matches("lost child").count() == 1,
         "other children must end cleanly",
+    )?;
+    // The parent reaps on SIGCHLD, but its handler did not ask for it.
+    r.expect(
+        !r.stdout.iter().any(|l| l.starts_with("SIGNAL ")),
+        "a signal reached a handler",
     )?;
     r.expect(
         code == 1,
