@@ -1051,6 +1051,37 @@ fn test_privdrop_unprivileged() -> Result<(), String> {
     result
 }
 
+/// A child that cannot drop privileges (its chroot does not exist) does not run on:
+/// it says why and exits 1, the parent logs both lost children and exits 1, no hang.
+/// Without root nothing is dropped, so the mesh runs normally.
+fn test_privdrop_failure() -> Result<(), String> {
+    let missing = format!("/nonexistent-privsep-mesh-{}", std::process::id());
+    let mut r = Run::start("privdrop", &["--chroot", &missing]);
+    let code = r.finish()?;
+    if !privdrop::is_root() {
+        return r.expect(code == 0, &format!("exit status {code}"));
+    }
+    let err = r.stderr();
+    let why = format!("cannot drop privileges: chroot {missing}: No such file or directory");
+    r.expect(
+        err.matches(&why).count() == 2,
+        &format!("want {why:?} from both workers"),
+    )?;
+    r.expect(
+        err.matches("exited abnormally").count() == 2,
+        "two lost children",
+    )?;
+    r.expect(
+        !r.stdout.iter().any(|l| l.starts_with("CHECK ")),
+        "the mesh ran",
+    )?;
+    r.expect(code == 1, &format!("exit status {code}"))?;
+    r.expect(
+        r.stdout.contains(&"LEFTOVER 0".into()),
+        "children left unreaped",
+    )
+}
+
 /// SIGKILL one server: the parent logs the lost child in proc.c's words, everyone
 /// else leaves, nothing hangs, no zombie is left.
 fn test_kill() -> Result<(), String> {
@@ -1222,6 +1253,7 @@ fn driver() -> ExitCode {
         ("mesh_everyone", test_mesh_everyone),
         ("privdrop", test_privdrop),
         ("privdrop_unprivileged", test_privdrop_unprivileged),
+        ("privdrop_failure", test_privdrop_failure),
         ("kill", test_kill),
         ("protocol_error", test_protocol_error),
         ("signals", test_signals),
