@@ -754,15 +754,16 @@ impl Run {
             .process_group(0);
         // The scenario parent starts with stdio only (cargo and CI may leave other
         // descriptors open without O_CLOEXEC), so its descriptor count is exact.
-        // SAFETY: close_range(2) only, between fork and exec.
+        // SAFETY: close_range(2) / fcntl(2) only, between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
-                libc::syscall(
-                    libc::SYS_close_range,
-                    3u32,
-                    u32::MAX,
-                    libc::CLOSE_RANGE_CLOEXEC,
-                );
+                let flags = libc::CLOSE_RANGE_CLOEXEC;
+                if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, flags) != 0 {
+                    let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(0, 1 << 16) as i32;
+                    for fd in 3..max {
+                        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                    }
+                }
                 Ok(())
             });
         }
