@@ -350,6 +350,17 @@ impl Header {
     /// Fails with [`Error::TooShort`] or [`Error::TooLong`] if `len` cannot be
     /// written in `dialect`.
     pub fn to_raw(&self, dialect: Dialect) -> Result<RawHeader, Error> {
+        Ok(RawHeader {
+            ty: self.ty.into(),
+            len_flags: self.len_flags(dialect)?,
+            peerid: self.peerid.into(),
+            pid: self.pid.into(),
+        })
+    }
+
+    /// Bytes 4..8 in `dialect`, if `len` can be written there.
+    #[inline]
+    fn len_flags(&self, dialect: Dialect) -> Result<[u8; 4], Error> {
         let len = self.len as usize;
         if len < HEADER_SIZE {
             return Err(Error::TooShort { len });
@@ -360,7 +371,7 @@ impl Header {
                 max: dialect.max_frame_len(),
             });
         }
-        let len_flags = match dialect {
+        Ok(match dialect {
             Dialect::Legacy => {
                 let flags = if self.has_fd { LEGACY_HASFD } else { 0 };
                 let mut w = [0u8; 4];
@@ -372,25 +383,28 @@ impl Header {
                 let mark = if self.has_fd { CURRENT_FD_MARK } else { 0 };
                 (len as u32 | mark).to_ne_bytes()
             }
-        };
-        Ok(RawHeader {
-            ty: self.ty.into(),
-            len_flags,
-            peerid: self.peerid.into(),
-            pid: self.pid.into(),
         })
     }
 
     /// Writes this header into the first 16 bytes of `out`.
+    ///
+    /// Same errors as [`Header::to_raw`], then [`Error::NoSpace`] if `out` is
+    /// shorter than a header; `out` is unchanged on error.
+    #[inline]
     pub fn emit(&self, dialect: Dialect, out: &mut [u8]) -> Result<(), Error> {
-        let raw = self.to_raw(dialect)?;
+        let len_flags = self.len_flags(dialect)?;
         let Some(dst) = out.get_mut(..HEADER_SIZE) else {
             return Err(Error::NoSpace {
                 needed: HEADER_SIZE,
                 available: out.len(),
             });
         };
-        dst.copy_from_slice(raw.as_bytes());
+        // Field by field, straight into place: building a `RawHeader` first and
+        // copying it costs a store-forwarding stall per frame (seen in the bench).
+        dst[0..4].copy_from_slice(&self.ty.to_ne_bytes());
+        dst[4..8].copy_from_slice(&len_flags);
+        dst[8..12].copy_from_slice(&self.peerid.to_ne_bytes());
+        dst[12..16].copy_from_slice(&self.pid.to_ne_bytes());
         Ok(())
     }
 }

@@ -65,16 +65,24 @@ impl<'a> SliceBuf<'a> {
 }
 
 impl FrameBuf for SliceBuf<'_> {
+    #[inline]
     fn len(&self) -> usize {
         self.len
     }
 
+    #[inline]
     fn spare(&self) -> usize {
         self.buf.len() - self.len
     }
 
+    #[inline]
     fn put(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.put_zeroed(data.len())?.copy_from_slice(data);
+        // Straight into place: no zero fill first (the hot path of `emit`).
+        let Some(dst) = self.buf[self.len..].get_mut(..data.len()) else {
+            return Err(no_space(data.len(), self.spare()));
+        };
+        dst.copy_from_slice(data);
+        self.len += data.len();
         Ok(())
     }
 

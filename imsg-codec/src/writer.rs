@@ -358,8 +358,12 @@ pub fn emitv<B: FrameBuf + ?Sized>(
             available: buf.spare(),
         });
     }
-    let raw = header.with_len(total as u32).to_raw(dialect)?;
-    buf.put(zerocopy::IntoBytes::as_bytes(&raw))?;
+    let start = buf.len();
+    let dst = buf.put_zeroed(HEADER_SIZE)?;
+    if let Err(e) = header.with_len(total as u32).emit(dialect, dst) {
+        buf.truncate(start);
+        return Err(e);
+    }
     for p in parts {
         buf.put(p)?;
     }
