@@ -340,6 +340,7 @@ impl Channel {
     }
 
     fn end_of_stream(&mut self) -> Result<ReadStatus, Error> {
+        self.recv.set_eof();
         match self
             .recv
             .incomplete_tail(self.config.dialect, self.config.max_frame)

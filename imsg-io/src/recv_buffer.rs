@@ -48,6 +48,8 @@ pub(crate) struct RecvBuffer {
     pending: VecDeque<PendingFd>,
     /// Size the buffer starts with and is kept at least at.
     min_size: usize,
+    /// The peer closed the stream.
+    eof: bool,
 }
 
 impl RecvBuffer {
@@ -59,6 +61,7 @@ impl RecvBuffer {
             base: 0,
             pending: VecDeque::new(),
             min_size: min_size.max(HEADER_SIZE),
+            eof: false,
         }
     }
 
@@ -166,29 +169,80 @@ impl RecvBuffer {
     }
 
     /// Takes the next complete frame, with its descriptor if it carries one.
+    ///
+    /// Which frame a descriptor belongs to: Linux ends a receive with the
+    /// descriptor-carrying chunk of the sender (it stops after detaching its
+    /// descriptors), and a sender starts a `sendmsg` at each frame with a
+    /// descriptor, so the descriptor's frame is the **last** flagged frame that
+    /// starts in the read that brought it. Earlier flagged frames in the same read
+    /// came without one (a peer that marks frames without passing descriptors).
+    /// When a later frame starting in that read has an incomplete header, this
+    /// frame is held back (`None`) until the header is complete or the stream ends.
     pub fn take(&mut self, dialect: Dialect, max: usize) -> Result<Option<TakenFrame>, Error> {
         let (header, used) = match split(&self.buf[self.rpos..self.wpos], dialect, max)? {
             Status::Partial { .. } => return Ok(None),
             Status::Complete((frame, used)) => (frame.header(), used),
         };
         let at = self.base + self.rpos as u64;
-        // Descriptors whose read held no frame start from here on are strays.
-        while self.pending.front().is_some_and(|p| p.end <= at) {
-            log::debug!("closing a descriptor no flagged frame claimed");
-            self.pending.pop_front();
+        self.close_strays(at);
+        let mut fd = None;
+        if let Some(p) = self
+            .pending
+            .front()
+            .filter(|p| header.has_fd && p.start <= at)
+        {
+            match self.later_flagged_frame(self.rpos + used, p.end, dialect, max) {
+                Some(true) => {}
+                Some(false) => fd = self.pending.pop_front().map(|p| p.fd),
+                None => return Ok(None),
+            }
         }
-        let fd = if header.has_fd && self.pending.front().is_some_and(|p| p.start <= at) {
-            self.pending.pop_front().map(|p| p.fd)
-        } else {
-            None
-        };
         let payload = self.rpos + HEADER_SIZE..self.rpos + used;
         self.rpos += used;
+        self.close_strays(self.base + self.rpos as u64);
         Ok(Some(TakenFrame {
             header,
             payload,
             fd,
         }))
+    }
+
+    /// Closes the descriptors whose read held no frame start at or after `at`.
+    fn close_strays(&mut self, at: u64) {
+        while self.pending.front().is_some_and(|p| p.end <= at) {
+            log::debug!("closing a descriptor no flagged frame claimed");
+            self.pending.pop_front();
+        }
+    }
+
+    /// Whether a flagged frame starts in `[from, end)` (`from` a buffer index of a
+    /// frame start, `end` a stream offset): `None` if a header there is incomplete
+    /// and the stream may still complete it.
+    fn later_flagged_frame(
+        &self,
+        from: usize,
+        end: u64,
+        dialect: Dialect,
+        max: usize,
+    ) -> Option<bool> {
+        let mut s = from;
+        while self.base + (s as u64) < end {
+            let held = &self.buf[s..self.wpos];
+            if held.len() < HEADER_SIZE {
+                return if self.eof { Some(false) } else { None };
+            }
+            match Header::parse(held, dialect, max) {
+                Ok(h) if h.has_fd => return Some(true),
+                Ok(h) => s += h.len as usize,
+                Err(_) => return Some(false),
+            }
+        }
+        Some(false)
+    }
+
+    /// Records that the stream ended: frames are no longer held back.
+    pub fn set_eof(&mut self) {
+        self.eof = true;
     }
 
     /// Bytes of an incomplete frame at the end of the buffer (0 if the buffer holds

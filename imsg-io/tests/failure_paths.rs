@@ -1,0 +1,563 @@
+//! Failure paths (issue 3), each ending with the count of open descriptors
+//! unchanged. Every test in this binary holds `LOCK`, so no other test thread opens
+//! or closes descriptors while one counts them; the descriptor-limit test runs in
+//! a child process (this binary again, with an environment variable).
+
+use std::io::{Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use imsg_io::{Channel, Config, Dialect, Error, ReadStatus};
+use rustix::io::IoSlice;
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// Holds the lock and checks on drop that the descriptor count is back where it was.
+struct FdCheck {
+    before: usize,
+    _lock: MutexGuard<'static, ()>,
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn fd_check() -> FdCheck {
+    let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    FdCheck {
+        before: open_fds(),
+        _lock: lock,
+    }
+}
+
+impl FdCheck {
+    fn verify(self) {
+        assert_eq!(open_fds(), self.before, "descriptors leaked or lost");
+    }
+}
+
+fn devnull() -> OwnedFd {
+    std::fs::File::open("/dev/null").unwrap().into()
+}
+
+fn fdpass() -> Config {
+    Config::default().with_fdpass(true)
+}
+
+/// A frame's bytes in the legacy dialect.
+fn legacy_frame(ty: u32, payload: &[u8], flagged: bool) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&ty.to_ne_bytes());
+    f.extend_from_slice(&((16 + payload.len()) as u16).to_ne_bytes());
+    f.extend_from_slice(&(flagged as u16).to_ne_bytes());
+    f.extend_from_slice(&0u32.to_ne_bytes());
+    f.extend_from_slice(&0u32.to_ne_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// One raw `sendmsg` of `bytes` with `fds` attached.
+fn send_raw(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
+    }
+    let n = rustix::net::sendmsg(
+        sock,
+        &[IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .unwrap();
+    assert_eq!(n, bytes.len());
+}
+
+fn read_all_frames(rx: &mut Channel) -> Vec<imsg_io::OwnedMessage> {
+    let mut out = Vec::new();
+    loop {
+        while let Some(m) = rx.get_owned().unwrap() {
+            out.push(m);
+        }
+        match rx.read() {
+            Ok(ReadStatus::Read(_)) => {}
+            Ok(ReadStatus::Eof) => return out,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn short_writes_resume_exactly() {
+    let check = fd_check();
+    {
+        let (a, b) = UnixStream::pair().unwrap();
+        rustix::net::sockopt::set_socket_send_buffer_size(&a, 4096).unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut tx = Channel::new(a, fdpass()).unwrap();
+        const N: u32 = 3000;
+        for i in 0..N {
+            let len = (i as usize * 37) % 3000;
+            let payload: Vec<u8> = (0..len).map(|k| (k as u32 ^ i) as u8).collect();
+            if i % 50 == 0 {
+                let (r, w) = rustix::pipe::pipe().unwrap();
+                rustix::io::write(&w, &i.to_ne_bytes()).unwrap();
+                tx.compose(i, i, 0, Some(r), &payload).unwrap();
+            } else {
+                tx.compose(i, i, 0, None, &payload).unwrap();
+            }
+        }
+        let reader = std::thread::spawn(move || {
+            let mut rx = Channel::new(b, fdpass()).unwrap();
+            rx.set_recv_buffer_size(3000); // small reads as well
+            let frames = read_all_frames(&mut rx);
+            assert_eq!(frames.len(), N as usize);
+            for (i, mut m) in frames.into_iter().enumerate() {
+                let i = i as u32;
+                let len = (i as usize * 37) % 3000;
+                assert_eq!((m.msg_type(), m.peerid()), (i, i));
+                let want: Vec<u8> = (0..len).map(|k| (k as u32 ^ i) as u8).collect();
+                assert_eq!(m.payload(), &want[..], "frame {i} intact");
+                assert_eq!(m.flagged_fd(), i % 50 == 0);
+                if let Some(fd) = m.take_fd() {
+                    let mut got = [0u8; 4];
+                    std::fs::File::from(fd).read_exact(&mut got).unwrap();
+                    assert_eq!(u32::from_ne_bytes(got), i, "descriptor of frame {i}");
+                } else {
+                    assert_ne!(i % 50, 0, "frame {i} lost its descriptor");
+                }
+            }
+        });
+        // Write by hand to see partial writes, then flush (which polls).
+        let mut partial = 0;
+        let mut would_block = 0;
+        while tx.queue_len() > 0 {
+            let before = tx.queued_bytes();
+            let n = tx.write().unwrap();
+            if n == 0 {
+                would_block += 1;
+                tx.flush().unwrap();
+            } else if n < before {
+                partial += 1;
+            }
+        }
+        drop(tx);
+        reader.join().unwrap();
+        assert!(partial > 0 && would_block > 0, "{partial} {would_block}");
+    }
+    check.verify();
+}
+
+#[test]
+fn peer_dies_mid_frame() {
+    let check = fd_check();
+    {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut rx = Channel::new(b, fdpass()).unwrap();
+        let whole = legacy_frame(1, b"complete", false);
+        let cut = legacy_frame(2, &[7; 84], true);
+        let mut bytes = whole.clone();
+        bytes.extend_from_slice(&cut[..66]);
+        let null = devnull();
+        send_raw(a.as_fd(), &bytes, &[null.as_fd()]);
+        drop(null);
+        drop(a);
+        assert_eq!(rx.read().unwrap(), ReadStatus::Read(bytes.len()));
+        assert_eq!(
+            rx.pending_fds(),
+            1,
+            "kept for the frame that started in this read"
+        );
+        let m = rx.get().unwrap().unwrap();
+        assert_eq!((m.msg_type(), m.payload()), (1, &b"complete"[..]));
+        assert!(m.fd().is_none());
+        drop(m);
+        assert!(rx.get().unwrap().is_none());
+        assert!(matches!(
+            rx.read(),
+            Err(Error::UnexpectedEof { buffered: 66 })
+        ));
+        // EOF at a frame boundary is a plain Eof.
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut rx2 = Channel::new(b, Config::default()).unwrap();
+        a.write_all(&whole).unwrap();
+        drop(a);
+        assert_eq!(read_all_frames(&mut rx2).len(), 1);
+        assert_eq!(rx2.read().unwrap(), ReadStatus::Eof);
+    }
+    check.verify();
+}
+
+#[test]
+fn flagged_frame_without_descriptor() {
+    let check = fd_check();
+    {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut rx = Channel::new(b, fdpass()).unwrap();
+        // A peer without descriptor passing marks the frame but sends no fd.
+        send_raw(a.as_fd(), &legacy_frame(1, b"no fd", true), &[]);
+        // The next flagged frame's descriptor must not slide onto the first.
+        let null = devnull();
+        send_raw(a.as_fd(), &legacy_frame(2, b"fd", true), &[null.as_fd()]);
+        drop(null);
+        drop(a);
+        let mut frames = read_all_frames(&mut rx).into_iter();
+        let mut m = frames.next().unwrap();
+        assert_eq!(m.msg_type(), 1);
+        assert!(m.flagged_fd());
+        assert!(m.take_fd().is_none());
+        let mut m = frames.next().unwrap();
+        assert_eq!(m.msg_type(), 2);
+        assert!(m.flagged_fd());
+        assert!(m.take_fd().is_some());
+    }
+    check.verify();
+}
+
+#[test]
+fn descriptor_without_flagged_frame() {
+    let check = fd_check();
+    {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut rx = Channel::new(b, fdpass()).unwrap();
+        let null = devnull();
+        // 1. An fd with an unflagged frame: closed, the frame delivered.
+        send_raw(
+            a.as_fd(),
+            &legacy_frame(1, b"stray", false),
+            &[null.as_fd()],
+        );
+        assert!(matches!(rx.read().unwrap(), ReadStatus::Read(21)));
+        let m = rx.get().unwrap().unwrap();
+        assert!(!m.flagged_fd() && m.fd().is_none());
+        drop(m);
+        assert_eq!(rx.pending_fds(), 0, "closed once its frame was taken");
+        // 2. An fd arriving in the middle of a frame (no frame starts in its read):
+        // closed at once, not kept for a later frame.
+        let f = legacy_frame(2, &[1; 40], true);
+        send_raw(a.as_fd(), &f[..30], &[]);
+        assert_eq!(rx.read().unwrap(), ReadStatus::Read(30));
+        send_raw(a.as_fd(), &f[30..], &[null.as_fd()]);
+        assert_eq!(rx.read().unwrap(), ReadStatus::Read(26));
+        assert_eq!(rx.pending_fds(), 0);
+        let m = rx.get().unwrap().unwrap();
+        assert!(m.flagged_fd() && m.fd().is_none());
+        drop(m);
+        // 3. Then a proper frame still gets its descriptor.
+        send_raw(a.as_fd(), &legacy_frame(3, b"ok", true), &[null.as_fd()]);
+        rx.read().unwrap();
+        let mut m = rx.get().unwrap().unwrap();
+        assert_eq!(m.msg_type(), 3);
+        assert!(m.take_fd().is_some());
+    }
+    check.verify();
+}
+
+#[test]
+fn descriptor_kept_when_read_ends_inside_its_header() {
+    let check = fd_check();
+    {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut rx = Channel::new(b, fdpass()).unwrap();
+        let first = legacy_frame(1, &[0; 84], false); // 100 bytes, no fd
+        let second = legacy_frame(2, b"mine", true);
+        send_raw(a.as_fd(), &first, &[]);
+        let null = devnull();
+        send_raw(a.as_fd(), &second, &[null.as_fd()]);
+        drop(null);
+        // The read takes the first frame and only 8 bytes of the second's header;
+        // Linux delivers the second frame's descriptor with those 8 bytes.
+        rx.set_recv_buffer_size(108);
+        assert_eq!(rx.read().unwrap(), ReadStatus::Read(108));
+        assert_eq!(rx.pending_fds(), 1);
+        let m = rx.get().unwrap().unwrap();
+        assert_eq!(m.msg_type(), 1);
+        assert!(m.fd().is_none());
+        drop(m);
+        assert!(rx.get().unwrap().is_none());
+        assert_eq!(rx.pending_fds(), 1, "kept while the header is incomplete");
+        assert_eq!(rx.read().unwrap(), ReadStatus::Read(12));
+        let mut m = rx.get().unwrap().unwrap();
+        assert_eq!((m.msg_type(), m.payload()), (2, &b"mine"[..]));
+        let fd = m.take_fd().expect("descriptor attached to its frame");
+        assert_eq!(
+            rustix::fs::fstat(&fd).unwrap().st_rdev,
+            rustix::fs::stat("/dev/null").unwrap().st_rdev
+        );
+    }
+    check.verify();
+}
+
+#[test]
+fn flagged_frame_without_descriptor_then_split_header() {
+    let check = fd_check();
+    {
+        // A flagged frame without fd, then the 8 first bytes of a flagged frame
+        // with its fd, in one read: the fd is the second frame's, so the first
+        // frame is held back until the second header is complete.
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut rx = Channel::new(b, fdpass()).unwrap();
+        let first = legacy_frame(1, &[0; 84], true);
+        let second = legacy_frame(2, b"mine", true);
+        send_raw(a.as_fd(), &first, &[]);
+        let null = devnull();
+        send_raw(a.as_fd(), &second, &[null.as_fd()]);
+        drop(null);
+        rx.set_recv_buffer_size(108);
+        assert_eq!(rx.read().unwrap(), ReadStatus::Read(108));
+        assert!(rx.get().unwrap().is_none(), "held back");
+        assert_eq!(rx.read().unwrap(), ReadStatus::Read(12));
+        let mut m = rx.get().unwrap().unwrap();
+        assert_eq!(m.msg_type(), 1);
+        assert!(m.flagged_fd() && m.take_fd().is_none());
+        let mut m = rx.get().unwrap().unwrap();
+        assert_eq!(m.msg_type(), 2);
+        assert!(m.take_fd().is_some());
+        // At end of file nothing is held back: the same read cut, then EOF.
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut rx = Channel::new(b, fdpass()).unwrap();
+        let null = devnull();
+        send_raw(a.as_fd(), &first, &[]);
+        send_raw(a.as_fd(), &second[..8], &[null.as_fd()]);
+        drop((a, null));
+        assert_eq!(rx.read().unwrap(), ReadStatus::Read(108));
+        assert!(rx.get().unwrap().is_none());
+        assert!(matches!(
+            rx.read(),
+            Err(Error::UnexpectedEof { buffered: 8 })
+        ));
+        let mut m = rx.get().unwrap().unwrap();
+        assert_eq!(m.msg_type(), 1);
+        // Its header was never complete: the fd went to the only flagged frame seen.
+        assert!(m.take_fd().is_some());
+    }
+    check.verify();
+}
+
+#[test]
+fn oversized_frame() {
+    let check = fd_check();
+    {
+        for d in [Dialect::Legacy, Dialect::Current] {
+            let (a, b) = UnixStream::pair().unwrap();
+            let cfg = fdpass().with_dialect(d).with_max_frame(1000).unwrap();
+            let mut rx = Channel::new(b, cfg).unwrap();
+            let mut hdr = [0u8; 16];
+            hdr[4..8].copy_from_slice(
+                &match d {
+                    Dialect::Legacy => 1001u32 | (1 << 16), // len 1001, HASFD
+                    Dialect::Current => 1001u32 | 0x8000_0000,
+                }
+                .to_ne_bytes(),
+            );
+            let null = devnull();
+            send_raw(a.as_fd(), &hdr, &[null.as_fd()]);
+            drop(null);
+            assert_eq!(rx.read().unwrap(), ReadStatus::Read(16));
+            for _ in 0..2 {
+                assert!(matches!(
+                    rx.get(),
+                    Err(Error::Codec(imsg_codec::Error::TooLong {
+                        len: 1001,
+                        max: 1000
+                    }))
+                ));
+            }
+            assert!(matches!(rx.read(), Err(Error::Codec(_))));
+        }
+    }
+    check.verify();
+}
+
+#[test]
+fn closed_peer_on_write() {
+    let check = fd_check();
+    {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut tx = Channel::new(a, fdpass()).unwrap();
+        drop(b);
+        for i in 0..10 {
+            tx.compose(i, 0, 0, Some(devnull()), &[0; 100]).unwrap();
+        }
+        assert_eq!(tx.queue_len(), 10);
+        // No SIGPIPE (the test would die), a typed error, nothing left queued.
+        assert!(matches!(tx.flush(), Err(Error::PeerClosed)));
+        assert_eq!((tx.queue_len(), tx.queued_bytes()), (0, 0));
+        assert!(matches!(tx.write(), Ok(0)));
+    }
+    check.verify();
+}
+
+#[test]
+fn fd_refused_without_fdpass() {
+    let check = fd_check();
+    {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mut tx = Channel::new(a, Config::default()).unwrap();
+        tx.compose(1, 0, 0, None, b"queued").unwrap();
+        assert!(matches!(
+            tx.compose(2, 0, 0, Some(devnull()), b"x"),
+            Err(Error::FdPassingDisabled)
+        ));
+        assert_eq!(tx.queue_len(), 1);
+    }
+    check.verify();
+}
+
+#[test]
+fn truncated_control_data() {
+    let check = fd_check();
+    {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut rx = Channel::new(b, fdpass()).unwrap();
+        let (n1, n2, n3) = (devnull(), devnull(), devnull());
+        // More descriptors than one receive takes: the kernel truncates.
+        send_raw(
+            a.as_fd(),
+            &legacy_frame(1, b"three", true),
+            &[n1.as_fd(), n2.as_fd(), n3.as_fd()],
+        );
+        drop((n1, n2, n3));
+        send_raw(a.as_fd(), &legacy_frame(2, b"next", false), &[]);
+        assert!(matches!(rx.read(), Err(Error::DescriptorsLost)));
+        assert_eq!(
+            rx.pending_fds(),
+            0,
+            "the descriptors that arrived were closed"
+        );
+        let mut m = rx.get().unwrap().unwrap();
+        assert_eq!((m.msg_type(), m.payload()), (1, &b"three"[..]));
+        assert!(m.flagged_fd() && m.take_fd().is_none());
+        drop(m);
+        drop(a);
+        let rest = read_all_frames(&mut rx);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].payload(), b"next");
+    }
+    check.verify();
+}
+
+#[test]
+fn write_batches_and_splits_at_descriptors() {
+    let check = fd_check();
+    {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut tx = Channel::new(a, fdpass()).unwrap();
+        // 1000 small frames go out in one system call.
+        for i in 0..1000 {
+            tx.compose(i, 0, 0, None, &[0; 4]).unwrap();
+        }
+        assert_eq!(tx.write().unwrap(), 20_000);
+        assert_eq!(tx.queue_len(), 0);
+        // Each descriptor-carrying frame starts a new sendmsg.
+        tx.compose(1, 0, 0, None, &[0; 4]).unwrap(); // 20
+        tx.compose(2, 0, 0, Some(devnull()), &[0; 4]).unwrap(); // 20
+        tx.compose(3, 0, 0, None, &[0; 14]).unwrap(); // 30
+        tx.compose(4, 0, 0, Some(devnull()), &[]).unwrap(); // 16
+        tx.compose(5, 0, 0, Some(devnull()), &[]).unwrap(); // 16
+        let sizes: Vec<usize> = (0..4).map(|_| tx.write().unwrap()).collect();
+        assert_eq!(sizes, [20, 50, 16, 16]);
+        assert_eq!(tx.write().unwrap(), 0);
+        let mut rx = Channel::new(b, fdpass()).unwrap();
+        drop(tx);
+        let frames = read_all_frames(&mut rx);
+        assert_eq!(frames.len(), 1005);
+        let fds: Vec<bool> = frames[1000..].iter().map(|m| m.fd().is_some()).collect();
+        assert_eq!(fds, [false, true, false, true, true]);
+    }
+    check.verify();
+}
+
+const CHILD_ENV: &str = "IMSG_IO_DESCRIPTOR_LIMIT_CHILD";
+
+/// Entry point of the child process of `descriptor_limit_reached`; does nothing
+/// unless that test started it (it lowers this process's descriptor limit).
+#[test]
+fn descriptor_limit_child_entry() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let check = fd_check();
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource};
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut tx = Channel::new(a, fdpass()).unwrap();
+        let mut rx = Channel::new(b, fdpass()).unwrap();
+        tx.compose(1, 0, 0, Some(devnull()), b"fd").unwrap();
+        tx.flush().unwrap();
+        let spare = devnull();
+        // Lowest free descriptor number: everything below it is in use.
+        let lowest = rustix::io::fcntl_dupfd_cloexec(&spare, 0).unwrap();
+        let n = std::os::fd::AsRawFd::as_raw_fd(&lowest) as u64;
+        drop(lowest);
+        let old = getrlimit(Resource::Nofile);
+        // One free slot left below the limit: too few for the guard.
+        setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(n + 1),
+                maximum: old.maximum,
+            },
+        )
+        .unwrap();
+        assert_eq!(rx.read().unwrap(), ReadStatus::WouldBlock);
+        assert!(rx.fd_guard_blocked());
+        assert_eq!(rx.buffered(), 0, "nothing was read");
+        // A blocking socket too: the guard answers at once.
+        assert_eq!(rx.read().unwrap(), ReadStatus::WouldBlock);
+        drop(spare); // now two free slots
+        assert_eq!(rx.read().unwrap(), ReadStatus::Read(18));
+        assert!(!rx.fd_guard_blocked());
+        let mut m = rx.get().unwrap().unwrap();
+        assert!(m.take_fd().is_some());
+        drop(m);
+        setrlimit(Resource::Nofile, old).unwrap();
+        println!("descriptor-limit child: guard held and released");
+    }
+    check.verify();
+}
+
+#[test]
+fn descriptor_limit_reached() {
+    let _lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "descriptor_limit_child_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("child timed out");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(status.success(), "child failed: {out}");
+    assert!(
+        out.contains("descriptor-limit child: guard held and released"),
+        "child did not run the scenario: {out}"
+    );
+}
