@@ -11,6 +11,7 @@
 //!   [`ReadStatus`].
 //! - [`message`]: received [`Message`] (borrowed payload) and [`OwnedMessage`].
 //! - [`error`]: the [`Error`] enum.
+//! - [`raw`]: raw sends of arbitrary bytes and descriptors, for tests and tools.
 //! - the descriptor-exhaustion guard ([`FD_HEADROOM`]).
 //!
 //! ```
@@ -37,6 +38,7 @@ pub mod config;
 pub mod error;
 mod fd_guard;
 pub mod message;
+pub mod raw;
 mod recv_buffer;
 mod send_queue;
 mod socket;

@@ -1,0 +1,166 @@
+//! Drives a channel's receive path with arbitrary bytes and arbitrary descriptor
+//! arrivals over a real socketpair. Shared by the `io_recv` fuzz target and the
+//! seed replay test (`tests/io_recv_seeds.rs`).
+//!
+//! Input: one settings byte, then chunks of `[control] [length] [bytes...]`:
+//! - settings: bit 0 dialect (current if set), bit 1 descriptor passing off,
+//!   bits 2..5 the frame limit, bits 5..7 the receive buffer size.
+//! - control: bits 0..2 number of descriptors sent with the chunk (3 overflows
+//!   one receive: `MSG_CTRUNC`), bit 2 kind (a socket instead of `/dev/null`), bit
+//!   3 read everything now, bit 6 length × 16.
+//!
+//! Checks: no panic, a descriptor is only ever delivered with a flagged frame, and
+//! the number of open descriptors is the same before and after (so the caller
+//! must not open or close descriptors concurrently).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use imsg_io::{Channel, Config, Dialect, Error, ReadStatus};
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
+#[derive(PartialEq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
+struct Rx {
+    ch: Channel,
+    fdpass: bool,
+    frames: usize,
+}
+
+impl Rx {
+    /// Takes every complete frame, checking descriptors.
+    fn take_all(&mut self) -> Flow {
+        loop {
+            match self.ch.get() {
+                Ok(Some(mut m)) => {
+                    self.frames += 1;
+                    let fd = m.take_fd();
+                    assert!(fd.is_none() || m.flagged_fd(), "fd on an unflagged frame");
+                    assert!(fd.is_none() || self.fdpass, "fd without fdpass");
+                    let _ = (m.msg_type(), m.peerid(), m.pid(), m.reader().left());
+                }
+                Ok(None) => return Flow::Go,
+                Err(Error::Codec(_)) => return Flow::Stop,
+                Err(e) => panic!("get: {e}"),
+            }
+        }
+    }
+
+    /// Reads and takes frames until the socket has nothing more.
+    fn drain(&mut self) -> Flow {
+        loop {
+            if self.take_all() == Flow::Stop {
+                return Flow::Stop;
+            }
+            match self.ch.read() {
+                Ok(ReadStatus::Read(_)) | Err(Error::DescriptorsLost) => {}
+                Ok(ReadStatus::WouldBlock) => {
+                    assert!(!self.ch.fd_guard_blocked(), "descriptor guard tripped");
+                    return Flow::Go;
+                }
+                Ok(ReadStatus::Eof) | Err(Error::UnexpectedEof { .. }) | Err(Error::Codec(_)) => {
+                    self.take_all();
+                    return Flow::Stop;
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+}
+
+fn make_fd(socket: bool) -> OwnedFd {
+    if socket {
+        UnixStream::pair().expect("socketpair").0.into()
+    } else {
+        std::fs::File::open("/dev/null").expect("/dev/null").into()
+    }
+}
+
+/// Runs one input; returns the number of frames delivered.
+pub fn run(data: &[u8]) -> usize {
+    let before = open_fds();
+    let frames = run_inner(data);
+    assert_eq!(open_fds(), before, "descriptor leak");
+    frames
+}
+
+fn run_inner(data: &[u8]) -> usize {
+    let Some((&settings, mut rest)) = data.split_first() else {
+        return 0;
+    };
+    let dialect = if settings & 1 != 0 {
+        Dialect::Current
+    } else {
+        Dialect::Legacy
+    };
+    let fdpass = settings & 2 == 0;
+    let max = [16, 40, 100, 1000, 4096, 16384, 65535, 70000][((settings >> 2) & 7) as usize]
+        .min(dialect.max_frame_len());
+    let bufsize = [16, 64, 1000, 65536][((settings >> 5) & 3) as usize];
+    let cfg = Config::default()
+        .with_dialect(dialect)
+        .with_max_frame(max)
+        .expect("valid limit")
+        .with_fdpass(fdpass);
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    a.set_nonblocking(true).expect("nonblocking");
+    b.set_nonblocking(true).expect("nonblocking");
+    let mut rx = Rx {
+        ch: Channel::new(b, cfg).expect("channel"),
+        fdpass,
+        frames: 0,
+    };
+    rx.ch.set_recv_buffer_size(bufsize);
+    let mut flow = Flow::Go;
+    while flow == Flow::Go {
+        let Some((&ctl, r)) = rest.split_first() else {
+            break;
+        };
+        let Some((&len, r)) = r.split_first() else {
+            break;
+        };
+        let len = if ctl & 0x40 != 0 {
+            len as usize * 16
+        } else {
+            len as usize
+        };
+        let (mut bytes, r) = r.split_at(len.min(r.len()));
+        rest = r;
+        let mut fds: Vec<OwnedFd> = if bytes.is_empty() {
+            Vec::new()
+        } else {
+            (0..ctl & 3).map(|_| make_fd(ctl & 4 != 0)).collect()
+        };
+        while !bytes.is_empty() && flow == Flow::Go {
+            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+            match imsg_io::raw::sendmsg(a.as_fd(), bytes, &borrowed) {
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    drop(borrowed);
+                    fds.clear();
+                }
+                Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    flow = rx.drain();
+                }
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        if ctl & 8 != 0 && flow == Flow::Go {
+            flow = rx.drain();
+        }
+    }
+    drop(a);
+    if flow == Flow::Go {
+        rx.drain();
+    }
+    rx.frames
+}
