@@ -28,9 +28,15 @@ pub enum ReadStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WriteOutcome {
     Wrote(usize),
+    /// `EAGAIN`: wait for the socket to become writable.
     WouldBlock,
+    /// `ENOBUFS`: the socket may be writable, the kernel is short of memory.
+    NoBuffers,
     Empty,
 }
+
+/// How long to wait before retrying after `ENOBUFS`.
+pub(crate) const NOBUFS_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// An imsg channel over a stream socket: a send queue, a receive buffer and the
 /// socket itself, which the channel owns (C's `struct imsgbuf` plus its fd).
@@ -254,7 +260,7 @@ impl Channel {
     pub fn write(&mut self) -> Result<usize, Error> {
         match self.write_once()? {
             WriteOutcome::Wrote(n) => Ok(n),
-            WriteOutcome::WouldBlock | WriteOutcome::Empty => Ok(0),
+            WriteOutcome::WouldBlock | WriteOutcome::NoBuffers | WriteOutcome::Empty => Ok(0),
         }
     }
 
@@ -268,7 +274,8 @@ impl Channel {
                 self.send.advance(n, with_fd && n > 0);
                 Ok(WriteOutcome::Wrote(n))
             }
-            Err(Errno::AGAIN) | Err(Errno::NOBUFS) => Ok(WriteOutcome::WouldBlock),
+            Err(Errno::AGAIN) => Ok(WriteOutcome::WouldBlock),
+            Err(Errno::NOBUFS) => Ok(WriteOutcome::NoBuffers),
             Err(Errno::PIPE) | Err(Errno::CONNRESET) => {
                 let n = self.send.clear();
                 log::debug!("peer closed: {n} queued frames discarded");
@@ -286,6 +293,7 @@ impl Channel {
                 WriteOutcome::Empty => return Ok(()),
                 WriteOutcome::Wrote(_) => {}
                 WriteOutcome::WouldBlock => socket::wait_writable(self.fd.as_fd())?,
+                WriteOutcome::NoBuffers => std::thread::sleep(NOBUFS_RETRY),
             }
         }
     }

@@ -11,6 +11,8 @@
 //!   [`ReadStatus`].
 //! - [`message`]: received [`Message`] (borrowed payload) and [`OwnedMessage`].
 //! - [`error`]: the [`Error`] enum.
+//! - `async_channel` (feature `tokio`): `AsyncChannel`, a channel in tokio's
+//!   reactor through `AsyncFd` (async `recv`, `send`, `flush`).
 //! - [`raw`]: raw sends of arbitrary bytes and descriptors, for tests and tools.
 //! - the descriptor-exhaustion guard ([`FD_HEADROOM`]).
 //!
@@ -33,6 +35,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod async_channel;
 pub mod channel;
 pub mod config;
 pub mod error;
@@ -43,6 +47,8 @@ mod recv_buffer;
 mod send_queue;
 mod socket;
 
+#[cfg(feature = "tokio")]
+pub use async_channel::AsyncChannel;
 pub use channel::{Channel, MessageBuilder, ReadStatus};
 pub use config::Config;
 pub use error::Error;
