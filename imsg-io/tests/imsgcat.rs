@@ -305,6 +305,30 @@ fn protocol_errors_fail_with_status_1() {
     );
     assert_eq!(text(&out.stdout), "");
 
+    // The peer hangs up in the middle of a frame, after a whole one.
+    let cat = spawn(&["--connect", sock_s, "--timeout", "20"]);
+    let mut stream = accept(&listener);
+    let mut wire = Vec::new();
+    for (ty, len) in [(1u32, 16u16), (2, 20)] {
+        wire.extend(ty.to_ne_bytes());
+        wire.extend(len.to_ne_bytes());
+        wire.extend(0u16.to_ne_bytes());
+        wire.extend(0u32.to_ne_bytes());
+        wire.extend(9u32.to_ne_bytes());
+    }
+    wire.extend([0xaa, 0xbb]);
+    std::io::Write::write_all(&mut stream, &wire).unwrap();
+    drop(stream);
+    let out = cat.finish();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout),
+        "type=1 len=16 peerid=0 pid=9 fd=0 payload=\n"
+    );
+    let err = text(&out.stderr);
+    assert!(err.starts_with("imsgcat: protocol error"), "{err:?}");
+    assert_eq!(err.lines().count(), 1);
+
     // --max outside 16..=65535 for the legacy dialect.
     let out = spawn(&["--connect", sock_s, "--max", "15"]).finish();
     assert_eq!(out.status.code(), Some(1));

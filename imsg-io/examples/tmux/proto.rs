@@ -691,7 +691,16 @@ pub fn recv(
         if let Some(m) = chan.get_owned()? {
             return Ok(Some(m));
         }
-        wait_ready(chan.as_fd(), PollFlags::IN, deadline)?;
+        if chan.fd_guard_blocked() {
+            // Too few free descriptors to read safely; the socket stays readable,
+            // so waiting for it would spin. Give the process time to close some.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(ProtoError::Timeout);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        } else {
+            wait_ready(chan.as_fd(), PollFlags::IN, deadline)?;
+        }
         match chan.read()? {
             ReadStatus::Eof => return Ok(None),
             ReadStatus::Read(_) | ReadStatus::WouldBlock => {}

@@ -293,6 +293,14 @@ fn connect(endpoint: &Endpoint, deadline: Option<Instant>) -> Result<UnixStream,
     }
 }
 
+/// The one-line reason for a failed receive.
+fn receive_error(e: imsg_io::Error) -> String {
+    match e {
+        imsg_io::Error::Io(e) => format!("read: {e}"),
+        e => format!("protocol error: {e}"),
+    }
+}
+
 fn run(opts: Options) -> Result<(), String> {
     let deadline = opts.timeout.map(|t| Instant::now() + t);
     let mut config = Config::default()
@@ -332,6 +340,11 @@ fn run(opts: Options) -> Result<(), String> {
         if writing {
             events |= PollFlags::OUT;
         }
+        if chan.fd_guard_blocked() && !done {
+            // The socket stays readable while the descriptor guard refuses to
+            // read: poll would return at once. Let descriptors close first.
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let revents = wait(chan.as_fd(), events, deadline).map_err(|e| {
             if e == "timeout" {
                 timed_out(received)
@@ -345,12 +358,12 @@ fn run(opts: Options) -> Result<(), String> {
         if done || !revents.intersects(PollFlags::IN | PollFlags::ERR | PollFlags::HUP) {
             continue;
         }
-        let eof = match chan.read().map_err(|e| format!("read: {e}"))? {
+        let eof = match chan.read().map_err(receive_error)? {
             ReadStatus::Eof => true,
             ReadStatus::Read(_) | ReadStatus::WouldBlock => false,
         };
         while opts.count.is_none_or(|c| received < c) {
-            let Some(mut m) = chan.get().map_err(|e| format!("protocol error: {e}"))? else {
+            let Some(mut m) = chan.get().map_err(receive_error)? else {
                 break;
             };
             writeln!(out, "{}", DumpLine::new(m.header(), m.payload()))
