@@ -3,11 +3,11 @@
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use imsg_codec::{emitv, FrameBuilder, Header, Writer};
+use imsg_codec::{FrameBuilder, Header, Writer, HEADER_SIZE};
 
 use crate::fd_guard;
 use crate::recv_buffer::{RecvBuffer, DEFAULT_RECV_BUFFER};
-use crate::send_queue::{QueueParts, SendQueue};
+use crate::send_queue::{header_bytes, QueueParts, SendQueue};
 use crate::socket::{self, Transport};
 use crate::{Config, Error, Message, OwnedMessage};
 use rustix::io::Errno;
@@ -146,6 +146,7 @@ impl Channel {
     /// [`Error::FdPassingDisabled`], or [`Error::Codec`] with
     /// [`TooLong`](imsg_codec::Error::TooLong) if `16 + payload.len()` is above
     /// [`Config::max_frame`].
+    #[inline]
     pub fn compose(
         &mut self,
         ty: u32,
@@ -159,6 +160,7 @@ impl Channel {
 
     /// Queues one frame whose payload is the concatenation of `parts`
     /// (`imsg_composev`). Same rules as [`compose`](Channel::compose).
+    #[inline]
     pub fn composev(
         &mut self,
         ty: u32,
@@ -168,12 +170,24 @@ impl Channel {
         parts: &[&[u8]],
     ) -> Result<(), Error> {
         self.check_fd(&fd)?;
-        let header = self.header(ty, peerid, pid).with_fd(fd.is_some());
-        let (dialect, max) = (self.config.dialect, self.config.max_frame);
-        let mut q = self.send.parts();
-        let start = q.buf.len();
-        emitv(q.buf, dialect, max, header, parts)?;
-        q.commit(start, fd);
+        let max = self.config.max_frame;
+        let total = parts
+            .iter()
+            .try_fold(HEADER_SIZE, |acc, p| acc.checked_add(p.len()))
+            .unwrap_or(usize::MAX);
+        if total > max {
+            return Err(Error::Codec(imsg_codec::Error::TooLong { len: total, max }));
+        }
+        let pid = if pid == 0 { self.config.pid } else { pid };
+        let header = header_bytes(
+            self.config.dialect,
+            ty,
+            total,
+            fd.is_some(),
+            peerid,
+            pid as u32,
+        );
+        self.send.push(header, total, parts, fd);
         Ok(())
     }
 
@@ -204,7 +218,8 @@ impl Channel {
         );
         let QueueParts {
             buf,
-            ends,
+            queued,
+            next_end,
             fds,
             base,
         } = self.send.parts();
@@ -216,7 +231,8 @@ impl Channel {
         };
         MessageBuilder {
             builder,
-            ends,
+            queued,
+            next_end,
             fds,
             base,
             start,
@@ -233,11 +249,13 @@ impl Channel {
 
     /// Frames queued and not yet completely written (`imsgbuf_queuelen`, counted
     /// in frames).
+    #[inline]
     pub fn queue_len(&self) -> usize {
         self.send.len()
     }
 
     /// Bytes queued and not yet written.
+    #[inline]
     pub fn queued_bytes(&self) -> usize {
         self.send.pending_bytes()
     }
@@ -373,6 +391,7 @@ impl Channel {
     /// (length below 16 or above [`Config::max_frame`], or a frame of the other
     /// dialect: [`DialectMismatch`](imsg_codec::Error::DialectMismatch)). The stream
     /// cannot be resynchronised after that.
+    #[inline]
     pub fn get(&mut self) -> Result<Option<Message<'_>>, Error> {
         let Some(f) = self.recv.take(self.config.dialect, self.config.max_frame)? else {
             return Ok(None);
@@ -385,11 +404,13 @@ impl Channel {
     }
 
     /// Same as [`get`](Channel::get), with the payload copied.
+    #[inline]
     pub fn get_owned(&mut self) -> Result<Option<OwnedMessage>, Error> {
         Ok(self.get()?.map(Message::to_owned))
     }
 
     /// Bytes received and not yet taken as messages.
+    #[inline]
     pub fn buffered(&self) -> usize {
         self.recv.buffered()
     }
@@ -406,7 +427,8 @@ impl Channel {
 #[derive(Debug)]
 pub struct MessageBuilder<'a> {
     builder: FrameBuilder<'a, Vec<u8>>,
-    ends: &'a mut std::collections::VecDeque<u64>,
+    queued: &'a mut usize,
+    next_end: &'a mut u64,
     fds: &'a mut std::collections::VecDeque<(u64, OwnedFd)>,
     base: u64,
     start: usize,
@@ -423,7 +445,8 @@ impl MessageBuilder<'_> {
         }
         let MessageBuilder {
             builder,
-            ends,
+            queued,
+            next_end,
             fds,
             base,
             start,
@@ -431,7 +454,10 @@ impl MessageBuilder<'_> {
         } = self;
         let total = builder.finish()?;
         let start = base + start as u64;
-        ends.push_back(start + total as u64);
+        if *queued == 0 {
+            *next_end = start + total as u64;
+        }
+        *queued += 1;
         if let Some(fd) = fd {
             // The header's descriptor flag is stamped when the frame is sent
             // (`SendQueue::next_chunk`); the builder has given the buffer back.

@@ -20,31 +20,37 @@ pub struct Message<'a> {
 impl<'a> Message<'a> {
     /// The header as received (`len` is the total length; `has_fd` is the flag the
     /// sender set, whether or not a descriptor arrived).
+    #[inline]
     pub fn header(&self) -> Header {
         self.header
     }
 
     /// Message type (`imsg_get_type`).
+    #[inline]
     pub fn msg_type(&self) -> u32 {
         self.header.ty
     }
 
     /// Peer id (`imsg_get_id`).
+    #[inline]
     pub fn peerid(&self) -> u32 {
         self.header.peerid
     }
 
     /// The pid field as C's `pid_t` (`imsg_get_pid`; tmux sends -1).
+    #[inline]
     pub fn pid(&self) -> i32 {
         self.header.pid as i32
     }
 
     /// The payload (`imsg_get_buf` over all of it; `imsg_get_len` is its length).
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         self.payload
     }
 
     /// An ibuf-style reader over the payload (`imsg_get_ibuf`).
+    #[inline]
     pub fn reader(&self) -> Reader<'a> {
         Reader::new(self.payload)
     }
@@ -53,22 +59,26 @@ impl<'a> Message<'a> {
     /// [`take_fd`](Message::take_fd) answering `None` means the descriptor did not
     /// arrive (the peer sent none, or it was lost: see
     /// [`Error::DescriptorsLost`](crate::Error::DescriptorsLost)).
+    #[inline]
     pub fn flagged_fd(&self) -> bool {
         self.header.has_fd
     }
 
     /// The descriptor that came with this frame, if any, without taking it.
+    #[inline]
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.fd.as_ref().map(|f| f.as_fd())
     }
 
     /// Takes the descriptor that came with this frame (`imsg_get_fd`).
+    #[inline]
     pub fn take_fd(&mut self) -> Option<OwnedFd> {
         self.fd.take()
     }
 
     /// Copies the payload so the channel can be used again; the descriptor moves.
     #[allow(clippy::wrong_self_convention)] // the contract's name; consumes for the fd
+    #[inline]
     pub fn to_owned(self) -> OwnedMessage {
         OwnedMessage {
             header: self.header,

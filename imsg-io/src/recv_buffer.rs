@@ -77,11 +77,13 @@ impl RecvBuffer {
     }
 
     /// The storage (frames' payload ranges index into it).
+    #[inline]
     pub fn bytes(&self) -> &[u8] {
         &self.buf
     }
 
     /// Bytes received and not yet taken as frames.
+    #[inline]
     pub fn buffered(&self) -> usize {
         self.wpos - self.rpos
     }
@@ -178,33 +180,55 @@ impl RecvBuffer {
     /// came without one (a peer that marks frames without passing descriptors).
     /// When a later frame starting in that read has an incomplete header, this
     /// frame is held back (`None`) until the header is complete or the stream ends.
+    #[inline]
     pub fn take(&mut self, dialect: Dialect, max: usize) -> Result<Option<TakenFrame>, Error> {
         let (header, used) = match split(&self.buf[self.rpos..self.wpos], dialect, max)? {
             Status::Partial { .. } => return Ok(None),
             Status::Complete((frame, used)) => (frame.header(), used),
         };
-        let at = self.base + self.rpos as u64;
-        self.close_strays(at);
         let mut fd = None;
-        if let Some(p) = self
-            .pending
-            .front()
-            .filter(|p| header.has_fd && p.start <= at)
-        {
-            match self.later_flagged_frame(self.rpos + used, p.end, dialect, max) {
-                Some(true) => {}
-                Some(false) => fd = self.pending.pop_front().map(|p| p.fd),
+        if !self.pending.is_empty() {
+            match self.claim(header.has_fd, used, dialect, max) {
+                Some(claimed) => fd = claimed,
                 None => return Ok(None),
             }
         }
         let payload = self.rpos + HEADER_SIZE..self.rpos + used;
         self.rpos += used;
-        self.close_strays(self.base + self.rpos as u64);
+        if !self.pending.is_empty() {
+            self.close_strays(self.base + self.rpos as u64);
+        }
         Ok(Some(TakenFrame {
             header,
             payload,
             fd,
         }))
+    }
+
+    /// The descriptor of the frame of `used` bytes at the read position:
+    /// `Some(Some(fd))`, `Some(None)` for none, `None` to hold the frame back.
+    fn claim(
+        &mut self,
+        flagged: bool,
+        used: usize,
+        dialect: Dialect,
+        max: usize,
+    ) -> Option<Option<OwnedFd>> {
+        let at = self.base + self.rpos as u64;
+        self.close_strays(at);
+        let Some(end) = self
+            .pending
+            .front()
+            .filter(|p| flagged && p.start <= at)
+            .map(|p| p.end)
+        else {
+            return Some(None);
+        };
+        match self.later_flagged_frame(self.rpos + used, end, dialect, max) {
+            Some(true) => Some(None),
+            Some(false) => Some(self.pending.pop_front().map(|p| p.fd)),
+            None => None,
+        }
     }
 
     /// Closes the descriptors whose read held no frame start at or after `at`.

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use imsg_codec::{Dialect, CURRENT_FD_MARK, LEGACY_HASFD};
+use imsg_codec::{Dialect, CURRENT_FD_MARK, HEADER_SIZE, LEGACY_HASFD};
 
 /// Sent bytes are dropped from the front of the buffer once they are at least
 /// this many and at least half of it (plus whenever everything was sent).
@@ -17,9 +17,13 @@ const COMPACT_MIN: usize = 64 * 1024;
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
 
 /// Queued frames, not yet fully written.
+///
+/// Frames are counted without a per-frame record: the queue knows where the first
+/// unfinished frame ends and reads the next frame's length from its header when
+/// the write position passes that end.
 #[derive(Debug)]
 pub(crate) struct SendQueue {
-    /// Dialect of the headers (to stamp descriptor flags).
+    /// Dialect of the headers.
     dialect: Dialect,
     /// Frames back to back; `buf[..sent]` is already written.
     buf: Vec<u8>,
@@ -27,8 +31,11 @@ pub(crate) struct SendQueue {
     sent: usize,
     /// Stream offset of `buf[0]`.
     base: u64,
-    /// Stream offset of the end of each frame not fully written, in order.
-    ends: VecDeque<u64>,
+    /// Frames not fully written.
+    queued: usize,
+    /// Stream offset of the end of the first frame not fully written (when
+    /// `queued > 0`).
+    next_end: u64,
     /// Descriptors not yet sent, each with the stream offset of its frame's first byte.
     fds: VecDeque<(u64, OwnedFd)>,
 }
@@ -36,7 +43,8 @@ pub(crate) struct SendQueue {
 /// The parts of a queue a frame builder appends to (see `MessageBuilder`).
 pub(crate) struct QueueParts<'a> {
     pub buf: &'a mut Vec<u8>,
-    pub ends: &'a mut VecDeque<u64>,
+    pub queued: &'a mut usize,
+    pub next_end: &'a mut u64,
     pub fds: &'a mut VecDeque<(u64, OwnedFd)>,
     pub base: u64,
 }
@@ -44,11 +52,54 @@ pub(crate) struct QueueParts<'a> {
 impl QueueParts<'_> {
     /// Records a frame that was appended to `buf` from `start` (buffer index) to
     /// the current end, with its descriptor.
+    #[inline]
     pub fn commit(&mut self, start: usize, fd: Option<OwnedFd>) {
-        let start = self.base + start as u64;
-        self.ends.push_back(self.base + self.buf.len() as u64);
+        if *self.queued == 0 {
+            *self.next_end = self.base + self.buf.len() as u64;
+        }
+        *self.queued += 1;
         if let Some(fd) = fd {
-            self.fds.push_back((start, fd));
+            self.fds.push_back((self.base + start as u64, fd));
+        }
+    }
+}
+
+/// The 16 header bytes of a frame (what `imsg_codec::Header::emit` writes; kept
+/// here so the send path is a few stores; `header_bytes_match_the_codec` checks).
+#[inline]
+pub(crate) fn header_bytes(
+    dialect: Dialect,
+    ty: u32,
+    total: usize,
+    has_fd: bool,
+    peerid: u32,
+    pid: u32,
+) -> [u8; HEADER_SIZE] {
+    let mut h = [0u8; HEADER_SIZE];
+    h[0..4].copy_from_slice(&ty.to_ne_bytes());
+    match dialect {
+        Dialect::Legacy => {
+            h[4..6].copy_from_slice(&(total as u16).to_ne_bytes());
+            h[6..8].copy_from_slice(&(if has_fd { LEGACY_HASFD } else { 0 }).to_ne_bytes());
+        }
+        Dialect::Current => {
+            let mark = if has_fd { CURRENT_FD_MARK } else { 0 };
+            h[4..8].copy_from_slice(&(total as u32 | mark).to_ne_bytes());
+        }
+    }
+    h[8..12].copy_from_slice(&peerid.to_ne_bytes());
+    h[12..16].copy_from_slice(&pid.to_ne_bytes());
+    h
+}
+
+/// The total length in a header this queue wrote.
+#[inline]
+fn frame_len(dialect: Dialect, header: &[u8]) -> u64 {
+    match dialect {
+        Dialect::Legacy => u16::from_ne_bytes([header[4], header[5]]) as u64,
+        Dialect::Current => {
+            (u32::from_ne_bytes([header[4], header[5], header[6], header[7]]) & !CURRENT_FD_MARK)
+                as u64
         }
     }
 }
@@ -61,14 +112,15 @@ impl SendQueue {
             buf: Vec::new(),
             sent: 0,
             base: 0,
-            ends: VecDeque::new(),
+            queued: 0,
+            next_end: 0,
             fds: VecDeque::new(),
         }
     }
 
     /// Frames queued and not fully written.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.queued
     }
 
     /// Bytes queued and not yet written.
@@ -76,11 +128,31 @@ impl SendQueue {
         self.buf.len() - self.sent
     }
 
+    /// Appends one frame whose `total` length (checked by the caller against the
+    /// limit) is the header plus `parts`.
+    #[inline]
+    pub fn push(
+        &mut self,
+        header: [u8; HEADER_SIZE],
+        total: usize,
+        parts: &[&[u8]],
+        fd: Option<OwnedFd>,
+    ) {
+        let start = self.buf.len();
+        self.buf.reserve(total);
+        self.buf.extend_from_slice(&header);
+        for p in parts {
+            self.buf.extend_from_slice(p);
+        }
+        self.parts().commit(start, fd);
+    }
+
     /// Access for appending one frame.
     pub fn parts(&mut self) -> QueueParts<'_> {
         QueueParts {
             buf: &mut self.buf,
-            ends: &mut self.ends,
+            queued: &mut self.queued,
+            next_end: &mut self.next_end,
             fds: &mut self.fds,
             base: self.base,
         }
@@ -122,8 +194,12 @@ impl SendQueue {
             self.fds.pop_front();
         }
         let pos = self.base + self.sent as u64;
-        while self.ends.front().is_some_and(|&e| e <= pos) {
-            self.ends.pop_front();
+        while self.queued > 0 && self.next_end <= pos {
+            self.queued -= 1;
+            if self.queued > 0 {
+                let at = (self.next_end - self.base) as usize;
+                self.next_end += frame_len(self.dialect, &self.buf[at..at + HEADER_SIZE]);
+            }
         }
         if self.sent == self.buf.len() {
             self.base += self.sent as u64;
@@ -142,11 +218,11 @@ impl SendQueue {
     /// Discards everything queued, closing the queued descriptors. Returns how many
     /// frames were discarded.
     pub fn clear(&mut self) -> usize {
-        let frames = self.ends.len();
+        let frames = self.queued;
         self.base += self.buf.len() as u64;
         self.buf.clear();
         self.sent = 0;
-        self.ends.clear();
+        self.queued = 0;
         self.fds.clear();
         frames
     }
@@ -180,10 +256,24 @@ mod tests {
     }
 
     fn push(q: &mut SendQueue, len: usize, fd: Option<OwnedFd>) {
-        let mut p = q.parts();
-        let start = p.buf.len();
-        p.buf.extend(std::iter::repeat_n(0, len));
-        p.commit(start, fd);
+        let h = header_bytes(Dialect::Legacy, 1, len, fd.is_some(), 0, 0);
+        q.push(h, len, &[&vec![0; len - HEADER_SIZE]], fd);
+    }
+
+    #[test]
+    fn header_bytes_match_the_codec() {
+        for d in [Dialect::Legacy, Dialect::Current] {
+            for has_fd in [false, true] {
+                let hdr = imsg_codec::Header::new(0x0102_0304, 0xa0b0_c0d0, u32::MAX)
+                    .with_fd(has_fd)
+                    .with_len(1234);
+                let mut want = [0u8; 16];
+                hdr.emit(d, &mut want).unwrap();
+                let got = header_bytes(d, 0x0102_0304, 1234, has_fd, 0xa0b0_c0d0, u32::MAX);
+                assert_eq!(got, want);
+                assert_eq!(frame_len(d, &got), 1234);
+            }
+        }
     }
 
     #[test]
