@@ -101,7 +101,7 @@ impl Channel {
             fd,
             transport,
             send: SendQueue::new(config.dialect),
-            recv: RecvBuffer::new(DEFAULT_RECV_BUFFER.min(config.max_frame.max(4096))),
+            recv: RecvBuffer::new(DEFAULT_RECV_BUFFER),
             guard_blocked: false,
             config,
         })
@@ -118,8 +118,9 @@ impl Channel {
     }
 
     /// Sets the size the receive buffer starts at and is kept at least at (default
-    /// 64 KiB, or `max_frame` if smaller, but at least 4 KiB). It still grows to hold
-    /// a frame up to `max_frame`. Takes effect when the buffer is empty.
+    /// 64 KiB, C's read buffer; one `read` receives at most what is free in it). It
+    /// still grows to hold a frame up to `max_frame`. Takes effect when the buffer
+    /// is empty.
     pub fn set_recv_buffer_size(&mut self, bytes: usize) {
         self.recv.set_min_size(bytes);
     }

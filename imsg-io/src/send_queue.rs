@@ -9,8 +9,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use imsg_codec::{Dialect, CURRENT_FD_MARK, HEADER_SIZE, LEGACY_HASFD};
 
-/// Sent bytes are dropped from the front of the buffer once they are at least
-/// this many and at least half of it (plus whenever everything was sent).
+/// Sent bytes are dropped from the front of the buffer when everything was sent,
+/// or once they are at least this many and at least half of the buffer (so each
+/// byte is moved at most about once).
 const COMPACT_MIN: usize = 64 * 1024;
 
 /// An idle buffer larger than this is given back to the allocator.
@@ -144,11 +145,15 @@ impl SendQueue {
         for p in parts {
             self.buf.extend_from_slice(p);
         }
-        self.parts().commit(start, fd);
+        self.append_parts().commit(start, fd);
     }
 
-    /// Access for appending one frame.
+    /// Access for appending one frame with a builder.
     pub fn parts(&mut self) -> QueueParts<'_> {
+        self.append_parts()
+    }
+
+    fn append_parts(&mut self) -> QueueParts<'_> {
         QueueParts {
             buf: &mut self.buf,
             queued: &mut self.queued,
@@ -194,6 +199,9 @@ impl SendQueue {
             self.fds.pop_front();
         }
         let pos = self.base + self.sent as u64;
+        if self.sent == self.buf.len() {
+            self.queued = 0;
+        }
         while self.queued > 0 && self.next_end <= pos {
             self.queued -= 1;
             if self.queued > 0 {
@@ -209,10 +217,15 @@ impl SendQueue {
                 self.buf.shrink_to(COMPACT_MIN);
             }
         } else if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.len() {
-            self.buf.drain(..self.sent);
-            self.base += self.sent as u64;
-            self.sent = 0;
+            self.compact();
         }
+    }
+
+    /// Drops the sent bytes from the front of the buffer.
+    fn compact(&mut self) {
+        self.buf.drain(..self.sent);
+        self.base += self.sent as u64;
+        self.sent = 0;
     }
 
     /// Discards everything queued, closing the queued descriptors. Returns how many
