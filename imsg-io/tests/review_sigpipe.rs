@@ -1,0 +1,102 @@
+//! Review test: "SIGPIPE never kills the process" (issue 3), checked with SIGPIPE at
+//! its DEFAULT disposition.
+//!
+//! A Rust test binary starts with SIGPIPE ignored (the runtime does that before
+//! `main`), so a test that simply writes to a closed peer cannot notice a missing
+//! `MSG_NOSIGNAL`. Here a child process (this binary again) puts SIGPIPE back to
+//! `SIG_DFL` and then writes to a dead peer on both socket transports a `Channel`
+//! has: with descriptor passing (`sendmsg`) and without (`send`). The parent checks
+//! that the child exited normally (not killed by signal 13) and ran every case.
+//!
+//! Not covered here (review finding, open): a `Channel` over a pipe (the `Plain`
+//! transport, `write(2)`) DOES raise SIGPIPE: adding a case that writes to a pipe
+//! whose read end is closed makes the child die of signal 13.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use imsg_io::{Channel, Config, Error};
+
+const CHILD_ENV: &str = "IMSG_IO_REVIEW_SIGPIPE_CHILD";
+const SIGPIPE: i32 = 13; // Linux, every architecture this crate builds for
+const SIG_DFL: usize = 0;
+
+extern "C" {
+    fn signal(signum: i32, handler: usize) -> usize;
+}
+
+fn write_to_dead_peer(tx: OwnedFd, cfg: Config, what: &str) {
+    let mut ch = Channel::new(tx, cfg).unwrap();
+    ch.compose(1, 0, 0, None, &[0; 64]).unwrap();
+    let r = ch.flush();
+    assert!(matches!(r, Err(Error::PeerClosed)), "{what}: {r:?}");
+    println!("case ok: {what}");
+}
+
+/// The child's side; does nothing unless `sigpipe_default_disposition` started it.
+#[test]
+fn sigpipe_child_entry() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    // SAFETY: signal(2) with SIG_DFL for SIGPIPE; no handler code is installed.
+    unsafe { signal(SIGPIPE, SIG_DFL) };
+
+    let (a, b) = UnixStream::pair().unwrap();
+    drop(b);
+    write_to_dead_peer(
+        a.into(),
+        Config::default().with_fdpass(true),
+        "socket, fdpass",
+    );
+
+    let (a, b) = UnixStream::pair().unwrap();
+    drop(b);
+    write_to_dead_peer(a.into(), Config::default(), "socket, no fdpass");
+}
+
+#[test]
+fn sigpipe_default_disposition() {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sigpipe_child_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("child timed out");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_ne!(
+        status.signal(),
+        Some(SIGPIPE),
+        "the child was killed by SIGPIPE; cases that passed before:\n{out}"
+    );
+    assert!(status.success(), "child failed: {status:?}\n{out}");
+    assert_eq!(out.matches("case ok:").count(), 2, "{out}");
+}
