@@ -232,6 +232,11 @@ fn usage_errors_exit_2() {
         &["--dialect", "modern"],
         &["--max", "15"],
         &["--max", "lots"],
+        // Above what the dialect can express (C's imsgbuf_set_maxsize refuses it
+        // too), whichever order the options come in.
+        &["--max", "65536"],
+        &["--max", "65536", "--dialect", "legacy"],
+        &["--dialect", "current", "--max", "2147483648"],
         &["--frobnicate"],
         &["a.bin", "b.bin"],
         &["/nonexistent/imsg-dump-input"],

@@ -6,7 +6,8 @@
 //!
 //! Reads FILE (or stdin when FILE is absent or `-`) as it arrives and prints
 //! `type=<u32> len=<total length> peerid=<u32> pid=<i32> fd=<0|1> payload=<hex>` for
-//! every frame. A stream that ends inside a frame, or a frame that can never be
+//! every frame. `--max` is a frame's total size, 16 up to what the dialect can express
+//! (65535 for legacy). A stream that ends inside a frame, or a frame that can never be
 //! valid, is reported on stderr with the byte offset of that frame, exit status 1.
 //! Usage errors exit with status 2.
 
@@ -65,6 +66,14 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             _ if name.starts_with('-') => return Err(format!("unknown option {arg:?}")),
             _ => set_path(&mut opts, arg)?,
         }
+    }
+    // Checked once every option is known: `--max` may come before `--dialect`.
+    let limit = opts.dialect.max_frame_len();
+    if opts.max > limit {
+        return Err(format!(
+            "--max {} is above the {} dialect's largest frame ({limit} bytes)",
+            opts.max, opts.dialect
+        ));
     }
     Ok(Some(opts))
 }
