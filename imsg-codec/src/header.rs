@@ -221,6 +221,25 @@ impl RawHeader {
     /// is wrong (or, for legacy, carries flag bits no legacy writer sets) in
     /// `dialect` but is a valid descriptor-carrying frame of the other dialect.
     /// Legacy flag bits other than bit 0 are otherwise ignored, as C does.
+    ///
+    /// Limitation: a legacy descriptor frame read as current has a length of at
+    /// least 65552, so a *current* channel whose limit is 65552 or more cannot tell
+    /// it from a long current frame: no mismatch is reported and the frame is read
+    /// (wrongly) as a long current one. Keep current limits below 65552 where a
+    /// legacy peer is possible.
+    ///
+    /// ```
+    /// use imsg_codec::{Dialect, Error, RawHeader, LEGACY_HASFD};
+    /// use zerocopy::FromBytes;
+    /// let mut b = [0u8; 16];
+    /// b[4..6].copy_from_slice(&20u16.to_ne_bytes());
+    /// b[6..8].copy_from_slice(&LEGACY_HASFD.to_ne_bytes());
+    /// let raw = RawHeader::ref_from_bytes(&b[..]).unwrap();
+    /// assert!(matches!(raw.check(Dialect::Current, 16384), Err(Error::DialectMismatch { .. })));
+    /// if cfg!(target_endian = "little") {
+    ///     assert_eq!(raw.check(Dialect::Current, 1 << 20), Ok(65556)); // undetectable
+    /// }
+    /// ```
     pub fn check(&self, dialect: Dialect, max: usize) -> Result<usize, Error> {
         let max = max.min(dialect.max_frame_len());
         let len = self.total_len(dialect);
