@@ -7,6 +7,7 @@ use imsg_codec::{FrameBuilder, Header, Writer, HEADER_SIZE};
 
 use crate::fd_guard;
 use crate::recv_buffer::{RecvBuffer, DEFAULT_RECV_BUFFER};
+pub use crate::send_queue::SendBuf;
 use crate::send_queue::{header_bytes, QueueParts, SendQueue};
 use crate::socket::{self, Transport};
 use crate::{Config, Error, Message, OwnedMessage};
@@ -224,7 +225,7 @@ impl Channel {
             fds,
             base,
         } = self.send.parts();
-        let start = buf.len();
+        let start = imsg_codec::FrameBuf::len(buf);
         let builder = match FrameBuilder::new(buf, dialect, max, header) {
             Ok(b) => b,
             // `Config::validate` keeps max >= 16 and a Vec never runs out of room.
@@ -427,7 +428,7 @@ impl Channel {
 /// Dereferences to [`imsg_codec::Writer`] for the `add_*`/`set_*` methods.
 #[derive(Debug)]
 pub struct MessageBuilder<'a> {
-    builder: FrameBuilder<'a, Vec<u8>>,
+    builder: FrameBuilder<'a, SendBuf>,
     queued: &'a mut usize,
     next_end: &'a mut u64,
     fds: &'a mut std::collections::VecDeque<(u64, OwnedFd)>,
@@ -469,15 +470,15 @@ impl MessageBuilder<'_> {
 }
 
 impl<'a> Deref for MessageBuilder<'a> {
-    type Target = Writer<'a, Vec<u8>>;
+    type Target = Writer<'a, SendBuf>;
 
-    fn deref(&self) -> &Writer<'a, Vec<u8>> {
+    fn deref(&self) -> &Writer<'a, SendBuf> {
         &self.builder
     }
 }
 
 impl<'a> DerefMut for MessageBuilder<'a> {
-    fn deref_mut(&mut self) -> &mut Writer<'a, Vec<u8>> {
+    fn deref_mut(&mut self) -> &mut Writer<'a, SendBuf> {
         &mut self.builder
     }
 }

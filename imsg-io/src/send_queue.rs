@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use imsg_codec::{Dialect, CURRENT_FD_MARK, HEADER_SIZE, LEGACY_HASFD};
+use imsg_codec::{Dialect, FrameBuf, CURRENT_FD_MARK, HEADER_SIZE, LEGACY_HASFD};
 
 /// Sent bytes are dropped from the front of the buffer when everything was sent,
 /// or once they are at least this many and at least half of the buffer (so each
@@ -16,6 +16,133 @@ const COMPACT_MIN: usize = 64 * 1024;
 
 /// An idle buffer larger than this is given back to the allocator.
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
+
+/// The storage of a channel's send queue: frames back to back in one reusable
+/// allocation. A [`MessageBuilder`](crate::MessageBuilder) writes into it through
+/// [`FrameBuf`]; nothing else of it is public.
+///
+/// All of the allocation is initialised, and `bytes[end..]` is room for the next
+/// frames, so a frame is written in place with plain slice copies: no capacity
+/// check per append, no call to `memcpy` for a small payload.
+#[derive(Debug, Default)]
+pub struct SendBuf {
+    /// Initialised storage; `bytes[..end]` holds data.
+    bytes: Vec<u8>,
+    end: usize,
+}
+
+impl SendBuf {
+    /// `bytes[end..end + n]`, growing the storage if needed (`end` is not moved).
+    #[inline]
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        let want = self.end + n;
+        if want > self.bytes.len() {
+            self.grow(want);
+        }
+        &mut self.bytes[self.end..want]
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, want: usize) {
+        let size = want.max(self.bytes.len() * 2).max(4096);
+        self.bytes.resize(size, 0);
+    }
+
+    /// The bytes held.
+    #[inline]
+    fn filled(&self) -> &[u8] {
+        &self.bytes[..self.end]
+    }
+
+    /// Drops the first `n` bytes held, moving the rest to the front.
+    fn drop_front(&mut self, n: usize) {
+        self.bytes.copy_within(n..self.end, 0);
+        self.end -= n;
+    }
+
+    /// Gives an allocation larger than `above` back to the allocator, keeping
+    /// `keep` bytes (only when empty).
+    fn shrink(&mut self, above: usize, keep: usize) {
+        if self.end == 0 && self.bytes.len() > above {
+            self.bytes.truncate(keep);
+            self.bytes.shrink_to_fit();
+        }
+    }
+}
+
+impl FrameBuf for SendBuf {
+    #[inline]
+    fn len(&self) -> usize {
+        self.end
+    }
+
+    #[inline]
+    fn spare(&self) -> usize {
+        isize::MAX as usize - self.end
+    }
+
+    #[inline]
+    fn put(&mut self, data: &[u8]) -> Result<(), imsg_codec::Error> {
+        copy_payload(self.room(data.len()), data);
+        self.end += data.len();
+        Ok(())
+    }
+
+    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], imsg_codec::Error> {
+        let start = self.end;
+        self.room(n).fill(0);
+        self.end += n;
+        Ok(&mut self.bytes[start..start + n])
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[..self.end]
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.end = self.end.min(len);
+    }
+}
+
+/// `dst.copy_from_slice(src)`, with payloads of up to 32 bytes copied inline by
+/// overlapping word moves (a call to `memcpy` costs more than such a copy).
+///
+/// Words, not 16-byte slice copies: LLVM merges the branches' constant-size copies
+/// into one `memcpy` call of variable length, which is what this avoids.
+#[inline(always)]
+fn copy_payload(dst: &mut [u8], src: &[u8]) {
+    #[inline(always)]
+    fn w64(dst: &mut [u8], d: usize, src: &[u8], s: usize) {
+        let w = u64::from_ne_bytes(src[s..s + 8].try_into().unwrap());
+        dst[d..d + 8].copy_from_slice(&w.to_ne_bytes());
+    }
+    #[inline(always)]
+    fn w32(dst: &mut [u8], d: usize, src: &[u8], s: usize) {
+        let w = u32::from_ne_bytes(src[s..s + 4].try_into().unwrap());
+        dst[d..d + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    let n = src.len();
+    assert_eq!(dst.len(), n);
+    if n > 32 {
+        dst.copy_from_slice(src);
+    } else if n >= 16 {
+        w64(dst, 0, src, 0);
+        w64(dst, 8, src, 8);
+        w64(dst, n - 16, src, n - 16);
+        w64(dst, n - 8, src, n - 8);
+    } else if n >= 8 {
+        w64(dst, 0, src, 0);
+        w64(dst, n - 8, src, n - 8);
+    } else if n >= 4 {
+        w32(dst, 0, src, 0);
+        w32(dst, n - 4, src, n - 4);
+    } else if n > 0 {
+        dst[0] = src[0];
+        dst[n / 2] = src[n / 2];
+        dst[n - 1] = src[n - 1];
+    }
+}
 
 /// Queued frames, not yet fully written.
 ///
@@ -27,7 +154,7 @@ pub(crate) struct SendQueue {
     /// Dialect of the headers.
     dialect: Dialect,
     /// Frames back to back; `buf[..sent]` is already written.
-    buf: Vec<u8>,
+    buf: SendBuf,
     /// Bytes at the front of `buf` already written.
     sent: usize,
     /// Stream offset of `buf[0]`.
@@ -43,7 +170,7 @@ pub(crate) struct SendQueue {
 
 /// The parts of a queue a frame builder appends to (see `MessageBuilder`).
 pub(crate) struct QueueParts<'a> {
-    pub buf: &'a mut Vec<u8>,
+    pub buf: &'a mut SendBuf,
     pub queued: &'a mut usize,
     pub next_end: &'a mut u64,
     pub fds: &'a mut VecDeque<(u64, OwnedFd)>,
@@ -56,7 +183,7 @@ impl QueueParts<'_> {
     #[inline]
     pub fn commit(&mut self, start: usize, fd: Option<OwnedFd>) {
         if *self.queued == 0 {
-            *self.next_end = self.base + self.buf.len() as u64;
+            *self.next_end = self.base + self.buf.end as u64;
         }
         *self.queued += 1;
         if let Some(fd) = fd {
@@ -110,7 +237,7 @@ impl SendQueue {
     pub fn new(dialect: Dialect) -> SendQueue {
         SendQueue {
             dialect,
-            buf: Vec::new(),
+            buf: SendBuf::default(),
             sent: 0,
             base: 0,
             queued: 0,
@@ -125,8 +252,9 @@ impl SendQueue {
     }
 
     /// Bytes queued and not yet written.
+    #[inline]
     pub fn pending_bytes(&self) -> usize {
-        self.buf.len() - self.sent
+        self.buf.end - self.sent
     }
 
     /// Appends one frame whose `total` length (checked by the caller against the
@@ -139,12 +267,15 @@ impl SendQueue {
         parts: &[&[u8]],
         fd: Option<OwnedFd>,
     ) {
-        let start = self.buf.len();
-        self.buf.reserve(total);
-        self.buf.extend_from_slice(&header);
+        let start = self.buf.end;
+        let dst = self.buf.room(total);
+        dst[..HEADER_SIZE].copy_from_slice(&header);
+        let mut at = HEADER_SIZE;
         for p in parts {
-            self.buf.extend_from_slice(p);
+            copy_payload(&mut dst[at..at + p.len()], p);
+            at += p.len();
         }
+        self.buf.end = start + total;
         self.append_parts().commit(start, fd);
     }
 
@@ -171,13 +302,13 @@ impl SendQueue {
     /// The header of a frame sent with a descriptor gets its descriptor flag here
     /// (frames closed by a builder are queued before their descriptor is known).
     pub fn next_chunk(&mut self) -> Option<(&[u8], Option<BorrowedFd<'_>>)> {
-        if self.sent == self.buf.len() {
+        if self.sent == self.buf.end {
             return None;
         }
         let pos = self.base + self.sent as u64;
-        let end = self.base + self.buf.len() as u64;
+        let end = self.base + self.buf.end as u64;
         if self.fds.front().is_some_and(|(start, _)| *start == pos) {
-            stamp_fd_flag(self.dialect, &mut self.buf[self.sent..]);
+            stamp_fd_flag(self.dialect, &mut self.buf.bytes_mut()[self.sent..]);
         }
         let mut fds = self.fds.iter();
         let (limit, pass) = match fds.next() {
@@ -188,7 +319,7 @@ impl SendQueue {
             None => (end, None),
         };
         let limit = (limit - self.base) as usize;
-        Some((&self.buf[self.sent..limit], pass))
+        Some((&self.buf.filled()[self.sent..limit], pass))
     }
 
     /// Records that `n` bytes of the last chunk were written, and whether its
@@ -199,31 +330,29 @@ impl SendQueue {
             self.fds.pop_front();
         }
         let pos = self.base + self.sent as u64;
-        if self.sent == self.buf.len() {
+        if self.sent == self.buf.end {
             self.queued = 0;
         }
         while self.queued > 0 && self.next_end <= pos {
             self.queued -= 1;
             if self.queued > 0 {
                 let at = (self.next_end - self.base) as usize;
-                self.next_end += frame_len(self.dialect, &self.buf[at..at + HEADER_SIZE]);
+                self.next_end += frame_len(self.dialect, &self.buf.filled()[at..at + HEADER_SIZE]);
             }
         }
-        if self.sent == self.buf.len() {
+        if self.sent == self.buf.end {
             self.base += self.sent as u64;
             self.sent = 0;
-            self.buf.clear();
-            if self.buf.capacity() > SHRINK_ABOVE {
-                self.buf.shrink_to(COMPACT_MIN);
-            }
-        } else if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.len() {
+            self.buf.end = 0;
+            self.buf.shrink(SHRINK_ABOVE, COMPACT_MIN);
+        } else if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
             self.compact();
         }
     }
 
     /// Drops the sent bytes from the front of the buffer.
     fn compact(&mut self) {
-        self.buf.drain(..self.sent);
+        self.buf.drop_front(self.sent);
         self.base += self.sent as u64;
         self.sent = 0;
     }
@@ -232,8 +361,8 @@ impl SendQueue {
     /// frames were discarded.
     pub fn clear(&mut self) -> usize {
         let frames = self.queued;
-        self.base += self.buf.len() as u64;
-        self.buf.clear();
+        self.base += self.buf.end as u64;
+        self.buf.end = 0;
         self.sent = 0;
         self.queued = 0;
         self.fds.clear();
@@ -271,6 +400,63 @@ mod tests {
     fn push(q: &mut SendQueue, len: usize, fd: Option<OwnedFd>) {
         let h = header_bytes(Dialect::Legacy, 1, len, fd.is_some(), 0, 0);
         q.push(h, len, &[&vec![0; len - HEADER_SIZE]], fd);
+    }
+
+    #[test]
+    fn payload_copies_of_every_small_size() {
+        let src: Vec<u8> = (1..=80).collect();
+        for n in 0..=80 {
+            let mut dst = vec![0xeeu8; n + 2];
+            copy_payload(&mut dst[1..n + 1], &src[..n]);
+            assert_eq!(&dst[1..n + 1], &src[..n], "n = {n}");
+            assert_eq!((dst[0], dst[n + 1]), (0xee, 0xee), "n = {n}");
+        }
+    }
+
+    #[test]
+    fn frames_land_whole_across_growth_and_builder_use() {
+        use imsg_codec::{split, FrameBuilder, Header, Status};
+        let mut q = SendQueue::new(Dialect::Current);
+        let mut want: Vec<Vec<u8>> = Vec::new();
+        for i in 0..3000usize {
+            let parts: Vec<Vec<u8>> = (0..i % 4)
+                .map(|k| vec![(i + k) as u8; (i * 7 + k) % 45])
+                .collect();
+            let slices: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+            let total = HEADER_SIZE + slices.iter().map(|p| p.len()).sum::<usize>();
+            q.push(
+                header_bytes(Dialect::Current, i as u32, total, false, 0, 0),
+                total,
+                &slices,
+                None,
+            );
+            want.push(parts.concat());
+            if i % 100 == 0 {
+                // An abandoned builder leaves nothing; a finished one leaves its frame.
+                drop(FrameBuilder::new(
+                    &mut q.buf,
+                    Dialect::Current,
+                    16384,
+                    Header::new(1, 0, 0),
+                ));
+                let mut b =
+                    FrameBuilder::new(&mut q.buf, Dialect::Current, 16384, Header::new(2, 0, 0))
+                        .unwrap();
+                b.add(&[9; 40]).unwrap();
+                b.finish().unwrap();
+                want.push(vec![9; 40]);
+            }
+        }
+        let mut held = q.buf.filled();
+        for w in &want {
+            let Status::Complete((frame, used)) = split(held, Dialect::Current, 16384).unwrap()
+            else {
+                panic!("incomplete frame");
+            };
+            assert_eq!(frame.payload(), &w[..]);
+            held = &held[used..];
+        }
+        assert!(held.is_empty());
     }
 
     #[test]
@@ -317,6 +503,6 @@ mod tests {
         q.advance(60, true);
         assert!(q.next_chunk().is_none());
         assert_eq!(q.len(), 0);
-        assert_eq!(q.buf.len(), 0);
+        assert_eq!(q.buf.end, 0);
     }
 }
