@@ -6,14 +6,15 @@
 mod harness;
 
 use std::io::Read;
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use harness::{deadline, read_all_in_background, wait_child, Output, TempDir};
-use imsg_io::{Channel, Config, Dialect};
+use imsg_io::{Channel, Config, Dialect, ReadStatus};
+use rustix::process::{kill_process, Pid, Signal};
 
 fn imsgcat(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imsgcat"));
@@ -84,6 +85,50 @@ fn accept(listener: &UnixListener) -> std::os::unix::net::UnixStream {
                 thread::sleep(Duration::from_millis(5));
             }
             Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+/// Keeps process `pid` stopped (`SIGSTOP`) until dropped (`SIGCONT`), so a peer
+/// can connect, write and close before `imsgcat --listen` accepts.
+struct Stopped(Pid);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        let p = Pid::from_raw(pid as i32).expect("a child pid");
+        kill_process(p, Signal::STOP).expect("SIGSTOP");
+        let until = deadline();
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next());
+            if state == Some("T") {
+                return Stopped(p);
+            }
+            assert!(Instant::now() < until, "imsgcat never stopped");
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = kill_process(self.0, Signal::CONT);
+    }
+}
+
+/// Every frame `chan` receives until end of file: type, payload, and whether a
+/// descriptor came with it.
+fn receive_all(chan: &mut Channel) -> Vec<(u32, Vec<u8>, bool)> {
+    let mut got = Vec::new();
+    loop {
+        while let Some(mut m) = chan.get_owned().unwrap() {
+            let fd = m.take_fd().is_some();
+            got.push((m.msg_type(), m.payload().to_vec(), fd));
+        }
+        if matches!(chan.read().unwrap(), ReadStatus::Eof) {
+            return got;
         }
     }
 }
@@ -354,4 +399,133 @@ fn usage_errors_exit_2() {
     let out = spawn(&["--help"]).finish();
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).starts_with("usage: imsgcat"));
+}
+
+/// Frames that carry descriptors go out one `sendmsg` each; those still queued when
+/// the peer half-closes are flushed before imsgcat exits 0.
+#[test]
+fn end_of_file_flushes_the_queue() {
+    let dir = TempDir::new("cateofq");
+    let sock = dir.path().join("sock");
+    let passed = dir.path().join("passed");
+    std::fs::write(&passed, b"x").unwrap();
+    let specs: Vec<String> = ["9:0:0:aabb", "10:0:0:cc", "11:0:0:dd"]
+        .iter()
+        .map(|s| format!("{s}:fd={}", path_str(&passed)))
+        .collect();
+    let mut args = vec![
+        "--listen",
+        path_str(&sock),
+        "--after",
+        "1",
+        "--timeout",
+        "20",
+    ];
+    for s in &specs {
+        args.extend(["--send", s.as_str()]);
+    }
+    let cat = spawn(&args);
+    wait_for_socket(&sock);
+    let stopped = Stopped::new(cat.pid());
+    let stream = UnixStream::connect(&sock).unwrap();
+    let mut chan = Channel::new(stream, Config::default().with_fdpass(true)).unwrap();
+    chan.compose(7, 0, 1, None, b"").unwrap();
+    chan.flush().unwrap();
+    rustix::net::shutdown(&chan, rustix::net::Shutdown::Write).unwrap();
+    drop(stopped);
+
+    let got = receive_all(&mut chan);
+    let out = cat.finish();
+    assert_eq!(
+        got,
+        [
+            (9, vec![0xaa, 0xbb], true),
+            (10, vec![0xcc], true),
+            (11, vec![0xdd], true)
+        ]
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "type=7 len=16 peerid=0 pid=1 fd=0 payload=\n"
+    );
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), ""));
+}
+
+/// A peer that sent frames and closed before reading ours: the frames it sent are
+/// printed, then the write failure is reported (status 1, one line, with the
+/// number of frames not sent).
+#[test]
+fn frames_received_are_printed_before_a_write_failure() {
+    let dir = TempDir::new("catwf");
+    let sock = dir.path().join("sock");
+    let cat = spawn(&[
+        "--listen",
+        path_str(&sock),
+        "--send",
+        "5:0:0:01",
+        "--send",
+        "6:0:0:02",
+        "--timeout",
+        "20",
+    ]);
+    wait_for_socket(&sock);
+    let stopped = Stopped::new(cat.pid());
+    let mut chan = Channel::new(UnixStream::connect(&sock).unwrap(), Config::default()).unwrap();
+    chan.compose(1, 2, 3, None, b"").unwrap();
+    chan.compose(4, 5, 6, None, b"\xff").unwrap();
+    chan.flush().unwrap();
+    drop(chan);
+    drop(stopped);
+
+    let out = cat.finish();
+    assert_eq!(
+        text(&out.stdout),
+        "type=1 len=16 peerid=2 pid=3 fd=0 payload=\ntype=4 len=17 peerid=5 pid=6 fd=0 payload=ff\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("imsgcat: write: "), "{err:?}");
+    assert!(err.contains("2 frames not sent"), "{err:?}");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+}
+
+/// The same with descriptor frames queued after the first frame received: the
+/// peer closed completely, so none of the three can go, and imsgcat says so.
+#[test]
+fn frames_queued_at_end_of_file_that_cannot_go_fail_with_status_1() {
+    let dir = TempDir::new("cateofc");
+    let sock = dir.path().join("sock");
+    let spec = "9:0:0:aa:fd=/dev/null";
+    let cat = spawn(&[
+        "--listen",
+        path_str(&sock),
+        "--after",
+        "1",
+        "--send",
+        spec,
+        "--send",
+        spec,
+        "--send",
+        spec,
+        "--timeout",
+        "20",
+    ]);
+    wait_for_socket(&sock);
+    let stopped = Stopped::new(cat.pid());
+    let mut chan = Channel::new(UnixStream::connect(&sock).unwrap(), Config::default()).unwrap();
+    chan.compose(7, 0, 1, None, b"").unwrap();
+    chan.flush().unwrap();
+    drop(chan);
+    drop(stopped);
+
+    let out = cat.finish();
+    assert_eq!(
+        text(&out.stdout),
+        "type=7 len=16 peerid=0 pid=1 fd=0 payload=\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("imsgcat: write: "), "{err:?}");
+    assert!(err.contains("3 frames not sent"), "{err:?}");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
 }

@@ -19,10 +19,12 @@
 //! - Every frame received is printed on stdout as one `imsg-dump` line:
 //!   `type=<u32> len=<total> peerid=<u32> pid=<i32> fd=<0|1> payload=<hex>`
 //!   (`fd` is the header's descriptor flag; a descriptor received is closed).
-//! - Exit status: 0 after `--count N` frames (and everything queued sent) or at
-//!   end of file; 1 on a protocol error, an I/O error or when `--timeout` (for the
-//!   whole run, in seconds, fractions allowed) passes, with a one-line reason on
-//!   stderr; 2 on a usage error.
+//! - Exit status: 0 after `--count N` frames or at end of file, once everything
+//!   queued is sent (the peer may have shut only its writing side); 1 on a
+//!   protocol error, an I/O error (a frame that could not be sent included: the
+//!   reason says how many were not), or when `--timeout` (for the whole run, in
+//!   seconds, fractions allowed) passes, with a one-line reason on stderr; 2 on a
+//!   usage error. Frames received are printed before a write failure is reported.
 //!
 //! Reading and writing are interleaved on a non-blocking socket, so two
 //! `imsgcat`s that both send a lot never deadlock.
@@ -301,6 +303,39 @@ fn receive_error(e: imsg_io::Error) -> String {
     }
 }
 
+/// Why writing failed, with the number of frames it left unsent.
+fn write_failure(e: imsg_io::Error, unsent: usize) -> String {
+    format!("write: {e} ({unsent} frames not sent)")
+}
+
+/// One write when the socket is ready. On failure the queue is discarded
+/// (descriptors closed) and the reason names the frames it held.
+fn write_ready(chan: &mut Channel) -> Result<(), String> {
+    let unsent = chan.queue_len();
+    chan.write().map(drop).map_err(|e| {
+        chan.clear_queue();
+        write_failure(e, unsent)
+    })
+}
+
+/// The one-line reason to exit with: `why` (if any) and the earlier write failure
+/// (if any), counting the frames queued after it, which were not sent either.
+fn failure(why: Option<String>, write_failed: &Option<String>, chan: &Channel) -> String {
+    let Some(w) = write_failed else {
+        return why.unwrap_or_default();
+    };
+    let later = chan.queue_len();
+    let w = if later > 0 {
+        format!("{w}; {later} frames queued after it not sent")
+    } else {
+        w.clone()
+    };
+    match why {
+        None => w,
+        Some(why) => format!("{why}; earlier {w}"),
+    }
+}
+
 fn run(opts: Options) -> Result<(), String> {
     let deadline = opts.timeout.map(|t| Instant::now() + t);
     let mut config = Config::default()
@@ -327,11 +362,18 @@ fn run(opts: Options) -> Result<(), String> {
             opts.timeout.unwrap_or_default()
         )
     };
+    // A failed write is reported once the frames the peer sent before it went
+    // away have been printed (at end of file, after --count, or with any later
+    // failure); frames queued after it are counted as not sent too.
+    let mut write_failed: Option<String> = None;
     loop {
         let done = opts.count.is_some_and(|c| received >= c);
-        let writing = chan.queue_len() > 0;
+        let writing = write_failed.is_none() && chan.queue_len() > 0;
         if done && !writing {
-            return Ok(());
+            return match write_failed {
+                None => Ok(()),
+                Some(_) => Err(failure(None, &write_failed, &chan)),
+            };
         }
         let mut events = PollFlags::empty();
         if !done {
@@ -346,25 +388,32 @@ fn run(opts: Options) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(10));
         }
         let revents = wait(chan.as_fd(), events, deadline).map_err(|e| {
-            if e == "timeout" {
+            let why = if e == "timeout" {
                 timed_out(received)
             } else {
                 e
-            }
+            };
+            failure(Some(why), &write_failed, &chan)
         })?;
         if writing && revents.intersects(PollFlags::OUT | PollFlags::ERR | PollFlags::HUP) {
-            chan.write().map_err(|e| format!("write: {e}"))?;
+            write_failed = write_ready(&mut chan).err();
         }
         if done || !revents.intersects(PollFlags::IN | PollFlags::ERR | PollFlags::HUP) {
             continue;
         }
-        let eof = match chan.read().map_err(receive_error)? {
-            ReadStatus::Eof => true,
-            ReadStatus::Read(_) | ReadStatus::WouldBlock => false,
+        let eof = match chan.read() {
+            Ok(ReadStatus::Eof) => true,
+            Ok(ReadStatus::Read(_) | ReadStatus::WouldBlock) => false,
+            Err(e) => return Err(failure(Some(receive_error(e)), &write_failed, &chan)),
         };
         while opts.count.is_none_or(|c| received < c) {
-            let Some(mut m) = chan.get().map_err(receive_error)? else {
-                break;
+            let mut m = match chan.get() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    let why = Some(receive_error(e));
+                    return Err(failure(why, &write_failed, &chan));
+                }
             };
             writeln!(out, "{}", DumpLine::new(m.header(), m.payload()))
                 .map_err(|e| format!("stdout: {e}"))?;
@@ -377,9 +426,36 @@ fn run(opts: Options) -> Result<(), String> {
             }
         }
         if eof {
-            return Ok(());
+            if write_failed.is_some() {
+                return Err(failure(None, &write_failed, &chan));
+            }
+            // Frames with descriptors go one `sendmsg` each: some may still be
+            // queued. The peer may only have shut its writing side.
+            return flush_at_eof(&mut chan, deadline, opts.timeout);
         }
     }
+}
+
+/// Writes what is still queued when the peer's stream ended; a failure (or the
+/// timeout) says how many frames were not sent.
+fn flush_at_eof(
+    chan: &mut Channel,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+) -> Result<(), String> {
+    while chan.queue_len() > 0 {
+        let unsent = chan.queue_len();
+        wait(chan.as_fd(), PollFlags::OUT, deadline).map_err(|e| {
+            let e = if e == "timeout" {
+                format!("timeout after {:?}", timeout.unwrap_or_default())
+            } else {
+                e
+            };
+            format!("{e} at end of file ({unsent} frames not sent)")
+        })?;
+        write_ready(chan)?;
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
