@@ -474,17 +474,25 @@ impl Mesh {
         target: Target,
         ty: u32,
         peerid: u32,
-        mut fd: Option<OwnedFd>,
+        fd: Option<OwnedFd>,
         parts: &[&[u8]],
     ) -> Result<usize, Error> {
         let peers = self.resolve(to, target)?;
         let pid = pid_for_instance(self.me.peer.instance);
         let count = peers.len();
-        for (k, peer) in peers.into_iter().enumerate() {
-            let this_fd = match &fd {
-                Some(f) if k + 1 < count => Some(f.try_clone().map_err(Error::os("dup"))?),
-                _ => fd.take(),
-            };
+        // Every duplicate is made before anything is queued: running out of
+        // descriptors half way must not leave some instances with the message
+        // and others without (the duplicates made are closed on the way out).
+        let mut fds: Vec<Option<OwnedFd>> = Vec::with_capacity(count);
+        if let Some(f) = fd {
+            for _ in 1..count {
+                fds.push(Some(f.try_clone().map_err(Error::os("dup"))?));
+            }
+            fds.push(Some(f));
+        } else {
+            fds.resize_with(count, || None);
+        }
+        for (peer, this_fd) in peers.into_iter().zip(fds) {
             let ch = self
                 .channels
                 .get_mut(&peer)
@@ -530,5 +538,135 @@ impl Mesh {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::ProcSpec;
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    const SERVER: ProcId = ProcId(1);
+    const DUP_CHILD_ENV: &str = "PRIVSEP_MESH_DUP_FAILURE_CHILD";
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count() - 1
+    }
+
+    /// The parent's mesh with three server instances attached, and the servers'
+    /// ends of those channels.
+    fn parent_with_three_servers() -> (Mesh, Vec<UnixStream>) {
+        let table = ProcTable::new("t")
+            .with(ProcSpec::new(ProcId::PARENT, "parent"))
+            .with(ProcSpec::new(SERVER, "server").instances(3));
+        let me = Identity {
+            daemon: "t".into(),
+            peer: Peer::PARENT,
+            title: "parent".into(),
+            pid: std::process::id(),
+        };
+        let mut mesh = Mesh::new(&table, me).unwrap();
+        let mut ends = Vec::new();
+        for i in 0..3 {
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            mesh.attach(Peer::new(SERVER, i), ours.into()).unwrap();
+            ends.push(theirs);
+        }
+        (mesh, ends)
+    }
+
+    fn queued(mesh: &Mesh) -> Vec<usize> {
+        (0..3)
+            .map(|i| mesh.channel(Peer::new(SERVER, i)).unwrap().queue_len())
+            .collect()
+    }
+
+    /// Run in a child process by `broadcast_with_a_descriptor_is_all_or_nothing`
+    /// (it lowers the descriptor limit); does nothing otherwise.
+    #[test]
+    fn broadcast_dup_failure_child_entry() {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        if std::env::var_os(DUP_CHILD_ENV).is_none() {
+            return;
+        }
+        let (mut mesh, _ends) = parent_with_three_servers();
+        let devnull = || OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let fd = devnull();
+        let before = open_fds();
+        // Lowest free descriptor number: everything below it is in use. A limit
+        // one above it leaves one free slot: the first duplicate of `fd` can be
+        // made, the second cannot.
+        let lowest = rustix::io::fcntl_dupfd_cloexec(&fd, 0).unwrap();
+        let n = std::os::fd::AsRawFd::as_raw_fd(&lowest) as u64;
+        drop(lowest);
+        let old = getrlimit(Resource::Nofile);
+        let one_free = Rlimit {
+            current: Some(n + 1),
+            maximum: old.maximum,
+        };
+        setrlimit(Resource::Nofile, one_free).unwrap();
+        let r = mesh.send(SERVER, Target::All, 100, 7, Some(fd), &[b"x"]);
+        setrlimit(Resource::Nofile, old).unwrap();
+
+        assert!(
+            matches!(r, Err(Error::Os { what: "dup", .. })),
+            "expected a failed dup: {r:?}"
+        );
+        assert_eq!(queued(&mesh), [0, 0, 0], "nothing queued to anybody");
+        assert!(mesh.counts().values().all(|c| c.sent == 0));
+        assert_eq!(open_fds(), before - 1, "the descriptor and its dups closed");
+
+        // With descriptors to spare the same broadcast reaches all three.
+        assert_eq!(
+            mesh.send(SERVER, Target::All, 100, 7, Some(devnull()), &[b"x"])
+                .unwrap(),
+            3
+        );
+        assert_eq!(queued(&mesh), [1, 1, 1]);
+        assert!(mesh.counts().values().all(|c| c.sent == 1));
+        println!("dup-failure child: all or nothing");
+    }
+
+    #[test]
+    fn broadcast_with_a_descriptor_is_all_or_nothing() {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "mesh::tests::broadcast_dup_failure_child_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(DUP_CHILD_ENV, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("child timed out");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(status.success(), "child failed: {out}");
+        assert!(
+            out.contains("dup-failure child: all or nothing"),
+            "child did not run the scenario: {out}"
+        );
     }
 }
