@@ -44,6 +44,8 @@
 #![deny(missing_docs)]
 
 pub mod args;
+#[cfg(test)]
+mod child_test;
 pub mod context;
 pub mod control;
 pub mod error;

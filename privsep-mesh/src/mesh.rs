@@ -545,9 +545,7 @@ impl Mesh {
 mod tests {
     use super::*;
     use crate::table::ProcSpec;
-    use std::io::Read;
     use std::os::unix::net::UnixStream;
-    use std::time::{Duration, Instant};
 
     const SERVER: ProcId = ProcId(1);
     const DUP_CHILD_ENV: &str = "PRIVSEP_MESH_DUP_FAILURE_CHILD";
@@ -632,41 +630,10 @@ mod tests {
 
     #[test]
     fn broadcast_with_a_descriptor_is_all_or_nothing() {
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "mesh::tests::broadcast_dup_failure_child_entry",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(DUP_CHILD_ENV, "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                panic!("child timed out");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        assert!(status.success(), "child failed: {out}");
-        assert!(
-            out.contains("dup-failure child: all or nothing"),
-            "child did not run the scenario: {out}"
+        crate::child_test::run_test_in_child(
+            "mesh::tests::broadcast_dup_failure_child_entry",
+            DUP_CHILD_ENV,
+            "dup-failure child: all or nothing",
         );
     }
 }

@@ -8,7 +8,8 @@
 //! 3. `chdir("/")`;
 //! 4. `setgroups(1, [gid])`, `setresgid(gid, gid, gid)`, `setresuid(uid, uid, uid)`;
 //! 5. verify: `getresuid` and `getresgid` are all the user's, the supplementary groups
-//!    are exactly `[gid]`, and `setuid(0)` / `setgid(0)` fail.
+//!    are exactly `[gid]`, and `setuid(0)` and a `setgid` to a group the process
+//!    does not hold (0, or 1 for a user whose group is 0) fail.
 //!
 //! The id changes go through glibc's `setgroups`/`setresgid`/`setresuid`, which apply
 //! to every thread of the process (the raw system calls change only the calling
@@ -173,25 +174,66 @@ pub fn credentials() -> io::Result<([u32; 3], [u32; 3], Vec<u32>)> {
     }
 }
 
-/// Checks that the process runs as `user` only and cannot get root back.
+/// The ids [`verify`] tries to switch to after the drop; each attempt must fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RegainProbes {
+    /// Tried with `setuid`: root's uid, unless the target is root itself.
+    uid: Option<u32>,
+    /// Tried with `setgid`: a gid the process does not hold, which takes
+    /// `CAP_SETGID`. Root's group, unless that is the user's own group: then
+    /// `setgid(0)` succeeds for anybody and proves nothing, and gid 1 is tried.
+    gid: Option<u32>,
+}
+
+fn regain_probes(user: &User) -> RegainProbes {
+    if user.uid == 0 {
+        return RegainProbes {
+            uid: None,
+            gid: None,
+        };
+    }
+    RegainProbes {
+        uid: Some(0),
+        gid: Some(if user.gid == 0 { 1 } else { 0 }),
+    }
+}
+
+/// Whether the ids read back are exactly `user`'s: its uid and gid as real,
+/// effective and saved ids, and its gid as the only supplementary group.
+fn check_ids(user: &User, uids: [u32; 3], gids: [u32; 3], groups: &[u32]) -> Result<(), String> {
+    if uids != [user.uid; 3] {
+        return Err(format!("uids {uids:?}, want {}", user.uid));
+    }
+    if gids != [user.gid; 3] {
+        return Err(format!("gids {gids:?}, want {}", user.gid));
+    }
+    if groups != [user.gid] {
+        return Err(format!("groups {groups:?}, want [{}]", user.gid));
+    }
+    Ok(())
+}
+
+/// Checks that the process runs as `user` only and cannot get root back: its ids
+/// are exactly the user's, and switching to root's uid (or to a group it does
+/// not hold) fails.
 pub fn verify(user: &User) -> Result<(), PrivdropError> {
     let fail = |s: String| PrivdropError::Verify(s);
     let (uids, gids, groups) = credentials().map_err(|e| fail(e.to_string()))?;
-    if uids != [user.uid; 3] {
-        return Err(fail(format!("uids {uids:?}, want {}", user.uid)));
+    check_ids(user, uids, gids, &groups).map_err(fail)?;
+    let probes = regain_probes(user);
+    if let Some(uid) = probes.uid {
+        // SAFETY: a plain libc call; if it succeeded the drop was not effective and
+        // the caller ends the process.
+        if unsafe { libc::setuid(uid) } == 0 {
+            return Err(fail("root could be regained (setuid succeeded)".into()));
+        }
     }
-    if gids != [user.gid; 3] {
-        return Err(fail(format!("gids {gids:?}, want {}", user.gid)));
-    }
-    if groups != [user.gid] {
-        return Err(fail(format!("groups {groups:?}, want [{}]", user.gid)));
-    }
-    if user.uid != 0 {
-        // SAFETY: plain libc calls; if either succeeded the drop was not effective
-        // and the caller ends the process.
-        let (u, g) = unsafe { (libc::setuid(0), libc::setgid(0)) };
-        if u == 0 || g == 0 {
-            return Err(fail("root could be regained".into()));
+    if let Some(gid) = probes.gid {
+        // SAFETY: as above.
+        if unsafe { libc::setgid(gid) } == 0 {
+            return Err(fail(format!(
+                "groups can still be changed (setgid({gid}) succeeded)"
+            )));
         }
     }
     Ok(())
@@ -229,5 +271,85 @@ mod tests {
         let (uids, gids, _) = credentials().unwrap();
         assert_eq!(uids[1], rustix::process::geteuid().as_raw());
         assert_eq!(gids[1], rustix::process::getegid().as_raw());
+    }
+
+    fn user(uid: u32, gid: u32) -> User {
+        User {
+            name: "u".into(),
+            uid,
+            gid,
+            home: "/".into(),
+        }
+    }
+
+    #[test]
+    fn probes_never_try_an_id_the_user_holds() {
+        let probes = |uid, gid| {
+            let p = regain_probes(&user(uid, gid));
+            (p.uid, p.gid)
+        };
+        assert_eq!(probes(65534, 65534), (Some(0), Some(0)));
+        // setgid(0) proves nothing for a user whose group is 0.
+        assert_eq!(probes(65534, 0), (Some(0), Some(1)));
+        assert_eq!(probes(0, 0), (None, None));
+        assert_eq!(probes(0, 5), (None, None));
+    }
+
+    #[test]
+    fn ids_must_be_exactly_the_users() {
+        let u = user(65534, 0);
+        assert_eq!(check_ids(&u, [65534; 3], [0; 3], &[0]), Ok(()));
+        for (uids, gids, groups) in [
+            ([65534, 65534, 0], [0; 3], &[0][..]),
+            ([0; 3], [0; 3], &[0][..]),
+            ([65534; 3], [0, 0, 1], &[0][..]),
+            ([65534; 3], [0; 3], &[0, 1][..]),
+            ([65534; 3], [0; 3], &[][..]),
+        ] {
+            assert!(
+                check_ids(&u, uids, gids, groups).is_err(),
+                "{uids:?} {gids:?} {groups:?} accepted"
+            );
+        }
+    }
+
+    const GID0_CHILD_ENV: &str = "PRIVSEP_MESH_PRIVDROP_GID0_CHILD";
+
+    /// Run in a child process by `a_user_whose_group_is_0_passes_verification`
+    /// (the drop cannot be undone); does nothing otherwise.
+    #[test]
+    fn gid0_drop_child_entry() {
+        if std::env::var_os(GID0_CHILD_ENV).is_none() {
+            return;
+        }
+        let user = User {
+            name: "gid0".into(),
+            uid: 65534,
+            gid: 0,
+            home: "/".into(),
+        };
+        become_user(&user).unwrap();
+        assert_eq!(
+            credentials().unwrap(),
+            ([65534; 3], [0; 3], vec![0]),
+            "the drop happened"
+        );
+        assert!(verify(&User { uid: 0, ..user }).is_err(), "uid is checked");
+        println!("gid-0 child: dropped and verified");
+    }
+
+    /// As root, really drop to uid 65534 with primary group 0: `setgid(0)` works
+    /// for such a user without meaning anything, and must not fail the check.
+    #[test]
+    fn a_user_whose_group_is_0_passes_verification() {
+        if !is_root() {
+            eprintln!("not root: the real drop to a group-0 user is not tried");
+            return;
+        }
+        crate::child_test::run_test_in_child(
+            "privdrop::tests::gid0_drop_child_entry",
+            GID0_CHILD_ENV,
+            "gid-0 child: dropped and verified",
+        );
     }
 }
