@@ -220,8 +220,7 @@ impl Channel {
         );
         let QueueParts {
             buf,
-            queued,
-            next_end,
+            pushed,
             fds,
             base,
         } = self.send.parts();
@@ -233,8 +232,7 @@ impl Channel {
         };
         MessageBuilder {
             builder,
-            queued,
-            next_end,
+            pushed,
             fds,
             base,
             start,
@@ -429,8 +427,7 @@ impl Channel {
 #[derive(Debug)]
 pub struct MessageBuilder<'a> {
     builder: FrameBuilder<'a, SendBuf>,
-    queued: &'a mut usize,
-    next_end: &'a mut u64,
+    pushed: &'a mut u64,
     fds: &'a mut std::collections::VecDeque<(u64, OwnedFd)>,
     base: u64,
     start: usize,
@@ -447,19 +444,15 @@ impl MessageBuilder<'_> {
         }
         let MessageBuilder {
             builder,
-            queued,
-            next_end,
+            pushed,
             fds,
             base,
             start,
             ..
         } = self;
-        let total = builder.finish()?;
+        builder.finish()?;
         let start = base + start as u64;
-        if *queued == 0 {
-            *next_end = start + total as u64;
-        }
-        *queued += 1;
+        *pushed += 1;
         if let Some(fd) = fd {
             // The header's descriptor flag is stamped when the frame is sent
             // (`SendQueue::next_chunk`); the builder has given the buffer back.

@@ -146,9 +146,9 @@ fn copy_payload(dst: &mut [u8], src: &[u8]) {
 
 /// Queued frames, not yet fully written.
 ///
-/// Frames are counted without a per-frame record: the queue knows where the first
-/// unfinished frame ends and reads the next frame's length from its header when
-/// the write position passes that end.
+/// Frames are counted without a per-frame record: queueing one is a counter
+/// increment; a write that empties the queue completes them all, and a partial
+/// write walks the headers of the frames it completed.
 #[derive(Debug)]
 pub(crate) struct SendQueue {
     /// Dialect of the headers.
@@ -159,11 +159,16 @@ pub(crate) struct SendQueue {
     sent: usize,
     /// Stream offset of `buf[0]`.
     base: u64,
-    /// Frames not fully written.
-    queued: usize,
-    /// Stream offset of the end of the first frame not fully written (when
-    /// `queued > 0`).
-    next_end: u64,
+    /// Frames ever queued on this channel.
+    pushed: u64,
+    /// Frames ever completely written (or discarded).
+    done: u64,
+    /// Stream offset of the first frame not completely written (the end of the
+    /// stream when there is none).
+    head: u64,
+    /// Stream offset of that frame's end, once read from its header (always known
+    /// when its header may have been dropped from the buffer).
+    head_end: Option<u64>,
     /// Descriptors not yet sent, each with the stream offset of its frame's first byte.
     fds: VecDeque<(u64, OwnedFd)>,
 }
@@ -171,8 +176,7 @@ pub(crate) struct SendQueue {
 /// The parts of a queue a frame builder appends to (see `MessageBuilder`).
 pub(crate) struct QueueParts<'a> {
     pub buf: &'a mut SendBuf,
-    pub queued: &'a mut usize,
-    pub next_end: &'a mut u64,
+    pub pushed: &'a mut u64,
     pub fds: &'a mut VecDeque<(u64, OwnedFd)>,
     pub base: u64,
 }
@@ -182,10 +186,7 @@ impl QueueParts<'_> {
     /// the current end, with its descriptor.
     #[inline]
     pub fn commit(&mut self, start: usize, fd: Option<OwnedFd>) {
-        if *self.queued == 0 {
-            *self.next_end = self.base + self.buf.end as u64;
-        }
-        *self.queued += 1;
+        *self.pushed += 1;
         if let Some(fd) = fd {
             self.fds.push_back((self.base + start as u64, fd));
         }
@@ -240,15 +241,17 @@ impl SendQueue {
             buf: SendBuf::default(),
             sent: 0,
             base: 0,
-            queued: 0,
-            next_end: 0,
+            pushed: 0,
+            done: 0,
+            head: 0,
+            head_end: None,
             fds: VecDeque::new(),
         }
     }
 
     /// Frames queued and not fully written.
     pub fn len(&self) -> usize {
-        self.queued
+        (self.pushed - self.done) as usize
     }
 
     /// Bytes queued and not yet written.
@@ -287,8 +290,7 @@ impl SendQueue {
     fn append_parts(&mut self) -> QueueParts<'_> {
         QueueParts {
             buf: &mut self.buf,
-            queued: &mut self.queued,
-            next_end: &mut self.next_end,
+            pushed: &mut self.pushed,
             fds: &mut self.fds,
             base: self.base,
         }
@@ -329,23 +331,40 @@ impl SendQueue {
         if fd_sent {
             self.fds.pop_front();
         }
-        let pos = self.base + self.sent as u64;
         if self.sent == self.buf.end {
-            self.queued = 0;
-        }
-        while self.queued > 0 && self.next_end <= pos {
-            self.queued -= 1;
-            if self.queued > 0 {
-                let at = (self.next_end - self.base) as usize;
-                self.next_end += frame_len(self.dialect, &self.buf.filled()[at..at + HEADER_SIZE]);
-            }
-        }
-        if self.sent == self.buf.end {
+            // Everything went: no header walk.
+            self.done = self.pushed;
             self.base += self.sent as u64;
+            self.head = self.base;
+            self.head_end = None;
             self.sent = 0;
             self.buf.end = 0;
             self.buf.shrink(SHRINK_ABOVE, COMPACT_MIN);
-        } else if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
+            return;
+        }
+        // Count the frames the write completed, walking their headers. The frame
+        // at `head` starts before `pos`, which is inside the buffer, so its header
+        // is there unless its end is already known.
+        let pos = self.base + self.sent as u64;
+        loop {
+            let end = match self.head_end {
+                Some(end) => end,
+                None => {
+                    let at = (self.head - self.base) as usize;
+                    let end = self.head
+                        + frame_len(self.dialect, &self.buf.filled()[at..at + HEADER_SIZE]);
+                    self.head_end = Some(end);
+                    end
+                }
+            };
+            if end > pos {
+                break;
+            }
+            self.done += 1;
+            self.head = end;
+            self.head_end = None;
+        }
+        if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
             self.compact();
         }
     }
@@ -360,11 +379,13 @@ impl SendQueue {
     /// Discards everything queued, closing the queued descriptors. Returns how many
     /// frames were discarded.
     pub fn clear(&mut self) -> usize {
-        let frames = self.queued;
+        let frames = self.len();
         self.base += self.buf.end as u64;
         self.buf.end = 0;
         self.sent = 0;
-        self.queued = 0;
+        self.done = self.pushed;
+        self.head = self.base;
+        self.head_end = None;
         self.fds.clear();
         frames
     }
@@ -457,6 +478,37 @@ mod tests {
             held = &held[used..];
         }
         assert!(held.is_empty());
+    }
+
+    #[test]
+    fn frame_count_follows_partial_writes_and_compaction() {
+        let mut q = SendQueue::new(Dialect::Legacy);
+        let mut ends = std::collections::VecDeque::new(); // stream end of each queued frame
+        let (mut queued_to, mut written) = (0u64, 0u64);
+        let mut step = 7usize;
+        for round in 0..400 {
+            for k in 0..(round % 37) {
+                let len = HEADER_SIZE + (round * 13 + k * 101) % 3000;
+                push(&mut q, len, None);
+                queued_to += len as u64;
+                ends.push_back(queued_to);
+            }
+            if let Some((chunk, _)) = q.next_chunk() {
+                step = (step * 31 + 17) % 9000;
+                let n = chunk.len().min(step + 1);
+                q.advance(n, false);
+                written += n as u64;
+            }
+            while ends.front().is_some_and(|&e| e <= written) {
+                ends.pop_front();
+            }
+            assert_eq!(q.len(), ends.len(), "round {round}");
+            assert_eq!(q.pending_bytes() as u64, queued_to - written);
+        }
+        assert_eq!(q.clear(), ends.len());
+        assert_eq!((q.len(), q.pending_bytes()), (0, 0));
+        push(&mut q, 20, None);
+        assert_eq!(q.len(), 1);
     }
 
     #[test]
