@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use imsg_io::{Channel, Config, Dialect, Error, ReadStatus};
@@ -16,28 +16,24 @@ use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
 static LOCK: Mutex<()> = Mutex::new(());
 
-/// Holds the lock and checks on drop that the descriptor count is back where it was.
-struct FdCheck {
-    before: usize,
-    _lock: MutexGuard<'static, ()>,
-}
-
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-fn fd_check() -> FdCheck {
-    let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    FdCheck {
-        before: open_fds(),
-        _lock: lock,
-    }
+/// Runs `body` holding the lock, then checks that the descriptor count is back
+/// where it was (everything `body` opened is dropped by then).
+fn with_fd_check(body: impl FnOnce()) {
+    let _lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let before = open_fds();
+    body();
+    assert_eq!(open_fds(), before, "descriptors leaked or lost");
 }
 
-impl FdCheck {
-    fn verify(self) {
-        assert_eq!(open_fds(), self.before, "descriptors leaked or lost");
-    }
+/// A socketpair: the sending end, and a channel with descriptor passing on the
+/// other.
+fn fdpass_receiver() -> (UnixStream, Channel) {
+    let (a, b) = UnixStream::pair().unwrap();
+    (a, Channel::new(b, fdpass()).unwrap())
 }
 
 fn devnull() -> OwnedFd {
@@ -77,6 +73,13 @@ fn send_raw(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
     assert_eq!(n, bytes.len());
 }
 
+/// One raw `sendmsg` of `bytes` with a descriptor of `/dev/null`, closed here
+/// once sent.
+fn send_with_devnull(sock: BorrowedFd<'_>, bytes: &[u8]) {
+    let null = devnull();
+    send_raw(sock, bytes, &[null.as_fd()]);
+}
+
 fn read_all_frames(rx: &mut Channel) -> Vec<imsg_io::OwnedMessage> {
     let mut out = Vec::new();
     loop {
@@ -93,8 +96,7 @@ fn read_all_frames(rx: &mut Channel) -> Vec<imsg_io::OwnedMessage> {
 
 #[test]
 fn short_writes_resume_exactly() {
-    let check = fd_check();
-    {
+    with_fd_check(|| {
         let (a, b) = UnixStream::pair().unwrap();
         rustix::net::sockopt::set_socket_send_buffer_size(&a, 4096).unwrap();
         a.set_nonblocking(true).unwrap();
@@ -148,23 +150,18 @@ fn short_writes_resume_exactly() {
         drop(tx);
         reader.join().unwrap();
         assert!(partial > 0 && would_block > 0, "{partial} {would_block}");
-    }
-    check.verify();
+    });
 }
 
 #[test]
 fn peer_dies_mid_frame() {
-    let check = fd_check();
-    {
-        let (a, b) = UnixStream::pair().unwrap();
-        let mut rx = Channel::new(b, fdpass()).unwrap();
+    with_fd_check(|| {
+        let (a, mut rx) = fdpass_receiver();
         let whole = legacy_frame(1, b"complete", false);
         let cut = legacy_frame(2, &[7; 84], true);
         let mut bytes = whole.clone();
         bytes.extend_from_slice(&cut[..66]);
-        let null = devnull();
-        send_raw(a.as_fd(), &bytes, &[null.as_fd()]);
-        drop(null);
+        send_with_devnull(a.as_fd(), &bytes);
         drop(a);
         assert_eq!(rx.read().unwrap(), ReadStatus::Read(bytes.len()));
         assert_eq!(
@@ -188,22 +185,17 @@ fn peer_dies_mid_frame() {
         drop(a);
         assert_eq!(read_all_frames(&mut rx2).len(), 1);
         assert_eq!(rx2.read().unwrap(), ReadStatus::Eof);
-    }
-    check.verify();
+    });
 }
 
 #[test]
 fn flagged_frame_without_descriptor() {
-    let check = fd_check();
-    {
-        let (a, b) = UnixStream::pair().unwrap();
-        let mut rx = Channel::new(b, fdpass()).unwrap();
+    with_fd_check(|| {
+        let (a, mut rx) = fdpass_receiver();
         // A peer without descriptor passing marks the frame but sends no fd.
         send_raw(a.as_fd(), &legacy_frame(1, b"no fd", true), &[]);
         // The next flagged frame's descriptor must not slide onto the first.
-        let null = devnull();
-        send_raw(a.as_fd(), &legacy_frame(2, b"fd", true), &[null.as_fd()]);
-        drop(null);
+        send_with_devnull(a.as_fd(), &legacy_frame(2, b"fd", true));
         drop(a);
         let mut frames = read_all_frames(&mut rx).into_iter();
         let mut m = frames.next().unwrap();
@@ -214,23 +206,15 @@ fn flagged_frame_without_descriptor() {
         assert_eq!(m.msg_type(), 2);
         assert!(m.flagged_fd());
         assert!(m.take_fd().is_some());
-    }
-    check.verify();
+    });
 }
 
 #[test]
 fn descriptor_without_flagged_frame() {
-    let check = fd_check();
-    {
-        let (a, b) = UnixStream::pair().unwrap();
-        let mut rx = Channel::new(b, fdpass()).unwrap();
-        let null = devnull();
+    with_fd_check(|| {
+        let (a, mut rx) = fdpass_receiver();
         // 1. An fd with an unflagged frame: closed, the frame delivered.
-        send_raw(
-            a.as_fd(),
-            &legacy_frame(1, b"stray", false),
-            &[null.as_fd()],
-        );
+        send_with_devnull(a.as_fd(), &legacy_frame(1, b"stray", false));
         assert!(matches!(rx.read().unwrap(), ReadStatus::Read(21)));
         let m = rx.get().unwrap().unwrap();
         assert!(!m.flagged_fd() && m.fd().is_none());
@@ -241,34 +225,29 @@ fn descriptor_without_flagged_frame() {
         let f = legacy_frame(2, &[1; 40], true);
         send_raw(a.as_fd(), &f[..30], &[]);
         assert_eq!(rx.read().unwrap(), ReadStatus::Read(30));
-        send_raw(a.as_fd(), &f[30..], &[null.as_fd()]);
+        send_with_devnull(a.as_fd(), &f[30..]);
         assert_eq!(rx.read().unwrap(), ReadStatus::Read(26));
         assert_eq!(rx.pending_fds(), 0);
         let m = rx.get().unwrap().unwrap();
         assert!(m.flagged_fd() && m.fd().is_none());
         drop(m);
         // 3. Then a proper frame still gets its descriptor.
-        send_raw(a.as_fd(), &legacy_frame(3, b"ok", true), &[null.as_fd()]);
+        send_with_devnull(a.as_fd(), &legacy_frame(3, b"ok", true));
         rx.read().unwrap();
         let mut m = rx.get().unwrap().unwrap();
         assert_eq!(m.msg_type(), 3);
         assert!(m.take_fd().is_some());
-    }
-    check.verify();
+    });
 }
 
 #[test]
 fn descriptor_kept_when_read_ends_inside_its_header() {
-    let check = fd_check();
-    {
-        let (a, b) = UnixStream::pair().unwrap();
-        let mut rx = Channel::new(b, fdpass()).unwrap();
+    with_fd_check(|| {
+        let (a, mut rx) = fdpass_receiver();
         let first = legacy_frame(1, &[0; 84], false); // 100 bytes, no fd
         let second = legacy_frame(2, b"mine", true);
         send_raw(a.as_fd(), &first, &[]);
-        let null = devnull();
-        send_raw(a.as_fd(), &second, &[null.as_fd()]);
-        drop(null);
+        send_with_devnull(a.as_fd(), &second);
         // The read takes the first frame and only 8 bytes of the second's header;
         // Linux delivers the second frame's descriptor with those 8 bytes.
         rx.set_recv_buffer_size(108);
@@ -288,25 +267,20 @@ fn descriptor_kept_when_read_ends_inside_its_header() {
             rustix::fs::fstat(&fd).unwrap().st_rdev,
             rustix::fs::stat("/dev/null").unwrap().st_rdev
         );
-    }
-    check.verify();
+    });
 }
 
 #[test]
 fn flagged_frame_without_descriptor_then_split_header() {
-    let check = fd_check();
-    {
+    with_fd_check(|| {
         // A flagged frame without fd, then the 8 first bytes of a flagged frame
         // with its fd, in one read: the fd is the second frame's, so the first
         // frame is held back until the second header is complete.
-        let (a, b) = UnixStream::pair().unwrap();
-        let mut rx = Channel::new(b, fdpass()).unwrap();
+        let (a, mut rx) = fdpass_receiver();
         let first = legacy_frame(1, &[0; 84], true);
         let second = legacy_frame(2, b"mine", true);
         send_raw(a.as_fd(), &first, &[]);
-        let null = devnull();
-        send_raw(a.as_fd(), &second, &[null.as_fd()]);
-        drop(null);
+        send_with_devnull(a.as_fd(), &second);
         rx.set_recv_buffer_size(108);
         assert_eq!(rx.read().unwrap(), ReadStatus::Read(108));
         assert!(rx.get().unwrap().is_none(), "held back");
@@ -318,12 +292,10 @@ fn flagged_frame_without_descriptor_then_split_header() {
         assert_eq!(m.msg_type(), 2);
         assert!(m.take_fd().is_some());
         // At end of file nothing is held back: the same read cut, then EOF.
-        let (a, b) = UnixStream::pair().unwrap();
-        let mut rx = Channel::new(b, fdpass()).unwrap();
-        let null = devnull();
+        let (a, mut rx) = fdpass_receiver();
         send_raw(a.as_fd(), &first, &[]);
-        send_raw(a.as_fd(), &second[..8], &[null.as_fd()]);
-        drop((a, null));
+        send_with_devnull(a.as_fd(), &second[..8]);
+        drop(a);
         assert_eq!(rx.read().unwrap(), ReadStatus::Read(108));
         assert!(rx.get().unwrap().is_none());
         assert!(matches!(
@@ -334,14 +306,12 @@ fn flagged_frame_without_descriptor_then_split_header() {
         assert_eq!(m.msg_type(), 1);
         // Its header was never complete: the fd went to the only flagged frame seen.
         assert!(m.take_fd().is_some());
-    }
-    check.verify();
+    });
 }
 
 #[test]
 fn oversized_frame() {
-    let check = fd_check();
-    {
+    with_fd_check(|| {
         for d in [Dialect::Legacy, Dialect::Current] {
             let (a, b) = UnixStream::pair().unwrap();
             let cfg = fdpass().with_dialect(d).with_max_frame(1000).unwrap();
@@ -354,9 +324,7 @@ fn oversized_frame() {
                 }
                 .to_ne_bytes(),
             );
-            let null = devnull();
-            send_raw(a.as_fd(), &hdr, &[null.as_fd()]);
-            drop(null);
+            send_with_devnull(a.as_fd(), &hdr);
             assert_eq!(rx.read().unwrap(), ReadStatus::Read(16));
             for _ in 0..2 {
                 assert!(matches!(
@@ -369,14 +337,12 @@ fn oversized_frame() {
             }
             assert!(matches!(rx.read(), Err(Error::Codec(_))));
         }
-    }
-    check.verify();
+    });
 }
 
 #[test]
 fn closed_peer_on_write() {
-    let check = fd_check();
-    {
+    with_fd_check(|| {
         let (a, b) = UnixStream::pair().unwrap();
         let mut tx = Channel::new(a, fdpass()).unwrap();
         drop(b);
@@ -388,14 +354,12 @@ fn closed_peer_on_write() {
         assert!(matches!(tx.flush(), Err(Error::PeerClosed)));
         assert_eq!((tx.queue_len(), tx.queued_bytes()), (0, 0));
         assert!(matches!(tx.write(), Ok(0)));
-    }
-    check.verify();
+    });
 }
 
 #[test]
 fn fd_refused_without_fdpass() {
-    let check = fd_check();
-    {
+    with_fd_check(|| {
         let (a, _b) = UnixStream::pair().unwrap();
         let mut tx = Channel::new(a, Config::default()).unwrap();
         tx.compose(1, 0, 0, None, b"queued").unwrap();
@@ -404,16 +368,13 @@ fn fd_refused_without_fdpass() {
             Err(Error::FdPassingDisabled)
         ));
         assert_eq!(tx.queue_len(), 1);
-    }
-    check.verify();
+    });
 }
 
 #[test]
 fn truncated_control_data() {
-    let check = fd_check();
-    {
-        let (a, b) = UnixStream::pair().unwrap();
-        let mut rx = Channel::new(b, fdpass()).unwrap();
+    with_fd_check(|| {
+        let (a, mut rx) = fdpass_receiver();
         let (n1, n2, n3) = (devnull(), devnull(), devnull());
         // More descriptors than one receive takes: the kernel truncates.
         send_raw(
@@ -437,14 +398,12 @@ fn truncated_control_data() {
         let rest = read_all_frames(&mut rx);
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].payload(), b"next");
-    }
-    check.verify();
+    });
 }
 
 #[test]
 fn write_batches_and_splits_at_descriptors() {
-    let check = fd_check();
-    {
+    with_fd_check(|| {
         let (a, b) = UnixStream::pair().unwrap();
         let mut tx = Channel::new(a, fdpass()).unwrap();
         // 1000 small frames go out in one system call.
@@ -468,8 +427,7 @@ fn write_batches_and_splits_at_descriptors() {
         assert_eq!(frames.len(), 1005);
         let fds: Vec<bool> = frames[1000..].iter().map(|m| m.fd().is_some()).collect();
         assert_eq!(fds, [false, true, false, true, true]);
-    }
-    check.verify();
+    });
 }
 
 const CHILD_ENV: &str = "IMSG_IO_DESCRIPTOR_LIMIT_CHILD";
@@ -481,8 +439,7 @@ fn descriptor_limit_child_entry() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    let check = fd_check();
-    {
+    with_fd_check(|| {
         use rustix::process::{getrlimit, setrlimit, Resource};
         let (a, b) = UnixStream::pair().unwrap();
         let mut tx = Channel::new(a, fdpass()).unwrap();
@@ -517,8 +474,7 @@ fn descriptor_limit_child_entry() {
         drop(m);
         setrlimit(Resource::Nofile, old).unwrap();
         println!("descriptor-limit child: guard held and released");
-    }
-    check.verify();
+    });
 }
 
 #[test]

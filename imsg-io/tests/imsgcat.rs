@@ -401,6 +401,32 @@ fn usage_errors_exit_2() {
     assert!(text(&out.stdout).starts_with("usage: imsgcat"));
 }
 
+/// `imsgcat --listen SOCK ARGS…`, stopped once it listens, and a channel
+/// connected to it (descriptor passing on): what the test writes and closes now
+/// is all there before imsgcat accepts, once the [`Stopped`] guard is dropped.
+fn listening_imsgcat_stopped(sock: &Path, args: &[&str]) -> (Running, Stopped, Channel) {
+    let mut all = vec!["--listen", path_str(sock), "--timeout", "20"];
+    all.extend(args);
+    let cat = spawn(&all);
+    wait_for_socket(sock);
+    let stopped = Stopped::new(cat.pid());
+    let stream = UnixStream::connect(sock).unwrap();
+    let chan = Channel::new(stream, Config::default().with_fdpass(true)).unwrap();
+    (cat, stopped, chan)
+}
+
+/// Status 1 and one line on stderr: a write failure with `unsent` frames not sent.
+fn assert_write_failure(out: &Output, unsent: usize) {
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("imsgcat: write: "), "{err:?}");
+    assert!(
+        err.contains(&format!("{unsent} frames not sent")),
+        "{err:?}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+}
+
 /// Frames that carry descriptors go out one `sendmsg` each; those still queued when
 /// the peer half-closes are flushed before imsgcat exits 0.
 #[test]
@@ -413,22 +439,11 @@ fn end_of_file_flushes_the_queue() {
         .iter()
         .map(|s| format!("{s}:fd={}", path_str(&passed)))
         .collect();
-    let mut args = vec![
-        "--listen",
-        path_str(&sock),
-        "--after",
-        "1",
-        "--timeout",
-        "20",
-    ];
+    let mut args = vec!["--after", "1"];
     for s in &specs {
         args.extend(["--send", s.as_str()]);
     }
-    let cat = spawn(&args);
-    wait_for_socket(&sock);
-    let stopped = Stopped::new(cat.pid());
-    let stream = UnixStream::connect(&sock).unwrap();
-    let mut chan = Channel::new(stream, Config::default().with_fdpass(true)).unwrap();
+    let (cat, stopped, mut chan) = listening_imsgcat_stopped(&sock, &args);
     chan.compose(7, 0, 1, None, b"").unwrap();
     chan.flush().unwrap();
     rustix::net::shutdown(&chan, rustix::net::Shutdown::Write).unwrap();
@@ -458,19 +473,8 @@ fn end_of_file_flushes_the_queue() {
 fn frames_received_are_printed_before_a_write_failure() {
     let dir = TempDir::new("catwf");
     let sock = dir.path().join("sock");
-    let cat = spawn(&[
-        "--listen",
-        path_str(&sock),
-        "--send",
-        "5:0:0:01",
-        "--send",
-        "6:0:0:02",
-        "--timeout",
-        "20",
-    ]);
-    wait_for_socket(&sock);
-    let stopped = Stopped::new(cat.pid());
-    let mut chan = Channel::new(UnixStream::connect(&sock).unwrap(), Config::default()).unwrap();
+    let (cat, stopped, mut chan) =
+        listening_imsgcat_stopped(&sock, &["--send", "5:0:0:01", "--send", "6:0:0:02"]);
     chan.compose(1, 2, 3, None, b"").unwrap();
     chan.compose(4, 5, 6, None, b"\xff").unwrap();
     chan.flush().unwrap();
@@ -482,11 +486,7 @@ fn frames_received_are_printed_before_a_write_failure() {
         text(&out.stdout),
         "type=1 len=16 peerid=2 pid=3 fd=0 payload=\ntype=4 len=17 peerid=5 pid=6 fd=0 payload=ff\n"
     );
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
-    assert!(err.starts_with("imsgcat: write: "), "{err:?}");
-    assert!(err.contains("2 frames not sent"), "{err:?}");
-    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert_write_failure(&out, 2);
 }
 
 /// The same with descriptor frames queued after the first frame received: the
@@ -496,23 +496,12 @@ fn frames_queued_at_end_of_file_that_cannot_go_fail_with_status_1() {
     let dir = TempDir::new("cateofc");
     let sock = dir.path().join("sock");
     let spec = "9:0:0:aa:fd=/dev/null";
-    let cat = spawn(&[
-        "--listen",
-        path_str(&sock),
-        "--after",
-        "1",
-        "--send",
-        spec,
-        "--send",
-        spec,
-        "--send",
-        spec,
-        "--timeout",
-        "20",
-    ]);
-    wait_for_socket(&sock);
-    let stopped = Stopped::new(cat.pid());
-    let mut chan = Channel::new(UnixStream::connect(&sock).unwrap(), Config::default()).unwrap();
+    let (cat, stopped, mut chan) = listening_imsgcat_stopped(
+        &sock,
+        &[
+            "--after", "1", "--send", spec, "--send", spec, "--send", spec,
+        ],
+    );
     chan.compose(7, 0, 1, None, b"").unwrap();
     chan.flush().unwrap();
     drop(chan);
@@ -523,9 +512,5 @@ fn frames_queued_at_end_of_file_that_cannot_go_fail_with_status_1() {
         text(&out.stdout),
         "type=7 len=16 peerid=0 pid=1 fd=0 payload=\n"
     );
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
-    assert!(err.starts_with("imsgcat: write: "), "{err:?}");
-    assert!(err.contains("3 frames not sent"), "{err:?}");
-    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert_write_failure(&out, 3);
 }
