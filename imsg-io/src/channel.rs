@@ -398,7 +398,7 @@ impl Channel {
         };
         Ok(Some(Message {
             header: f.header,
-            payload: &self.recv.bytes()[f.payload],
+            payload: f.payload,
             fd: f.fd,
         }))
     }

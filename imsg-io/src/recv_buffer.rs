@@ -9,7 +9,6 @@
 //! header, and closed as soon as no frame starting in its range can claim it.
 
 use std::collections::VecDeque;
-use std::ops::Range;
 use std::os::fd::OwnedFd;
 
 use imsg_codec::{split, Dialect, Header, Status, HEADER_SIZE};
@@ -30,10 +29,9 @@ struct PendingFd {
 }
 
 /// One frame taken from the buffer.
-pub(crate) struct TakenFrame {
+pub(crate) struct TakenFrame<'a> {
     pub header: Header,
-    /// The payload's position in [`RecvBuffer::bytes`].
-    pub payload: Range<usize>,
+    pub payload: &'a [u8],
     pub fd: Option<OwnedFd>,
 }
 
@@ -75,6 +73,20 @@ fn fast_header(held: &[u8], dialect: Dialect, max: usize) -> Option<(Header, usi
     Some((header, len))
 }
 
+/// The header and total length of the frame at the start of `held` if all of it
+/// is there; `None` if more bytes are needed; the codec's error for a bad header.
+#[inline]
+fn frame_at(held: &[u8], dialect: Dialect, max: usize) -> Result<Option<(Header, usize)>, Error> {
+    let (header, used) = match fast_header(held, dialect, max) {
+        Some(found) => found,
+        None => match split(held, dialect, max)? {
+            Status::Partial { .. } => return Ok(None),
+            Status::Complete((frame, used)) => (frame.header(), used),
+        },
+    };
+    Ok((used <= held.len()).then_some((header, used)))
+}
+
 #[derive(Debug)]
 pub(crate) struct RecvBuffer {
     /// Storage, all of it initialised; `buf[rpos..wpos]` is data not yet taken.
@@ -112,12 +124,6 @@ impl RecvBuffer {
             self.rpos = 0;
             self.wpos = 0;
         }
-    }
-
-    /// The storage (frames' payload ranges index into it).
-    #[inline]
-    pub fn bytes(&self) -> &[u8] {
-        &self.buf
     }
 
     /// Bytes received and not yet taken as frames.
@@ -219,33 +225,45 @@ impl RecvBuffer {
     /// When a later frame starting in that read has an incomplete header, this
     /// frame is held back (`None`) until the header is complete or the stream ends.
     #[inline]
-    pub fn take(&mut self, dialect: Dialect, max: usize) -> Result<Option<TakenFrame>, Error> {
-        let held = &self.buf[self.rpos..self.wpos];
-        let (header, used) = match fast_header(held, dialect, max) {
-            Some(found) => found,
-            None => match split(held, dialect, max)? {
-                Status::Partial { .. } => return Ok(None),
-                Status::Complete((frame, used)) => (frame.header(), used),
-            },
-        };
-        if used > held.len() {
-            return Ok(None);
-        }
-        let mut fd = None;
+    pub fn take(&mut self, dialect: Dialect, max: usize) -> Result<Option<TakenFrame<'_>>, Error> {
         if !self.pending.is_empty() {
-            match self.claim(header.has_fd, used, dialect, max) {
-                Some(claimed) => fd = claimed,
-                None => return Ok(None),
-            }
+            return self.take_with_fds(dialect, max);
         }
-        let payload = self.rpos + HEADER_SIZE..self.rpos + used;
-        self.rpos += used;
+        // No descriptor waiting (the common case): no descriptor bookkeeping.
+        let start = self.rpos;
+        let held = &self.buf[start..self.wpos];
+        let Some((header, used)) = frame_at(held, dialect, max)? else {
+            return Ok(None);
+        };
+        self.rpos = start + used;
+        Ok(Some(TakenFrame {
+            header,
+            payload: &held[HEADER_SIZE..used],
+            fd: None,
+        }))
+    }
+
+    /// [`take`](RecvBuffer::take) while received descriptors wait for their frame.
+    #[inline(never)]
+    fn take_with_fds(
+        &mut self,
+        dialect: Dialect,
+        max: usize,
+    ) -> Result<Option<TakenFrame<'_>>, Error> {
+        let start = self.rpos;
+        let Some((header, used)) = frame_at(&self.buf[start..self.wpos], dialect, max)? else {
+            return Ok(None);
+        };
+        let Some(fd) = self.claim(header.has_fd, used, dialect, max) else {
+            return Ok(None);
+        };
+        self.rpos = start + used;
         if !self.pending.is_empty() {
             self.close_strays(self.base + self.rpos as u64);
         }
         Ok(Some(TakenFrame {
             header,
-            payload,
+            payload: &self.buf[start + HEADER_SIZE..start + used],
             fd,
         }))
     }
