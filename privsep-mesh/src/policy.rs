@@ -39,6 +39,17 @@ pub fn everyone(a: Peer, b: Peer) -> bool {
     a != b
 }
 
+/// The children in `procs` (the parent left out), sorted by process id.
+fn children(procs: &[(ProcId, u32)]) -> Vec<(ProcId, u32)> {
+    let mut children: Vec<(ProcId, u32)> = procs
+        .iter()
+        .copied()
+        .filter(|(id, _)| *id != ProcId::PARENT)
+        .collect();
+    children.sort_unstable();
+    children
+}
+
 /// Every channel between children that `policy` allows, each unordered pair once, in
 /// proc.c's order (source process ≤ destination process, then instances in order).
 /// `procs` lists the children as (process id, instance count); the parent, if listed,
@@ -51,12 +62,7 @@ pub fn everyone(a: Peer, b: Peer) -> bool {
 /// assert_eq!(p.len(), 2);
 /// ```
 pub fn pairs(procs: &[(ProcId, u32)], policy: Policy) -> Vec<(Peer, Peer)> {
-    let mut children: Vec<(ProcId, u32)> = procs
-        .iter()
-        .copied()
-        .filter(|(id, _)| *id != ProcId::PARENT)
-        .collect();
-    children.sort_unstable();
+    let children = children(procs);
     let mut out = Vec::new();
     for (s, &(src, src_n)) in children.iter().enumerate() {
         for &(dst, dst_n) in &children[s..] {
@@ -80,13 +86,7 @@ pub fn pairs(procs: &[(ProcId, u32)], policy: Policy) -> Vec<(Peer, Peer)> {
 pub fn channels_of(procs: &[(ProcId, u32)], policy: Policy, me: Peer) -> Vec<Peer> {
     let mut out = Vec::new();
     if me.proc == ProcId::PARENT {
-        let mut children: Vec<(ProcId, u32)> = procs
-            .iter()
-            .copied()
-            .filter(|(id, _)| *id != ProcId::PARENT)
-            .collect();
-        children.sort_unstable();
-        for (id, n) in children {
+        for (id, n) in children(procs) {
             out.extend((0..n).map(|i| Peer::new(id, i)));
         }
         return out;

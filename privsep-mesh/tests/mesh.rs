@@ -52,6 +52,16 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
+/// The line every process prints when a signal it asked for arrives.
+fn say_signal(ctx: &Context<'_>, signal: Signal) {
+    say(&format!("SIGNAL {signal} {}", ctx.me().name()));
+}
+
+/// The line every process prints from its shutdown hook.
+fn say_hook(ctx: &Context<'_>) {
+    say(&format!("HOOK {}", ctx.me().name()));
+}
+
 // ---------------------------------------------------------------- the daemon side
 
 #[derive(Clone)]
@@ -315,12 +325,12 @@ impl Handler for Probe {
     }
 
     fn signal(&mut self, ctx: &mut Context<'_>, signal: Signal) -> Result<(), AppError> {
-        say(&format!("SIGNAL {signal} {}", ctx.me().name()));
+        say_signal(ctx, signal);
         Ok(())
     }
 
     fn shutdown(&mut self, ctx: &mut Context<'_>) {
-        say(&format!("HOOK {}", ctx.me().name()));
+        say_hook(ctx);
     }
 }
 
@@ -677,12 +687,12 @@ impl Handler for Conductor {
     }
 
     fn signal(&mut self, ctx: &mut Context<'_>, signal: Signal) -> Result<(), AppError> {
-        say(&format!("SIGNAL {signal} {}", ctx.me().name()));
+        say_signal(ctx, signal);
         Ok(())
     }
 
     fn shutdown(&mut self, ctx: &mut Context<'_>) {
-        say(&format!("HOOK {}", ctx.me().name()));
+        say_hook(ctx);
     }
 }
 

@@ -67,6 +67,19 @@ fn procfd(parent: &mut Channel, about: Peer, fd: Option<OwnedFd>) {
         .unwrap();
 }
 
+/// The parent's `PROCREADY`: every channel handed out, with `t`'s layout.
+fn procready(parent: &mut Channel, t: &ProcTable) {
+    parent
+        .compose(
+            control::PROCREADY,
+            u32::MAX,
+            1,
+            None,
+            &encode_layout(&t.layout()),
+        )
+        .unwrap();
+}
+
 fn sock() -> (OwnedFd, OwnedFd) {
     let (a, b) = UnixStream::pair().unwrap();
     (a.into(), b.into())
@@ -126,15 +139,7 @@ fn procfd_refusals_barrier_and_ready() {
         let (mut mesh2, mut parent2) = child_mesh(&t);
         let (_k, g) = sock();
         procfd(&mut parent2, b0, Some(g));
-        parent2
-            .compose(
-                control::PROCREADY,
-                u32::MAX,
-                1,
-                None,
-                &encode_layout(&t.layout()),
-            )
-            .unwrap();
+        procready(&mut parent2, &t);
         match pump(&mut mesh2, &mut parent2, &mut h) {
             Err(Error::Protocol {
                 error: ProtocolError::MeshIncomplete { missing },
@@ -154,15 +159,7 @@ fn procfd_refusals_barrier_and_ready() {
         let (_peer1, g1) = sock();
         procfd(&mut parent, b0, Some(g0));
         procfd(&mut parent, b1, Some(g1));
-        parent
-            .compose(
-                control::PROCREADY,
-                u32::MAX,
-                1,
-                None,
-                &encode_layout(&t.layout()),
-            )
-            .unwrap();
+        procready(&mut parent, &t);
         assert!(matches!(
             pump(&mut mesh, &mut parent, &mut h),
             Ok(Flow::Continue)
