@@ -237,6 +237,33 @@ fn read_until_command(chan: &mut Channel, deadline: Instant) -> Vec<Vec<u8>> {
     }
 }
 
+/// Runs `args` over `a` as a client with `TERM=dumb` in `/`, its stdin and
+/// stdout on `/dev/null`: the driver's answer, and what the server had written
+/// to the client's stdout and stderr.
+fn run_client(
+    a: UnixStream,
+    args: &[&str],
+    deadline: Instant,
+) -> (Result<Exit, ProtoError>, Vec<u8>, Vec<u8>) {
+    let mut chan = Channel::new(a, Config::default().with_fdpass(true)).unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let io = ClientIo {
+        stdin_fd: std::fs::File::open("/dev/null").unwrap().into(),
+        stdout_fd: std::fs::File::open("/dev/null").unwrap().into(),
+        input: None,
+        out: &mut out,
+        err: &mut err,
+    };
+    let id = Identity {
+        term: b"dumb".to_vec(),
+        cwd: b"/".to_vec(),
+        client_pid: 1,
+        environ: vec![],
+    };
+    let r = proto::run_command(&mut chan, &id, args, io, Some(deadline));
+    (r, out, err)
+}
+
 #[test]
 fn driver_follows_streams_and_refuses_files() {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -354,23 +381,8 @@ fn driver_follows_streams_and_refuses_files() {
         );
     });
 
-    let mut chan = Channel::new(a, Config::default().with_fdpass(true)).unwrap();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let io = ClientIo {
-        stdin_fd: std::fs::File::open("/dev/null").unwrap().into(),
-        stdout_fd: std::fs::File::open("/dev/null").unwrap().into(),
-        input: None,
-        out: &mut out,
-        err: &mut err,
-    };
-    let id = Identity {
-        term: b"dumb".to_vec(),
-        cwd: b"/".to_vec(),
-        client_pid: 1,
-        environ: vec![],
-    };
-    let exit =
-        proto::run_command(&mut chan, &id, &["save-buffer", "/x"], io, Some(deadline)).unwrap();
+    let (exit, out, err) = run_client(a, &["save-buffer", "/x"], deadline);
+    let exit = exit.unwrap();
     server.join().unwrap();
     assert_eq!(
         exit,
@@ -391,24 +403,7 @@ fn driver_reports_a_server_that_hangs_up_or_stalls() {
         let mut chan = Channel::new(b, Config::default().with_fdpass(true)).unwrap();
         read_until_command(&mut chan, Instant::now() + Duration::from_secs(20));
     });
-    let run = |a: UnixStream, deadline: Instant| {
-        let mut chan = Channel::new(a, Config::default().with_fdpass(true)).unwrap();
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let io = ClientIo {
-            stdin_fd: std::fs::File::open("/dev/null").unwrap().into(),
-            stdout_fd: std::fs::File::open("/dev/null").unwrap().into(),
-            input: None,
-            out: &mut out,
-            err: &mut err,
-        };
-        let id = Identity {
-            term: b"dumb".to_vec(),
-            cwd: b"/".to_vec(),
-            client_pid: 1,
-            environ: vec![],
-        };
-        proto::run_command(&mut chan, &id, &["ls"], io, Some(deadline))
-    };
+    let run = |a: UnixStream, deadline: Instant| run_client(a, &["ls"], deadline).0;
     let r = run(a, Instant::now() + Duration::from_secs(20));
     server.join().unwrap();
     assert!(matches!(r, Err(ProtoError::Eof)), "{r:?}");
