@@ -35,18 +35,21 @@ impl SendBuf {
     /// `bytes[end..end + n]`, growing the storage if needed (`end` is not moved).
     #[inline]
     fn room(&mut self, n: usize) -> &mut [u8] {
-        let want = self.end + n;
-        if want > self.bytes.len() {
-            self.grow(want);
+        let end = self.end;
+        // `end <= bytes.len()` always; the test is the one the slicing makes.
+        if n > self.bytes.len() - end {
+            return self.grow(n);
         }
-        &mut self.bytes[self.end..want]
+        &mut self.bytes[end..][..n]
     }
 
     #[cold]
     #[inline(never)]
-    fn grow(&mut self, want: usize) {
+    fn grow(&mut self, n: usize) -> &mut [u8] {
+        let want = self.end + n;
         let size = want.max(self.bytes.len() * 2).max(4096);
         self.bytes.resize(size, 0);
+        &mut self.bytes[self.end..want]
     }
 
     /// The bytes held.
