@@ -7,8 +7,12 @@
 //!   guard before every read), and the ceiling `raw`: the same bytes moved with
 //!   plain blocking `write`/`read` in 256 KiB chunks. Bytes/s; frames/s = bytes/s / 32.
 //!   The imsg writer works as an event loop does: its socket is non-blocking, it
-//!   composes frames and tries one `write()` whenever 32 KiB are queued, and waits
-//!   (`flush`) only when 512 KiB are; the reader reads into a 256 KiB buffer.
+//!   composes frames and tries one `write()` each time another `WRITE_BATCH` bytes
+//!   are queued (256 KiB, the ceiling's write size; after a write that would
+//!   block it does not retry before another batch is queued, as a loop waits for
+//!   the next writable event), and waits (`flush`) only when 1 MiB is queued; the
+//!   reader reads into a 256 KiB buffer, the ceiling's read size.
+//!   `imsg_batch32k`: the same with a write tried every 32 KiB.
 //! - `io_stream_16KiB`: frames of 16384 bytes **in total** (the default
 //!   `max_frame`; payload 16368), same three lines. Bytes/s.
 //! - `io_fd_frames`: frames with 16-byte payloads each carrying a descriptor (a
@@ -34,10 +38,16 @@ use imsg_io::{Channel, Config, ReadStatus};
 const STREAM_FRAMES_SMALL: u64 = 32 * 1024;
 const STREAM_FRAMES_LARGE: u64 = 256;
 const FD_FRAMES: u64 = 2048;
-/// The writer (non-blocking) tries a write once this much is queued...
-const WRITE_BATCH: usize = 32 * 1024;
+/// The writer (non-blocking) tries a write each time this much more is queued
+/// (the ceiling's write size)...
+const WRITE_BATCH: usize = RAW_WRITE_CHUNK;
+/// ... or this much, in the `imsg_batch32k` line...
+const SMALL_WRITE_BATCH: usize = 32 * 1024;
 /// ... and waits for the socket (flush) once this much is.
-const MAX_BACKLOG: usize = 512 * 1024;
+const MAX_BACKLOG: usize = 1024 * 1024;
+/// Frames with descriptors: a write after every frame (each goes alone in its
+/// `sendmsg`, as in the ceiling), a flush at 1024 frames (descriptors held).
+const FD_POLICY: (usize, usize) = (32, 32 * 1024);
 /// Ceiling chunk sizes.
 const RAW_WRITE_CHUNK: usize = 256 * 1024;
 const RAW_READ_CHUNK: usize = READ_BUFFER;
@@ -86,6 +96,7 @@ fn stream_imsg(
     frames: u64,
     payload: usize,
     with_fd: Option<&OwnedFd>,
+    (batch, backlog): (usize, usize),
 ) -> Duration {
     let n = iters * frames;
     let data = vec![0x5au8; payload];
@@ -93,16 +104,20 @@ fn stream_imsg(
     let take_fds = with_fd.is_some();
     let reader = thread::spawn(move || read_frames(r, n, payload, take_fds));
     let start = Instant::now();
+    let mut next_try = batch;
     for i in 0..n {
         let fd = with_fd.map(|f| rustix::io::fcntl_dupfd_cloexec(f, 0).unwrap());
         tx.compose(100, i as u32, 0, fd, &data).unwrap();
         // An event loop's pattern: write what the socket takes now, as queued
-        // frames pile up; wait only when the backlog is large.
-        if tx.queued_bytes() >= WRITE_BATCH {
+        // frames pile up; wait only when the backlog is large. A write that
+        // would block is retried once more frames are queued, not at every frame
+        // (a loop would wait for the socket to become writable).
+        if tx.queued_bytes() >= next_try {
             tx.write().unwrap();
-            if tx.queued_bytes() >= MAX_BACKLOG {
+            if tx.queued_bytes() >= backlog {
                 tx.flush().unwrap();
             }
+            next_try = tx.queued_bytes() + batch;
         }
     }
     tx.flush().unwrap();
@@ -138,14 +153,28 @@ fn stream_raw(a: &UnixStream, b: &mut Option<UnixStream>, total: usize) -> Durat
 fn stream_group(g: &mut BenchmarkGroup<'_, WallTime>, frames: u64, payload: usize) {
     let frame = (payload + 16) as u64;
     g.throughput(Throughput::Bytes(frames * frame));
-    for (name, cfg) in [
-        ("imsg", Config::default()),
-        ("imsg_fdpass", Config::default().with_fdpass(true)),
-    ] {
+    let mut lines = vec![
+        ("imsg", Config::default(), (WRITE_BATCH, MAX_BACKLOG)),
+        (
+            "imsg_fdpass",
+            Config::default().with_fdpass(true),
+            (WRITE_BATCH, MAX_BACKLOG),
+        ),
+    ];
+    if payload == 16 {
+        lines.push((
+            "imsg_batch32k",
+            Config::default(),
+            (SMALL_WRITE_BATCH, MAX_BACKLOG),
+        ));
+    }
+    for (name, cfg, policy) in lines {
         let (mut tx, rx) = pair(&cfg);
         let mut rx = Some(rx);
         g.bench_function(name, |b| {
-            b.iter_custom(|iters| stream_imsg(&mut tx, &mut rx, iters, frames, payload, None))
+            b.iter_custom(|iters| {
+                stream_imsg(&mut tx, &mut rx, iters, frames, payload, None, policy)
+            })
         });
     }
     let (a, b) = socketpair();
@@ -174,7 +203,17 @@ fn fd_frames(c: &mut Criterion) {
     let (mut tx, rx) = pair(&Config::default().with_fdpass(true));
     let mut rx = Some(rx);
     g.bench_function("imsg", |b| {
-        b.iter_custom(|iters| stream_imsg(&mut tx, &mut rx, iters, FD_FRAMES, 16, Some(&null)))
+        b.iter_custom(|iters| {
+            stream_imsg(
+                &mut tx,
+                &mut rx,
+                iters,
+                FD_FRAMES,
+                16,
+                Some(&null),
+                FD_POLICY,
+            )
+        })
     });
     let (a, b) = socketpair();
     let mut b = Some(b);
