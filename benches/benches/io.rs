@@ -46,8 +46,9 @@ const SMALL_WRITE_BATCH: usize = 32 * 1024;
 /// ... and waits for the socket (flush) once this much is.
 const MAX_BACKLOG: usize = 1024 * 1024;
 /// Frames with descriptors: a write after every frame (each goes alone in its
-/// `sendmsg`, as in the ceiling), a flush at 1024 frames (descriptors held).
-const FD_POLICY: (usize, usize) = (32, 32 * 1024);
+/// `sendmsg`, as in the ceiling), a flush at 512 KiB (16384 descriptors held at
+/// most, as before).
+const FD_POLICY: (usize, usize) = (32, 512 * 1024);
 /// Ceiling chunk sizes.
 const RAW_WRITE_CHUNK: usize = 256 * 1024;
 const RAW_READ_CHUNK: usize = READ_BUFFER;
