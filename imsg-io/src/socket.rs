@@ -1,6 +1,9 @@
 //! The system calls: one send or receive of bytes, with at most one descriptor.
 //!
-//! Sends use `MSG_NOSIGNAL` so a dead peer is `EPIPE`, never `SIGPIPE`. Receives
+//! Sends use `MSG_NOSIGNAL` so a dead peer is `EPIPE`, never `SIGPIPE`; on a
+//! descriptor that is not a socket (a pipe), where no such flag exists, `SIGPIPE` is
+//! blocked in the calling thread around the `write(2)` and the one it raised is
+//! consumed. Receives
 //! with descriptor passing use `recvmsg` with `MSG_CMSG_CLOEXEC` and a control
 //! buffer of `CMSG_SPACE(sizeof(int))`, as C does.
 
@@ -79,13 +82,49 @@ pub(crate) fn send(
                     SendFlags::NOSIGNAL,
                 )
             }
-            (Transport::Plain, None) => rustix::io::write(sock, bytes),
+            (Transport::Plain, None) => write_without_sigpipe(sock, bytes),
             (_, None) => rustix::net::send(sock, bytes, SendFlags::NOSIGNAL),
         };
         match r {
             Err(Errno::INTR) => continue,
             r => return r,
         }
+    }
+}
+
+/// `write(2)` that turns a closed reader into `EPIPE` without a `SIGPIPE`, whatever
+/// the process's disposition of `SIGPIPE` is (a Rust `main` ignores it, a C host or a
+/// `#[unix_sigpipe]` program may not). `SIGPIPE` is blocked in this thread for the
+/// call; if the write failed with `EPIPE` and no `SIGPIPE` was pending before, the one
+/// the kernel raised for this thread is consumed before the mask is restored.
+fn write_without_sigpipe(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before any use;
+    // sigpending, pthread_sigmask and sigtimedwait only read and write the sets
+    // passed to them, which live on this stack frame, and the mask is restored to
+    // `old` before returning on every path.
+    unsafe {
+        let mut pipe_only: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe_only);
+        libc::sigaddset(&mut pipe_only, libc::SIGPIPE);
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pending);
+        libc::sigpending(&mut pending);
+        let was_pending = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe_only, &mut old);
+        let r = rustix::io::write(fd, bytes);
+        if r == Err(Errno::PIPE) && !was_pending {
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            while libc::sigtimedwait(&pipe_only, std::ptr::null_mut(), &zero) == -1
+                && Errno::from_io_error(&std::io::Error::last_os_error()) == Some(Errno::INTR)
+            {
+            }
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r
     }
 }
 
