@@ -22,17 +22,25 @@
 //! - `io_ping_pong`: round trip of a 16-byte-payload frame; ceiling `raw`: a 32-byte
 //!   `write`/`read` ping-pong. Round trips/s.
 //!
+//! Every pair of threads (imsg and ceiling alike) runs with the writer (or the
+//! ping-pong initiator) pinned to one CPU and the reader (or echo) to another,
+//! when the process may use at least two: left to itself the scheduler sometimes
+//! puts both on one CPU, which changes a line's figure several-fold from run to
+//! run (the ceiling more than imsg).
+//!
 //! Run: `cargo bench -p imsg-benches --bench io`.
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use imsg_io::{Channel, Config, ReadStatus};
+use rustix::thread::CpuSet;
 
 /// Frames per iteration of the streaming benchmarks.
 const STREAM_FRAMES_SMALL: u64 = 32 * 1024;
@@ -54,6 +62,50 @@ const RAW_WRITE_CHUNK: usize = 256 * 1024;
 const RAW_READ_CHUNK: usize = READ_BUFFER;
 /// Receive buffer of the imsg reader (`Channel::set_recv_buffer_size`).
 const READ_BUFFER: usize = 256 * 1024;
+
+/// The CPUs of the writer and of the reader: the first two the process may run
+/// on (read once, before any thread is pinned), or None if it may use only one.
+fn cpus() -> Option<(usize, usize)> {
+    static CPUS: OnceLock<Option<(usize, usize)>> = OnceLock::new();
+    *CPUS.get_or_init(|| {
+        let set = rustix::thread::sched_getaffinity(None).ok()?;
+        let mut allowed = (0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c));
+        Some((allowed.next()?, allowed.next()?))
+    })
+}
+
+fn pin(cpu: usize) {
+    let mut set = CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).unwrap();
+}
+
+/// Pins the calling thread to the writer's CPU (call it in the timing thread
+/// before each measurement).
+fn pin_writer() {
+    if let Some((w, _)) = cpus() {
+        pin(w);
+    }
+}
+
+/// Pins the calling thread to the reader's CPU.
+fn pin_reader() {
+    if let Some((_, r)) = cpus() {
+        pin(r);
+    }
+}
+
+/// Spawns the reader (or echo) thread, pinned to the reader's CPU, and pins the
+/// calling thread to the writer's.
+fn spawn_reader<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    pin_writer();
+    thread::spawn(move || {
+        pin_reader();
+        f()
+    })
+}
 
 /// A socketpair with the system's default buffer sizes.
 fn socketpair() -> (UnixStream, UnixStream) {
@@ -103,7 +155,7 @@ fn stream_imsg(
     let data = vec![0x5au8; payload];
     let r = rx.take().unwrap();
     let take_fds = with_fd.is_some();
-    let reader = thread::spawn(move || read_frames(r, n, payload, take_fds));
+    let reader = spawn_reader(move || read_frames(r, n, payload, take_fds));
     let start = Instant::now();
     let mut next_try = batch;
     for i in 0..n {
@@ -129,7 +181,7 @@ fn stream_imsg(
 /// Moves `total` bytes with plain write/read in large chunks.
 fn stream_raw(a: &UnixStream, b: &mut Option<UnixStream>, total: usize) -> Duration {
     let mut r = b.take().unwrap();
-    let reader = thread::spawn(move || {
+    let reader = spawn_reader(move || {
         let mut buf = vec![0u8; RAW_READ_CHUNK];
         let mut left = total;
         while left > 0 {
@@ -222,7 +274,7 @@ fn fd_frames(c: &mut Criterion) {
         bn.iter_custom(|iters| {
             let n = iters * FD_FRAMES;
             let r = b.take().unwrap();
-            let reader = thread::spawn(move || {
+            let reader = spawn_reader(move || {
                 let mut buf = [0u8; 32];
                 for _ in 0..n {
                     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
@@ -265,7 +317,7 @@ fn ping_pong(c: &mut Criterion) {
         bn.iter_custom(|iters| {
             let n = iters * ROUNDS;
             let mut peer = b.take().unwrap();
-            let echo = thread::spawn(move || {
+            let echo = spawn_reader(move || {
                 for _ in 0..n {
                     let m = loop {
                         if let Some(m) = peer.get_owned().unwrap() {
@@ -300,7 +352,7 @@ fn ping_pong(c: &mut Criterion) {
         bn.iter_custom(|iters| {
             let n = iters * ROUNDS;
             let peer = y.take().unwrap();
-            let echo = thread::spawn(move || {
+            let echo = spawn_reader(move || {
                 let mut buf = [0u8; 32];
                 for _ in 0..n {
                     let mut got = 0;
