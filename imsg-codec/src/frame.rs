@@ -3,7 +3,7 @@
 
 use zerocopy::FromBytes;
 
-use crate::header::{raw_prefix, RawHeader};
+use crate::header::{checked_len, raw_ref, wire_len, words, RawHeader};
 use crate::{Dialect, Error, Header, HEADER_SIZE};
 
 /// Result of looking for a frame in a byte stream, as `httparse` answers:
@@ -61,7 +61,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// `max` bytes in total.
     pub fn new_checked(buffer: T, dialect: Dialect, max: usize) -> Result<Frame<T>, Error> {
         let bytes = buffer.as_ref();
-        let len = raw_prefix(bytes)?.check(dialect, max)?;
+        let len = checked_len(head_of(bytes)?, dialect, max)?;
         if bytes.len() < len {
             return Err(Error::Truncated {
                 needed: len - bytes.len(),
@@ -86,52 +86,92 @@ impl<T: AsRef<[u8]>> Frame<T> {
         self.dialect
     }
 
-    /// The header bytes.
-    pub fn raw_header(&self) -> &RawHeader {
-        match raw_prefix(self.buffer.as_ref()) {
-            Ok(raw) => raw,
-            Err(_) => panic!("Frame shorter than a header (made with new_unchecked?)"),
+    /// The 16 header bytes (panics on a buffer shorter than a header, which only
+    /// [`Frame::new_unchecked`] can wrap).
+    #[inline(always)]
+    fn head(&self) -> &[u8; HEADER_SIZE] {
+        match self.buffer.as_ref().first_chunk::<HEADER_SIZE>() {
+            Some(head) => head,
+            None => short_frame(),
         }
     }
 
+    /// Header word `i` (0: type, 2: peer id, 3: pid) read straight from the bytes.
+    #[inline(always)]
+    fn word(&self, i: usize) -> u32 {
+        words(self.head())[i]
+    }
+
+    /// The header bytes.
+    #[inline]
+    pub fn raw_header(&self) -> &RawHeader {
+        raw_ref(self.head())
+    }
+
     /// The meaning of the header.
+    #[inline]
     pub fn header(&self) -> Header {
         Header::from_raw(self.raw_header(), self.dialect, self.total_len() as u32)
     }
 
     /// Message type.
+    #[inline]
     pub fn msg_type(&self) -> u32 {
-        self.raw_header().msg_type()
+        self.word(0)
     }
 
     /// Total length, header included.
+    #[inline]
     pub fn total_len(&self) -> usize {
-        self.raw_header().total_len(self.dialect)
+        wire_len(self.head(), self.dialect)
     }
 
     /// Whether the header says a descriptor travels with this frame.
+    #[inline]
     pub fn has_fd(&self) -> bool {
         self.raw_header().has_fd(self.dialect)
     }
 
     /// Peer id.
+    #[inline]
     pub fn peerid(&self) -> u32 {
-        self.raw_header().peerid()
+        self.word(2)
     }
 
     /// The pid field as the wire carries it (`u32`; C's `pid_t` view is `as i32`).
+    #[inline]
     pub fn pid(&self) -> u32 {
-        self.raw_header().pid()
+        self.word(3)
     }
 
     /// The payload bytes.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_SIZE..self.total_len()]
     }
 
     /// The whole frame's bytes, header included.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         &self.buffer.as_ref()[..self.total_len()]
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn short_frame() -> ! {
+    panic!("Frame shorter than a header (made with new_unchecked?)")
+}
+
+/// The 16 header bytes at the start of `bytes`, or [`Error::Truncated`].
+#[inline(always)]
+fn head_of(bytes: &[u8]) -> Result<&[u8; HEADER_SIZE], Error> {
+    match bytes.first_chunk::<HEADER_SIZE>() {
+        Some(head) => Ok(head),
+        None => Err(Error::Truncated {
+            needed: HEADER_SIZE - bytes.len(),
+        }),
     }
 }
 
@@ -165,6 +205,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
 
 impl<'a> Frame<&'a [u8]> {
     /// The payload, borrowed for as long as the underlying buffer.
+    #[inline]
     pub fn payload_ref(&self) -> &'a [u8] {
         let len = self.total_len();
         &self.buffer[HEADER_SIZE..len]
@@ -193,25 +234,22 @@ pub type Split<'a> = Status<(Frame<&'a [u8]>, usize)>;
 /// assert_eq!((frame.payload().len(), used), (0, 16));
 /// assert_eq!(split(&stream[used..], Dialect::Current, 16384), Ok(Status::Partial { needed: 11 }));
 /// ```
+#[inline]
 pub fn split(input: &[u8], dialect: Dialect, max: usize) -> Result<Split<'_>, Error> {
-    let raw = match raw_prefix(input) {
-        Ok(raw) => raw,
-        Err(_) => {
-            return Ok(Status::Partial {
-                needed: HEADER_SIZE - input.len(),
-            })
-        }
+    // The header is checked once; then one bounds test both tells a partial
+    // frame and cuts the frame out.
+    let Some(head) = input.first_chunk::<HEADER_SIZE>() else {
+        return Ok(Status::Partial {
+            needed: HEADER_SIZE - input.len(),
+        });
     };
-    let len = raw.check(dialect, max)?;
-    match input.get(..len) {
-        Some(bytes) => Ok(Status::Complete((
-            Frame::new_unchecked(bytes, dialect),
-            len,
-        ))),
-        None => Ok(Status::Partial {
+    let len = checked_len(head, dialect, max)?;
+    Ok(match input.get(..len) {
+        Some(bytes) => Status::Complete((Frame::new_unchecked(bytes, dialect), len)),
+        None => Status::Partial {
             needed: len - input.len(),
-        }),
-    }
+        },
+    })
 }
 
 /// An iterator over the complete frames at the start of a buffer; see [`frames`].
@@ -238,6 +276,7 @@ pub struct Frames<'a> {
 ///     .collect();
 /// assert_eq!(types, [1, 2]);
 /// ```
+#[inline]
 pub fn frames(input: &[u8], dialect: Dialect, max: usize) -> Frames<'_> {
     Frames {
         rest: input,
@@ -250,11 +289,13 @@ pub fn frames(input: &[u8], dialect: Dialect, max: usize) -> Frames<'_> {
 
 impl<'a> Frames<'a> {
     /// Bytes used by the frames returned so far.
+    #[inline]
     pub fn consumed(&self) -> usize {
         self.used
     }
 
     /// The bytes not yet returned as frames.
+    #[inline]
     pub fn remainder(&self) -> &'a [u8] {
         self.rest
     }
@@ -263,17 +304,21 @@ impl<'a> Frames<'a> {
 impl<'a> Iterator for Frames<'a> {
     type Item = Result<Frame<&'a [u8]>, Error>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
         }
-        match split(self.rest, self.dialect, self.max) {
-            Ok(Status::Complete((frame, used))) => {
-                self.rest = &self.rest[used..];
-                self.used += used;
-                Some(Ok(frame))
+        // Inline: the split's own checks, once each; a partial frame ends the
+        // iteration (`?`), an error ends it after being returned.
+        let head = self.rest.first_chunk::<HEADER_SIZE>()?;
+        match checked_len(head, self.dialect, self.max) {
+            Ok(len) => {
+                let (bytes, rest) = self.rest.split_at_checked(len)?;
+                self.rest = rest;
+                self.used += len;
+                Some(Ok(Frame::new_unchecked(bytes, self.dialect)))
             }
-            Ok(Status::Partial { .. }) => None,
             Err(e) => {
                 self.failed = true;
                 Some(Err(e))

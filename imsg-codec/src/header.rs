@@ -349,7 +349,7 @@ impl Header {
     /// (see [`RawHeader::check`] for the errors).
     pub fn parse(bytes: &[u8], dialect: Dialect, max: usize) -> Result<Header, Error> {
         let raw = raw_prefix(bytes)?;
-        let len = raw.check(dialect, max)?;
+        let len = checked_len(zerocopy::transmute_ref!(raw), dialect, max)?;
         Ok(Header::from_raw(raw, dialect, len as u32))
     }
 
@@ -390,19 +390,39 @@ impl Header {
                 max: dialect.max_frame_len(),
             });
         }
-        Ok(match dialect {
+        Ok(self.len_flags_unchecked(dialect))
+    }
+
+    /// Bytes 4..8 in `dialect`; `len` must already be known to fit (16 up to
+    /// `dialect.max_frame_len()`), else the length bits are garbage.
+    #[inline(always)]
+    fn len_flags_unchecked(&self, dialect: Dialect) -> [u8; 4] {
+        match dialect {
             Dialect::Legacy => {
                 let flags = if self.has_fd { LEGACY_HASFD } else { 0 };
-                let mut w = [0u8; 4];
-                w[..2].copy_from_slice(&(len as u16).to_ne_bytes());
-                w[2..].copy_from_slice(&flags.to_ne_bytes());
-                w
+                let [a, b] = (self.len as u16).to_ne_bytes();
+                let [c, d] = flags.to_ne_bytes();
+                [a, b, c, d]
             }
             Dialect::Current => {
                 let mark = if self.has_fd { CURRENT_FD_MARK } else { 0 };
-                (len as u32 | mark).to_ne_bytes()
+                (self.len | mark).to_ne_bytes()
             }
-        })
+        }
+    }
+
+    /// The 16 wire bytes of this header in `dialect`, for encoders that have
+    /// already checked that `len` fits the dialect (16 up to
+    /// `dialect.max_frame_len()`).
+    #[inline(always)]
+    pub(crate) fn wire_bytes_unchecked(&self, dialect: Dialect) -> [u8; HEADER_SIZE] {
+        let [t0, t1, t2, t3] = self.ty.to_ne_bytes();
+        let [l0, l1, l2, l3] = self.len_flags_unchecked(dialect);
+        let [r0, r1, r2, r3] = self.peerid.to_ne_bytes();
+        let [p0, p1, p2, p3] = self.pid.to_ne_bytes();
+        [
+            t0, t1, t2, t3, l0, l1, l2, l3, r0, r1, r2, r3, p0, p1, p2, p3,
+        ]
     }
 
     /// Writes this header into the first 16 bytes of `out`.
@@ -428,20 +448,86 @@ impl Header {
     }
 }
 
+/// The header view over exactly 16 bytes: a compile-time checked cast, no
+/// runtime layout work.
+#[inline(always)]
+pub(crate) fn raw_ref(head: &[u8; HEADER_SIZE]) -> &RawHeader {
+    zerocopy::transmute_ref!(head)
+}
+
 /// The header view at the start of `bytes`, or [`Error::Truncated`] if there are
 /// fewer than 16 bytes.
+#[inline]
 pub(crate) fn raw_prefix(bytes: &[u8]) -> Result<&RawHeader, Error> {
-    match RawHeader::ref_from_prefix(bytes) {
-        Ok((raw, _)) => Ok(raw),
-        Err(_) => Err(Error::Truncated {
+    match bytes.first_chunk::<HEADER_SIZE>() {
+        Some(head) => Ok(raw_ref(head)),
+        None => Err(Error::Truncated {
             needed: HEADER_SIZE - bytes.len(),
         }),
     }
 }
 
+/// The four 32-bit header words (type, length/flags, peer id, pid) in host order.
+#[inline(always)]
+pub(crate) fn words(head: &[u8; HEADER_SIZE]) -> [u32; 4] {
+    let [a, b, c, d]: [[u8; 4]; 4] = zerocopy::transmute!(*head);
+    [
+        u32::from_ne_bytes(a),
+        u32::from_ne_bytes(b),
+        u32::from_ne_bytes(c),
+        u32::from_ne_bytes(d),
+    ]
+}
+
+/// The legacy `len` and `flags` fields (bytes 4..6 and 6..8) in host order.
+#[inline(always)]
+fn legacy_fields(head: &[u8; HEADER_SIZE]) -> (u16, u16) {
+    let halves: [[u8; 2]; 8] = zerocopy::transmute!(*head);
+    (u16::from_ne_bytes(halves[2]), u16::from_ne_bytes(halves[3]))
+}
+
+/// Bytes 4..8 of `head` read as `dialect`'s length field (the descriptor mark or
+/// flag masked out), without any check.
+#[inline(always)]
+pub(crate) fn wire_len(head: &[u8; HEADER_SIZE], dialect: Dialect) -> usize {
+    match dialect {
+        Dialect::Legacy => legacy_fields(head).0 as usize,
+        Dialect::Current => (words(head)[1] & !CURRENT_FD_MARK) as usize,
+    }
+}
+
+/// [`RawHeader::check`] on a header's bytes: the common case (a valid length
+/// and, for legacy, no flag bit but `IMSGF_HASFD`) is decided here inline from
+/// the one length word; anything else takes the full check, which returns the
+/// same `Ok(len)` for every header accepted here and the typed error otherwise.
+#[inline(always)]
+pub(crate) fn checked_len(
+    head: &[u8; HEADER_SIZE],
+    dialect: Dialect,
+    max: usize,
+) -> Result<usize, Error> {
+    let len = wire_len(head, dialect);
+    let plain = match dialect {
+        Dialect::Legacy => legacy_fields(head).1 & !LEGACY_HASFD == 0,
+        Dialect::Current => true,
+    };
+    if plain && len >= HEADER_SIZE && len <= max.min(dialect.max_frame_len()) {
+        Ok(len)
+    } else {
+        slow_check(head, dialect, max)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn slow_check(head: &[u8; HEADER_SIZE], dialect: Dialect, max: usize) -> Result<usize, Error> {
+    raw_ref(head).check(dialect, max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     fn raw(ty: u32, word: u32, peerid: u32, pid: u32) -> [u8; 16] {
         let mut b = [0u8; 16];
@@ -555,6 +641,79 @@ mod tests {
             Header::parse(&[0u8; 10], Dialect::Legacy, MAX_IMSGSIZE),
             Err(Error::Truncated { needed: 6 })
         );
+    }
+
+    #[test]
+    fn fast_check_agrees_at_every_boundary() {
+        let maxes = [
+            0,
+            15,
+            16,
+            17,
+            100,
+            16384,
+            65535,
+            65536,
+            65552,
+            1 << 20,
+            usize::MAX,
+        ];
+        let mut lens = arrayvec::ArrayVec::<u32, 64>::new();
+        for m in maxes.iter().chain(&[0x7fff_ffff, 0xffff_ffff]) {
+            let m = (*m).min(u32::MAX as usize) as u32;
+            lens.extend([m.wrapping_sub(1), m, m.wrapping_add(1)]);
+        }
+        for &max in &maxes {
+            for &len in &lens {
+                for word in [len, len | CURRENT_FD_MARK]
+                    .into_iter()
+                    .chain((0u16..4).map(|f| u32::from(len as u16) | u32::from(f) << 16))
+                    .chain((0u16..4).map(|f| u32::from(len as u16) << 16 | u32::from(f)))
+                {
+                    let head = raw(1, word, 2, 3);
+                    let r = RawHeader::ref_from_bytes(&head[..]).unwrap();
+                    for d in [Dialect::Legacy, Dialect::Current] {
+                        assert_eq!(
+                            checked_len(&head, d, max),
+                            r.check(d, max),
+                            "{word:#x} {max}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The inline fast check answers exactly as the full check does, for any
+        /// 16 bytes and any limit; and the unchecked encoder writes what the
+        /// checked one does.
+        #[test]
+        fn fast_paths_agree_with_the_full_ones(
+            mut head: [u8; 16],
+            // Bytes 4..8 mostly near the boundaries: small lengths, each flag.
+            word in proptest::prop_oneof![
+                proptest::prelude::any::<u32>(),
+                0u32..70000,
+                (0u32..70000).prop_map(|l| l | CURRENT_FD_MARK),
+                (0u16..=u16::MAX, 0u16..4).prop_map(|(l, f)| {
+                    u32::from_ne_bytes([l.to_ne_bytes(), f.to_ne_bytes()].concat().try_into().unwrap())
+                }),
+            ],
+            max in proptest::prop_oneof![0usize..70000, proptest::prelude::any::<usize>()],
+            ty: u32, len in 16u32..0x8000_0000, has_fd: bool, peerid: u32, pid: u32,
+        ) {
+            head[4..8].copy_from_slice(&word.to_ne_bytes());
+            let raw = RawHeader::ref_from_bytes(&head[..]).unwrap();
+            for d in [Dialect::Legacy, Dialect::Current] {
+                proptest::prop_assert_eq!(checked_len(&head, d, max), raw.check(d, max));
+                proptest::prop_assert_eq!(wire_len(&head, d), raw.total_len(d));
+                let h = Header { ty, len: len.min(d.max_frame_len() as u32), has_fd, peerid, pid };
+                let mut bytes = [0u8; 16];
+                h.emit(d, &mut bytes).unwrap();
+                proptest::prop_assert_eq!(h.wire_bytes_unchecked(d), bytes);
+            }
+        }
     }
 
     #[test]

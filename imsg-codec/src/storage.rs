@@ -77,18 +77,24 @@ impl FrameBuf for SliceBuf<'_> {
 
     #[inline]
     fn put(&mut self, data: &[u8]) -> Result<(), Error> {
-        // Straight into place: no zero fill first (the hot path of `emit`).
-        let Some(dst) = self.buf[self.len..].get_mut(..data.len()) else {
-            return Err(no_space(data.len(), self.spare()));
-        };
-        dst.copy_from_slice(data);
-        self.len += data.len();
-        Ok(())
+        // Straight into place: no zero fill first (the hot path of `emit`). One
+        // `get_mut` is both the room check and the slicing.
+        let end = self.len.wrapping_add(data.len());
+        match self.buf.get_mut(self.len..end) {
+            Some(dst) if end >= self.len => {
+                dst.copy_from_slice(data);
+                self.len = end;
+                Ok(())
+            }
+            _ => Err(no_space(data.len(), self.spare())),
+        }
     }
 
+    #[inline]
     fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error> {
-        if n > self.spare() {
-            return Err(no_space(n, self.spare()));
+        let spare = self.spare();
+        if n > spare {
+            return Err(no_space(n, spare));
         }
         let start = self.len;
         self.len += n;
@@ -97,30 +103,38 @@ impl FrameBuf for SliceBuf<'_> {
         Ok(dst)
     }
 
+    #[inline]
     fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.buf[..self.len]
     }
 
+    #[inline]
     fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
     }
 }
 
 impl<const N: usize> FrameBuf for heapless::Vec<u8, N> {
+    #[inline]
     fn len(&self) -> usize {
         self.as_slice().len()
     }
 
+    #[inline]
     fn spare(&self) -> usize {
         N - self.as_slice().len()
     }
 
+    #[inline]
     fn put(&mut self, data: &[u8]) -> Result<(), Error> {
-        let spare = FrameBuf::spare(self);
-        self.extend_from_slice(data)
-            .map_err(|_| no_space(data.len(), spare))
+        // heapless checks the capacity once, then copies.
+        match self.extend_from_slice(data) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(no_space(data.len(), FrameBuf::spare(self))),
+        }
     }
 
+    #[inline]
     fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error> {
         let start = self.as_slice().len();
         let spare = FrameBuf::spare(self);
@@ -141,18 +155,22 @@ impl<const N: usize> FrameBuf for heapless::Vec<u8, N> {
 }
 
 impl<const N: usize> FrameBuf for arrayvec::ArrayVec<u8, N> {
+    #[inline]
     fn len(&self) -> usize {
         self.as_slice().len()
     }
 
+    #[inline]
     fn spare(&self) -> usize {
         self.remaining_capacity()
     }
 
+    #[inline]
     fn put(&mut self, data: &[u8]) -> Result<(), Error> {
-        let spare = self.remaining_capacity();
-        self.try_extend_from_slice(data)
-            .map_err(|_| no_space(data.len(), spare))
+        match self.try_extend_from_slice(data) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(no_space(data.len(), self.remaining_capacity())),
+        }
     }
 
     fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error> {
@@ -176,19 +194,23 @@ impl<const N: usize> FrameBuf for arrayvec::ArrayVec<u8, N> {
 
 #[cfg(feature = "alloc")]
 impl FrameBuf for alloc::vec::Vec<u8> {
+    #[inline]
     fn len(&self) -> usize {
         self.as_slice().len()
     }
 
+    #[inline]
     fn spare(&self) -> usize {
         isize::MAX as usize - self.as_slice().len()
     }
 
+    #[inline]
     fn put(&mut self, data: &[u8]) -> Result<(), Error> {
         self.extend_from_slice(data);
         Ok(())
     }
 
+    #[inline]
     fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error> {
         let start = self.as_slice().len();
         self.resize(start + n, 0);

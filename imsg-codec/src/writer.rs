@@ -317,6 +317,7 @@ impl<B: FrameBuf + ?Sized> Drop for FrameBuilder<'_, B> {
 /// assert!(emit(&mut buf, Dialect::Legacy, 20, Header::new(1, 0, 0), &[0; 5]).is_err());
 /// assert_eq!(buf.len(), 16);
 /// ```
+#[inline]
 pub fn emit<B: FrameBuf + ?Sized>(
     buf: &mut B,
     dialect: Dialect,
@@ -324,7 +325,43 @@ pub fn emit<B: FrameBuf + ?Sized>(
     header: Header,
     payload: &[u8],
 ) -> Result<usize, Error> {
-    emitv(buf, dialect, max, header, &[payload])
+    // A payload is at most isize::MAX bytes: the sum cannot overflow.
+    let total = HEADER_SIZE + payload.len();
+    let head = frame_head(buf, dialect, max, header, total)?;
+    let start = buf.len();
+    if let Err(e) = buf.put(&head).and_then(|()| buf.put(payload)) {
+        // Only a storage whose `spare` overstates its room gets here.
+        buf.truncate(start);
+        return Err(e);
+    }
+    Ok(total)
+}
+
+/// The checks every encoder makes before writing a byte, once: `total` within
+/// `max` (capped at what `dialect` can express) and within the storage's room.
+/// Returns the header's 16 wire bytes; since `total` is then known to fit the
+/// dialect, they are built without checking the length a second time.
+#[inline(always)]
+fn frame_head<B: FrameBuf + ?Sized>(
+    buf: &B,
+    dialect: Dialect,
+    max: usize,
+    header: Header,
+    total: usize,
+) -> Result<[u8; HEADER_SIZE], Error> {
+    let max = max.min(dialect.max_frame_len());
+    if total > max {
+        return Err(Error::TooLong { len: total, max });
+    }
+    let spare = buf.spare();
+    if total > spare {
+        return Err(Error::NoSpace {
+            needed: total,
+            available: spare,
+        });
+    }
+    // 16 <= total <= dialect.max_frame_len() < 2^31: fits the length field.
+    Ok(header.with_len(total as u32).wire_bytes_unchecked(dialect))
 }
 
 /// Appends one frame whose payload is the concatenation of `parts`
@@ -337,6 +374,7 @@ pub fn emit<B: FrameBuf + ?Sized>(
 /// let (frame, _) = split(&buf, Dialect::Current, 16384).unwrap().complete().unwrap();
 /// assert_eq!(frame.payload(), b"abc");
 /// ```
+#[inline]
 pub fn emitv<B: FrameBuf + ?Sized>(
     buf: &mut B,
     dialect: Dialect,
@@ -344,28 +382,20 @@ pub fn emitv<B: FrameBuf + ?Sized>(
     header: Header,
     parts: &[&[u8]],
 ) -> Result<usize, Error> {
-    let max = max.min(dialect.max_frame_len());
     let total = parts
         .iter()
         .try_fold(HEADER_SIZE, |acc, p| acc.checked_add(p.len()))
         .unwrap_or(usize::MAX);
-    if total > max {
-        return Err(Error::TooLong { len: total, max });
-    }
-    if total > buf.spare() {
-        return Err(Error::NoSpace {
-            needed: total,
-            available: buf.spare(),
-        });
-    }
+    let head = frame_head(buf, dialect, max, header, total)?;
     let start = buf.len();
-    let dst = buf.put_zeroed(HEADER_SIZE)?;
-    if let Err(e) = header.with_len(total as u32).emit(dialect, dst) {
+    let mut put = buf.put(&head);
+    for p in parts {
+        put = put.and_then(|()| buf.put(p));
+    }
+    if let Err(e) = put {
+        // Only a storage whose `spare` overstates its room gets here.
         buf.truncate(start);
         return Err(e);
-    }
-    for p in parts {
-        buf.put(p)?;
     }
     Ok(total)
 }
