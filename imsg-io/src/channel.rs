@@ -8,7 +8,7 @@ use imsg_codec::{FrameBuilder, Header, Writer, HEADER_SIZE};
 use crate::fd_guard;
 use crate::recv_buffer::{RecvBuffer, DEFAULT_RECV_BUFFER};
 pub use crate::send_queue::SendBuf;
-use crate::send_queue::{header_bytes, QueueParts, SendQueue};
+use crate::send_queue::{header_bytes, FrameLog, QueueParts, SendQueue};
 use crate::socket::{self, Transport};
 use crate::{Config, Error, Message, OwnedMessage};
 use rustix::io::Errno;
@@ -220,7 +220,7 @@ impl Channel {
         );
         let QueueParts {
             buf,
-            pushed,
+            log,
             fds,
             base,
         } = self.send.parts();
@@ -232,7 +232,7 @@ impl Channel {
         };
         MessageBuilder {
             builder,
-            pushed,
+            log,
             fds,
             base,
             start,
@@ -427,7 +427,7 @@ impl Channel {
 #[derive(Debug)]
 pub struct MessageBuilder<'a> {
     builder: FrameBuilder<'a, SendBuf>,
-    pushed: &'a mut u64,
+    log: &'a mut FrameLog,
     fds: &'a mut std::collections::VecDeque<(u64, OwnedFd)>,
     base: u64,
     start: usize,
@@ -444,7 +444,7 @@ impl MessageBuilder<'_> {
         }
         let MessageBuilder {
             builder,
-            pushed,
+            log,
             fds,
             base,
             start,
@@ -452,7 +452,7 @@ impl MessageBuilder<'_> {
         } = self;
         builder.finish()?;
         let start = base + start as u64;
-        *pushed += 1;
+        log.record(start);
         if let Some(fd) = fd {
             // The header's descriptor flag is stamped when the frame is sent
             // (`SendQueue::next_chunk`); the builder has given the buffer back.

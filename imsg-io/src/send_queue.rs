@@ -14,6 +14,11 @@ use imsg_codec::{Dialect, FrameBuf, CURRENT_FD_MARK, HEADER_SIZE, LEGACY_HASFD};
 /// byte is moved at most about once).
 const COMPACT_MIN: usize = 64 * 1024;
 
+/// A frame start is noted at least this many bytes after the previous note, so
+/// that counting the frames a partial write completed walks at most this many
+/// bytes of headers (plus one frame).
+const MARK_EVERY: u64 = 4096;
+
 /// An idle buffer larger than this is given back to the allocator.
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
 
@@ -147,11 +152,41 @@ fn copy_payload(dst: &mut [u8], src: &[u8]) {
     }
 }
 
+/// The count of frames queued, and a sparse index of their starts.
+#[derive(Debug, Default)]
+pub(crate) struct FrameLog {
+    /// Frames ever queued on this channel.
+    pushed: u64,
+    /// Some frame starts, at least [`MARK_EVERY`] bytes apart and not yet
+    /// written past: (stream offset, frames queued before that frame).
+    marks: VecDeque<(u64, u64)>,
+    /// Stream offset from which the next frame start is noted.
+    next_mark: u64,
+}
+
+impl FrameLog {
+    /// Records a frame queued at stream offset `start`.
+    #[inline]
+    pub fn record(&mut self, start: u64) {
+        if start >= self.next_mark {
+            self.mark(start);
+        }
+        self.pushed += 1;
+    }
+
+    #[inline(never)]
+    fn mark(&mut self, start: u64) {
+        self.marks.push_back((start, self.pushed));
+        self.next_mark = start + MARK_EVERY;
+    }
+}
+
 /// Queued frames, not yet fully written.
 ///
 /// Frames are counted without a per-frame record: queueing one is a counter
-/// increment; a write that empties the queue completes them all, and a partial
-/// write walks the headers of the frames it completed.
+/// increment (and, every [`MARK_EVERY`] bytes, a note of where a frame starts);
+/// a write that empties the queue completes them all, and a partial write jumps
+/// to the last noted frame start it passed and walks the headers from there.
 #[derive(Debug)]
 pub(crate) struct SendQueue {
     /// Dialect of the headers.
@@ -162,8 +197,8 @@ pub(crate) struct SendQueue {
     sent: usize,
     /// Stream offset of `buf[0]`.
     base: u64,
-    /// Frames ever queued on this channel.
-    pushed: u64,
+    /// Frames ever queued, and where some start.
+    log: FrameLog,
     /// Frames ever completely written (or discarded).
     done: u64,
     /// Stream offset of the first frame not completely written (the end of the
@@ -179,7 +214,7 @@ pub(crate) struct SendQueue {
 /// The parts of a queue a frame builder appends to (see `MessageBuilder`).
 pub(crate) struct QueueParts<'a> {
     pub buf: &'a mut SendBuf,
-    pub pushed: &'a mut u64,
+    pub log: &'a mut FrameLog,
     pub fds: &'a mut VecDeque<(u64, OwnedFd)>,
     pub base: u64,
 }
@@ -189,9 +224,10 @@ impl QueueParts<'_> {
     /// the current end, with its descriptor.
     #[inline]
     pub fn commit(&mut self, start: usize, fd: Option<OwnedFd>) {
-        *self.pushed += 1;
+        let start = self.base + start as u64;
+        self.log.record(start);
         if let Some(fd) = fd {
-            self.fds.push_back((self.base + start as u64, fd));
+            self.fds.push_back((start, fd));
         }
     }
 }
@@ -244,7 +280,7 @@ impl SendQueue {
             buf: SendBuf::default(),
             sent: 0,
             base: 0,
-            pushed: 0,
+            log: FrameLog::default(),
             done: 0,
             head: 0,
             head_end: None,
@@ -254,7 +290,7 @@ impl SendQueue {
 
     /// Frames queued and not fully written.
     pub fn len(&self) -> usize {
-        (self.pushed - self.done) as usize
+        (self.log.pushed - self.done) as usize
     }
 
     /// Bytes queued and not yet written.
@@ -293,7 +329,7 @@ impl SendQueue {
     fn append_parts(&mut self) -> QueueParts<'_> {
         QueueParts {
             buf: &mut self.buf,
-            pushed: &mut self.pushed,
+            log: &mut self.log,
             fds: &mut self.fds,
             base: self.base,
         }
@@ -336,7 +372,8 @@ impl SendQueue {
         }
         if self.sent == self.buf.end {
             // Everything went: no header walk.
-            self.done = self.pushed;
+            self.done = self.log.pushed;
+            self.log.marks.clear();
             self.base += self.sent as u64;
             self.head = self.base;
             self.head_end = None;
@@ -345,10 +382,28 @@ impl SendQueue {
             self.buf.shrink(SHRINK_ABOVE, COMPACT_MIN);
             return;
         }
-        // Count the frames the write completed, walking their headers. The frame
-        // at `head` starts before `pos`, which is inside the buffer, so its header
-        // is there unless its end is already known.
+        // Count the frames the write completed: jump to the last noted frame
+        // start the write reached, then walk the headers. The frame at `head`
+        // starts before `pos`, which is inside the buffer, so its header is there
+        // unless its end is already known. (A noted start is never before `head`:
+        // the notes up to the previous `pos` were consumed then, and compaction
+        // keeps the bytes after that.)
         let pos = self.base + self.sent as u64;
+        let mut jump = None;
+        while let Some(&(start, before)) = self.log.marks.front() {
+            if start > pos {
+                break;
+            }
+            jump = Some((start, before));
+            self.log.marks.pop_front();
+        }
+        if let Some((start, before)) = jump {
+            if start > self.head {
+                self.head = start;
+                self.done = before;
+                self.head_end = None;
+            }
+        }
         loop {
             let end = match self.head_end {
                 Some(end) => end,
@@ -386,7 +441,8 @@ impl SendQueue {
         self.base += self.buf.end as u64;
         self.buf.end = 0;
         self.sent = 0;
-        self.done = self.pushed;
+        self.done = self.log.pushed;
+        self.log.marks.clear();
         self.head = self.base;
         self.head_end = None;
         self.fds.clear();
@@ -491,7 +547,9 @@ mod tests {
         let mut step = 7usize;
         for round in 0..400 {
             for k in 0..(round % 37) {
-                let len = HEADER_SIZE + (round * 13 + k * 101) % 3000;
+                // Large frames, and rounds of small ones (many noted starts).
+                let spread = if round % 3 == 0 { 3000 } else { 40 };
+                let len = HEADER_SIZE + (round * 13 + k * 101) % spread;
                 push(&mut q, len, None);
                 queued_to += len as u64;
                 ends.push_back(queued_to);
