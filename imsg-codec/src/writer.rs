@@ -47,6 +47,7 @@ macro_rules! add_set {
 
 impl<'b, B: FrameBuf + ?Sized> Writer<'b, B> {
     /// A writer appending to `buf` without a cap of its own.
+    #[inline]
     pub fn new(buf: &'b mut B) -> Writer<'b, B> {
         let start = buf.len();
         Writer {
@@ -65,6 +66,7 @@ impl<'b, B: FrameBuf + ?Sized> Writer<'b, B> {
     }
 
     /// Bytes written by this writer (`ibuf_size`).
+    #[inline]
     pub fn len(&self) -> usize {
         self.buf.len() - self.start
     }
@@ -75,6 +77,7 @@ impl<'b, B: FrameBuf + ?Sized> Writer<'b, B> {
     }
 
     /// Bytes that may still be written (`ibuf_left`).
+    #[inline]
     pub fn left(&self) -> usize {
         (self.cap - self.len()).min(self.buf.spare())
     }
@@ -85,6 +88,7 @@ impl<'b, B: FrameBuf + ?Sized> Writer<'b, B> {
         &mut self.buf.bytes_mut()[start..]
     }
 
+    #[inline]
     fn room(&self, n: usize) -> Result<(), Error> {
         if n > self.cap - self.len() {
             Err(Error::NoSpace {
@@ -97,6 +101,7 @@ impl<'b, B: FrameBuf + ?Sized> Writer<'b, B> {
     }
 
     /// Appends bytes (`ibuf_add`).
+    #[inline]
     pub fn add(&mut self, data: &[u8]) -> Result<(), Error> {
         self.room(data.len())?;
         self.buf.put(data)
@@ -221,6 +226,7 @@ pub struct FrameBuilder<'b, B: FrameBuf + ?Sized> {
 impl<'b, B: FrameBuf + ?Sized> FrameBuilder<'b, B> {
     /// Starts a frame in `buf` whose total size may reach `max` bytes (header
     /// included; capped at what `dialect` can express).
+    #[inline]
     pub fn new(
         buf: &'b mut B,
         dialect: Dialect,
@@ -234,7 +240,8 @@ impl<'b, B: FrameBuf + ?Sized> FrameBuilder<'b, B> {
                 max,
             });
         }
-        buf.put_zeroed(HEADER_SIZE)?;
+        // Room for the header, stamped by `finish`.
+        buf.put(&[0; HEADER_SIZE])?;
         let start = buf.len();
         Ok(FrameBuilder {
             payload: Writer {
@@ -267,14 +274,36 @@ impl<'b, B: FrameBuf + ?Sized> FrameBuilder<'b, B> {
 
     /// Stamps the header (length, descriptor flag) and leaves the frame in the
     /// storage; returns its total length.
+    #[inline]
     pub fn finish(mut self) -> Result<usize, Error> {
         let total = HEADER_SIZE + self.payload.len();
-        let hdr = self.header.with_len(total as u32);
+        // The payload's cap keeps `total` within the limit; checked all the same
+        // before the length is cast and written unchecked.
+        let max = self.dialect.max_frame_len();
+        if total > max {
+            return Err(Error::TooLong { len: total, max });
+        }
+        let head = self
+            .header
+            .with_len(total as u32)
+            .wire_bytes_unchecked(self.dialect);
         let start = self.payload.start - HEADER_SIZE;
-        hdr.emit(
-            self.dialect,
-            &mut self.payload.buf.bytes_mut()[start..start + HEADER_SIZE],
-        )?;
+        let bytes = self.payload.buf.bytes_mut();
+        let size = bytes.len();
+        match bytes
+            .get_mut(start..)
+            .and_then(|b| b.first_chunk_mut::<HEADER_SIZE>())
+        {
+            Some(dst) => *dst = head,
+            // Only a storage that lost bytes under the builder gets here.
+            None => {
+                return Err(Error::OutOfBounds {
+                    offset: start,
+                    len: HEADER_SIZE,
+                    size,
+                })
+            }
+        }
         self.done = true;
         Ok(total)
     }
@@ -283,18 +312,21 @@ impl<'b, B: FrameBuf + ?Sized> FrameBuilder<'b, B> {
 impl<'b, B: FrameBuf + ?Sized> Deref for FrameBuilder<'b, B> {
     type Target = Writer<'b, B>;
 
+    #[inline]
     fn deref(&self) -> &Writer<'b, B> {
         &self.payload
     }
 }
 
 impl<B: FrameBuf + ?Sized> DerefMut for FrameBuilder<'_, B> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.payload
     }
 }
 
 impl<B: FrameBuf + ?Sized> Drop for FrameBuilder<'_, B> {
+    #[inline]
     fn drop(&mut self) {
         if !self.done {
             let start = self.payload.start - HEADER_SIZE;
