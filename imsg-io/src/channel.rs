@@ -451,8 +451,8 @@ impl MessageBuilder<'_> {
             ..
         } = self;
         builder.finish()?;
+        log.record(start, base);
         let start = base + start as u64;
-        log.record(start);
         if let Some(fd) = fd {
             // The header's descriptor flag is stamped when the frame is sent
             // (`SendQueue::next_chunk`); the builder has given the buffer back.

@@ -17,7 +17,7 @@ const COMPACT_MIN: usize = 64 * 1024;
 /// A frame start is noted at least this many bytes after the previous note, so
 /// that counting the frames a partial write completed walks at most this many
 /// bytes of headers (plus one frame).
-const MARK_EVERY: u64 = 4096;
+const MARK_EVERY: usize = 4096;
 
 /// An idle buffer larger than this is given back to the allocator.
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
@@ -160,24 +160,31 @@ pub(crate) struct FrameLog {
     /// Some frame starts, at least [`MARK_EVERY`] bytes apart and not yet
     /// written past: (stream offset, frames queued before that frame).
     marks: VecDeque<(u64, u64)>,
-    /// Stream offset from which the next frame start is noted.
-    next_mark: u64,
+    /// Buffer index from which the next frame start is noted (kept as an index,
+    /// so the test per frame is one comparison).
+    mark_from: usize,
 }
 
 impl FrameLog {
-    /// Records a frame queued at stream offset `start`.
+    /// Records a frame queued at buffer index `start`, the buffer starting at
+    /// stream offset `base`.
     #[inline]
-    pub fn record(&mut self, start: u64) {
-        if start >= self.next_mark {
-            self.mark(start);
+    pub fn record(&mut self, start: usize, base: u64) {
+        if start >= self.mark_from {
+            self.mark(start, base);
         }
         self.pushed += 1;
     }
 
     #[inline(never)]
-    fn mark(&mut self, start: u64) {
-        self.marks.push_back((start, self.pushed));
-        self.next_mark = start + MARK_EVERY;
+    fn mark(&mut self, start: usize, base: u64) {
+        self.marks.push_back((base + start as u64, self.pushed));
+        self.mark_from = start + MARK_EVERY;
+    }
+
+    /// The first `n` bytes of the buffer were dropped.
+    fn dropped(&mut self, n: usize) {
+        self.mark_from = self.mark_from.saturating_sub(n);
     }
 }
 
@@ -224,10 +231,9 @@ impl QueueParts<'_> {
     /// the current end, with its descriptor.
     #[inline]
     pub fn commit(&mut self, start: usize, fd: Option<OwnedFd>) {
-        let start = self.base + start as u64;
-        self.log.record(start);
+        self.log.record(start, self.base);
         if let Some(fd) = fd {
-            self.fds.push_back((start, fd));
+            self.fds.push_back((self.base + start as u64, fd));
         }
     }
 }
@@ -374,6 +380,7 @@ impl SendQueue {
             // Everything went: no header walk.
             self.done = self.log.pushed;
             self.log.marks.clear();
+            self.log.dropped(self.sent);
             self.base += self.sent as u64;
             self.head = self.base;
             self.head_end = None;
@@ -430,6 +437,7 @@ impl SendQueue {
     /// Drops the sent bytes from the front of the buffer.
     fn compact(&mut self) {
         self.buf.drop_front(self.sent);
+        self.log.dropped(self.sent);
         self.base += self.sent as u64;
         self.sent = 0;
     }
@@ -438,6 +446,7 @@ impl SendQueue {
     /// frames were discarded.
     pub fn clear(&mut self) -> usize {
         let frames = self.len();
+        self.log.dropped(self.buf.end);
         self.base += self.buf.end as u64;
         self.buf.end = 0;
         self.sent = 0;
