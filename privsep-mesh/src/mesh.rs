@@ -424,17 +424,19 @@ impl Mesh {
         handler.ready(&mut ctx).map_err(Error::App)
     }
 
-    fn resolve(&self, to: ProcId, target: Target) -> Result<Vec<Peer>, Error> {
+    /// The instances of `to` that `target` names, each checked to be connected.
+    fn resolve(&self, to: ProcId, target: Target) -> Result<std::ops::Range<u32>, Error> {
         if !self.titles.contains_key(&to) {
             return Err(Error::UnknownProcess(to));
         }
-        let peers: Vec<Peer> = route::range(target, self.instances(to))?
-            .map(|i| Peer::new(to, i))
-            .collect();
-        if let Some(p) = peers.iter().find(|p| !self.channels.contains_key(p)) {
-            return Err(Error::NotConnected(*p));
+        let range = route::range(target, self.instances(to))?;
+        if let Some(i) = range
+            .clone()
+            .find(|&i| !self.channels.contains_key(&Peer::new(to, i)))
+        {
+            return Err(Error::NotConnected(Peer::new(to, i)));
         }
-        Ok(peers)
+        Ok(range)
     }
 
     pub(crate) fn send_control(
@@ -477,27 +479,29 @@ impl Mesh {
         fd: Option<OwnedFd>,
         parts: &[&[u8]],
     ) -> Result<usize, Error> {
-        let peers = self.resolve(to, target)?;
+        let range = self.resolve(to, target)?;
         let pid = pid_for_instance(self.me.peer.instance);
-        let count = peers.len();
+        let count = range.len();
         // Every duplicate is made before anything is queued: running out of
         // descriptors half way must not leave some instances with the message
         // and others without (the duplicates made are closed on the way out).
-        let mut fds: Vec<Option<OwnedFd>> = Vec::with_capacity(count);
+        // Without a descriptor nothing is allocated.
+        let mut fds: Vec<OwnedFd> = Vec::new();
         if let Some(f) = fd {
+            fds.reserve_exact(count);
             for _ in 1..count {
-                fds.push(Some(f.try_clone().map_err(Error::os("dup"))?));
+                fds.push(f.try_clone().map_err(Error::os("dup"))?);
             }
-            fds.push(Some(f));
-        } else {
-            fds.resize_with(count, || None);
+            fds.push(f);
         }
-        for (peer, this_fd) in peers.into_iter().zip(fds) {
+        let mut fds = fds.into_iter();
+        for i in range {
+            let peer = Peer::new(to, i);
             let ch = self
                 .channels
                 .get_mut(&peer)
                 .ok_or(Error::NotConnected(peer))?;
-            ch.composev(ty, peerid, pid, this_fd, parts)
+            ch.composev(ty, peerid, pid, fds.next(), parts)
                 .map_err(|error| Error::Channel { peer, error })?;
         }
         Ok(count)
@@ -519,7 +523,8 @@ impl Mesh {
 
     /// Writes everything queued to (`to`, `target`) now.
     pub fn flush(&mut self, to: ProcId, target: Target) -> Result<(), Error> {
-        for peer in self.resolve(to, target)? {
+        for i in self.resolve(to, target)? {
+            let peer = Peer::new(to, i);
             if let Some(ch) = self.channels.get_mut(&peer) {
                 ch.flush().map_err(|error| Error::Channel { peer, error })?;
             }
