@@ -8,11 +8,12 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use imsg_io::{Channel, Config, Dialect, Error, ReadStatus};
 use rustix::io::IoSlice;
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+
+mod child_process;
 
 static LOCK: Mutex<()> = Mutex::new(());
 
@@ -480,37 +481,7 @@ fn descriptor_limit_child_entry() {
 #[test]
 fn descriptor_limit_reached() {
     let _lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "descriptor_limit_child_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("child timed out");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let (status, out) = child_process::run_test_in_child("descriptor_limit_child_entry", CHILD_ENV);
     assert!(status.success(), "child failed: {out}");
     assert!(
         out.contains("descriptor-limit child: guard held and released"),

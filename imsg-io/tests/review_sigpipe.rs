@@ -12,14 +12,13 @@
 //! `write(2)`, where no `MSG_NOSIGNAL` exists): before `SIGPIPE` was blocked around
 //! that write, the child died of signal 13 here.
 
-use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use imsg_io::{Channel, Config, Error};
+
+mod child_process;
 
 const CHILD_ENV: &str = "IMSG_IO_REVIEW_SIGPIPE_CHILD";
 const SIGPIPE: i32 = 13; // Linux, every architecture this crate builds for
@@ -65,37 +64,7 @@ fn sigpipe_child_entry() {
 
 #[test]
 fn sigpipe_default_disposition() {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "sigpipe_child_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("child timed out");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let (status, out) = child_process::run_test_in_child("sigpipe_child_entry", CHILD_ENV);
     assert_ne!(
         status.signal(),
         Some(SIGPIPE),
