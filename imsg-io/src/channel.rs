@@ -403,10 +403,51 @@ impl Channel {
         }))
     }
 
-    /// Same as [`get`](Channel::get), with the payload copied.
+    /// Same as [`get`](Channel::get), with the payload copied into a new buffer
+    /// (see [`get_into`](Channel::get_into) to reuse one).
     #[inline]
     pub fn get_owned(&mut self) -> Result<Option<OwnedMessage>, Error> {
-        Ok(self.get()?.map(Message::to_owned))
+        let mut msg = OwnedMessage::default();
+        Ok(self.get_into(&mut msg)?.then_some(msg))
+    }
+
+    /// Same as [`get_owned`](Channel::get_owned), into a message the caller keeps:
+    /// a receive loop that reuses one `OwnedMessage` allocates only when a payload
+    /// is larger than any before it.
+    ///
+    /// Answers `true` when the next complete message was taken: `msg`'s header,
+    /// payload and descriptor are replaced by it (the payload is copied into
+    /// `msg`'s buffer, keeping its capacity; a descriptor `msg` still held from
+    /// before is closed). Answers `false`, leaving `msg` untouched, when no whole
+    /// frame is buffered. Errors are those of [`get`](Channel::get); `msg` is then
+    /// untouched too.
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use imsg_io::{Channel, Config, OwnedMessage};
+    ///
+    /// let (a, b) = UnixStream::pair().unwrap();
+    /// let mut tx = Channel::new(a, Config::default()).unwrap();
+    /// let mut rx = Channel::new(b, Config::default()).unwrap();
+    /// tx.compose(1, 0, 0, None, b"first").unwrap();
+    /// tx.compose(2, 0, 0, None, b"second").unwrap();
+    /// tx.flush().unwrap();
+    /// rx.read().unwrap();
+    ///
+    /// let mut msg = OwnedMessage::default();
+    /// while rx.get_into(&mut msg).unwrap() {
+    ///     println!("type {} payload {:?}", msg.msg_type(), msg.payload());
+    /// }
+    /// assert_eq!(msg.payload(), b"second");
+    /// ```
+    pub fn get_into(&mut self, msg: &mut OwnedMessage) -> Result<bool, Error> {
+        match self.get()? {
+            Some(m) => {
+                msg.fill_from(m);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Bytes received and not yet taken as messages.
@@ -473,5 +514,91 @@ impl<'a> Deref for MessageBuilder<'a> {
 impl<'a> DerefMut for MessageBuilder<'a> {
     fn deref_mut(&mut self) -> &mut Writer<'a, SendBuf> {
         &mut self.builder
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+
+    use super::*;
+
+    fn pair() -> (Channel, Channel) {
+        let (a, b) = UnixStream::pair().unwrap();
+        let config = Config::default().with_fdpass(true);
+        (
+            Channel::new(a, config.clone()).unwrap(),
+            Channel::new(b, config).unwrap(),
+        )
+    }
+
+    /// `get_into` reuses the message's buffer, moves header, flag and descriptor in,
+    /// and closes a descriptor the message still held from before.
+    #[test]
+    fn get_into_reuses_buffer_and_replaces_descriptor() {
+        let (mut tx, mut rx) = pair();
+        // The write end of a pipe travels with the first frame; once every copy of
+        // it is closed, the read end sees end of file (no fd counting needed).
+        let (pipe_r, pipe_w) = rustix::pipe::pipe().unwrap();
+        let fl = fcntl_getfl(&pipe_r).unwrap();
+        fcntl_setfl(&pipe_r, fl | OFlags::NONBLOCK).unwrap();
+        tx.compose(1, 11, 21, Some(pipe_w), &[0xa5; 100]).unwrap();
+        tx.compose(2, 12, 22, None, b"0123456789").unwrap();
+        tx.flush().unwrap();
+        while rx.buffered() < 2 * 16 + 110 {
+            assert!(matches!(rx.read().unwrap(), ReadStatus::Read(_)));
+        }
+
+        let mut msg = OwnedMessage::default();
+        assert!(rx.get_into(&mut msg).unwrap());
+        let h = msg.header();
+        assert_eq!((h.ty, h.peerid, h.pid, h.len), (1, 11, 21, 116));
+        assert!(msg.flagged_fd());
+        assert!(msg.fd().is_some());
+        assert_eq!(msg.payload(), &[0xa5; 100][..]);
+        let mut byte = [0u8; 1];
+        // The received copy of the write end is still open.
+        assert_eq!(
+            rustix::io::read(&pipe_r, &mut byte).unwrap_err(),
+            Errno::AGAIN
+        );
+        let (ptr, cap) = (msg.payload().as_ptr(), msg.payload_capacity());
+        assert!(cap >= 100);
+
+        assert!(rx.get_into(&mut msg).unwrap());
+        let h = msg.header();
+        assert_eq!((h.ty, h.peerid, h.pid, h.len), (2, 12, 22, 26));
+        assert!(!msg.flagged_fd());
+        assert!(msg.fd().is_none());
+        assert_eq!(msg.payload(), b"0123456789");
+        // Same buffer: no allocation for the second message.
+        assert_eq!(msg.payload().as_ptr(), ptr);
+        assert_eq!(msg.payload_capacity(), cap);
+        // The unclaimed descriptor of the first message was closed on overwrite.
+        assert_eq!(rustix::io::read(&pipe_r, &mut byte).unwrap(), 0);
+
+        // Nothing more buffered: `false`, and the message is left as it was.
+        assert!(!rx.get_into(&mut msg).unwrap());
+        assert_eq!(msg.msg_type(), 2);
+        assert_eq!(msg.payload(), b"0123456789");
+    }
+
+    /// `get_owned` goes through the same path and hands over the descriptor.
+    #[test]
+    fn get_owned_moves_descriptor() {
+        let (mut tx, mut rx) = pair();
+        let (_pipe_r, pipe_w) = rustix::pipe::pipe().unwrap();
+        tx.compose(3, 0, 5, Some(pipe_w), b"x").unwrap();
+        tx.flush().unwrap();
+        while rx.buffered() < 17 {
+            assert!(matches!(rx.read().unwrap(), ReadStatus::Read(_)));
+        }
+        let mut m = rx.get_owned().unwrap().expect("a message");
+        assert_eq!((m.msg_type(), m.pid(), m.payload()), (3, 5, &b"x"[..]));
+        assert!(m.flagged_fd());
+        assert!(m.take_fd().is_some());
+        assert!(rx.get_owned().unwrap().is_none());
     }
 }

@@ -99,6 +99,9 @@ impl fmt::Debug for Message<'_> {
 }
 
 /// A received message that owns its payload (for callers who keep messages).
+///
+/// It can also serve as a reusable receive slot: [`Channel::get_into`](crate::Channel::get_into)
+/// overwrites it with the next message, keeping its payload buffer's capacity.
 #[derive(Debug)]
 pub struct OwnedMessage {
     header: Header,
@@ -106,7 +109,25 @@ pub struct OwnedMessage {
     fd: Option<OwnedFd>,
 }
 
+/// An empty message (type 0, no payload, no descriptor); allocates nothing. A
+/// starting point for [`Channel::get_into`](crate::Channel::get_into).
+impl Default for OwnedMessage {
+    fn default() -> OwnedMessage {
+        OwnedMessage::new(Header::default(), Vec::new(), None)
+    }
+}
+
 impl OwnedMessage {
+    /// Overwrites this message with `msg`: header and descriptor move in (a
+    /// descriptor this message still held is closed), the payload is copied into
+    /// the existing buffer, which grows only if it is too small.
+    pub(crate) fn fill_from(&mut self, msg: Message<'_>) {
+        self.header = msg.header;
+        self.payload.clear();
+        self.payload.extend_from_slice(msg.payload);
+        self.fd = msg.fd;
+    }
+
     /// Builds a message, e.g. to test code that handles them. `header.len` is set
     /// from the payload; `header.has_fd` is kept as given.
     pub fn new(header: Header, payload: Vec<u8>, fd: Option<OwnedFd>) -> OwnedMessage {
@@ -141,6 +162,12 @@ impl OwnedMessage {
     /// See [`Message::payload`].
     pub fn payload(&self) -> &[u8] {
         &self.payload
+    }
+
+    /// How many payload bytes this message can hold before its buffer must grow
+    /// (what [`Channel::get_into`](crate::Channel::get_into) reuses).
+    pub fn payload_capacity(&self) -> usize {
+        self.payload.capacity()
     }
 
     /// The payload, moved out.
