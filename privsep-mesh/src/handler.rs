@@ -156,4 +156,9 @@ impl Received {
     pub fn message(&self) -> &OwnedMessage {
         &self.msg
     }
+
+    /// The underlying message, moved out (with its descriptor, if not taken).
+    pub fn into_message(self) -> OwnedMessage {
+        self.msg
+    }
 }

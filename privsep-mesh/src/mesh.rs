@@ -55,6 +55,11 @@ pub struct Mesh {
     shutdown: bool,
     pids: BTreeMap<Peer, u32>,
     counts: BTreeMap<Peer, Counts>,
+    /// The one receive slot of the process: every message is copied into it out of
+    /// its channel's buffer (the handler may use that channel while it holds the
+    /// message), so receiving allocates only when a payload is larger than any
+    /// before it.
+    scratch: OwnedMessage,
     #[cfg(feature = "tokio")]
     outbox: Option<crate::tokio_run::Outbox>,
 }
@@ -113,6 +118,7 @@ impl Mesh {
             shutdown: false,
             pids: BTreeMap::new(),
             counts: BTreeMap::new(),
+            scratch: OwnedMessage::default(),
             #[cfg(feature = "tokio")]
             outbox: None,
             me,
@@ -230,17 +236,27 @@ impl Mesh {
     /// the mesh is ready a child reads only from the parent, so that no application
     /// message is dispatched before [`Handler::ready`].
     pub fn interest(&self) -> Vec<(Peer, bool, bool)> {
+        let mut out = Vec::new();
+        self.interest_into(&mut out);
+        out
+    }
+
+    /// [`interest`](Mesh::interest) into `out` (cleared first), so an event loop can
+    /// keep one buffer across turns.
+    pub(crate) fn interest_into(&self, out: &mut Vec<(Peer, bool, bool)>) {
         let child = self.me.peer.proc != ProcId::PARENT;
-        self.channels
-            .iter()
-            .map(|(&p, ch)| {
-                let read = self.ready || !child || p == Peer::PARENT;
-                (p, read, ch.queue_len() > 0)
-            })
-            // A channel left out of the set is not polled at all: poll(2) reports
-            // POLLHUP even for an empty event mask, which would spin.
-            .filter(|&(_, r, w)| r || w)
-            .collect()
+        out.clear();
+        out.extend(
+            self.channels
+                .iter()
+                .map(|(&p, ch)| {
+                    let read = self.ready || !child || p == Peer::PARENT;
+                    (p, read, ch.queue_len() > 0)
+                })
+                // A channel left out of the set is not polled at all: poll(2)
+                // reports POLLHUP even for an empty event mask, which would spin.
+                .filter(|&(_, r, w)| r || w),
+        );
     }
 
     /// Writes what is queued on the channel to `peer` (one non-blocking attempt).
@@ -288,23 +304,46 @@ impl Mesh {
                 Err(error) => return Err(Error::Channel { peer, error }),
             }
         };
-        // Complete frames before an end of file are still dispatched.
-        while let Some(ch) = self.channels.get_mut(&peer) {
-            let msg = match ch.get_owned() {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(error) => return Err(Error::Channel { peer, error }),
-            };
-            self.dispatch(peer, msg, handler)?;
-            if self.shutdown {
-                return Ok((Flow::Shutdown, false));
-            }
+        // The slot is moved out while messages are dispatched (the handler gets the
+        // whole mesh) and put back after, whatever happened.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let drained = self.dispatch_buffered(peer, &mut scratch, handler);
+        self.scratch = scratch;
+        if drained? {
+            return Ok((Flow::Shutdown, false));
         }
         Ok(match status {
             ReadStatus::Eof => (Flow::Closed(peer), false),
             ReadStatus::WouldBlock => (Flow::Continue, true),
             ReadStatus::Read(_) => (Flow::Continue, false),
         })
+    }
+
+    /// Dispatches every complete message buffered on the channel to `peer`, each
+    /// taken into `slot` (whose buffer is reused). Complete frames before an end of
+    /// file are still dispatched. Answers whether the handler asked for shutdown.
+    fn dispatch_buffered(
+        &mut self,
+        peer: Peer,
+        slot: &mut OwnedMessage,
+        handler: &mut dyn Handler,
+    ) -> Result<bool, Error> {
+        while let Some(ch) = self.channels.get_mut(&peer) {
+            match ch.get_into(slot) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(error) => return Err(Error::Channel { peer, error }),
+            }
+            let done = self.dispatch_in(peer, slot, handler);
+            // A descriptor the handler did not take is closed now, as it would be
+            // with the message, not when the slot is next overwritten.
+            drop(slot.take_fd());
+            done?;
+            if self.shutdown {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Handles one message that arrived on the channel to `from`: framework messages
@@ -316,6 +355,17 @@ impl Mesh {
         mut msg: OwnedMessage,
         handler: &mut dyn Handler,
     ) -> Result<(), Error> {
+        self.dispatch_in(from, &mut msg, handler)
+    }
+
+    /// [`dispatch`](Mesh::dispatch) of a message the caller keeps (its buffer and
+    /// any descriptor the handler did not take stay in `msg`).
+    fn dispatch_in(
+        &mut self,
+        from: Peer,
+        msg: &mut OwnedMessage,
+        handler: &mut dyn Handler,
+    ) -> Result<(), Error> {
         let ty = msg.msg_type();
         let proto = |error| Error::Protocol { from, error };
         if !control::is_control(ty) {
@@ -323,9 +373,12 @@ impl Mesh {
                 return Err(proto(ProtocolError::BeforeReady { ty }));
             }
             self.counts.entry(from).or_default().received += 1;
-            let mut received = Received::new(from, msg);
+            // Moved in and back out: no copy, no allocation.
+            let mut received = Received::new(from, std::mem::take(msg));
             let mut ctx = Context::new(self);
-            return match handler.dispatch(&mut ctx, &mut received) {
+            let handled = handler.dispatch(&mut ctx, &mut received);
+            *msg = received.into_message();
+            return match handled {
                 Ok(Handled::Yes) => Ok(()),
                 Ok(Handled::No) => Err(proto(ProtocolError::Unhandled { ty })),
                 Err(e) => Err(Error::App(e)),
@@ -631,6 +684,90 @@ mod tests {
         assert_eq!(queued(&mesh), [1, 1, 1]);
         assert!(mesh.counts().values().all(|c| c.sent == 1));
         println!("dup-failure child: all or nothing");
+    }
+
+    /// What [`Recorder`] saw of one dispatched message.
+    #[derive(Debug, PartialEq)]
+    struct Seen {
+        ty: u32,
+        payload: Vec<u8>,
+        buffer: usize,
+        fd: bool,
+    }
+
+    #[derive(Default)]
+    struct Recorder(Vec<Seen>);
+
+    impl Handler for Recorder {
+        fn dispatch(
+            &mut self,
+            _ctx: &mut Context<'_>,
+            msg: &mut Received,
+        ) -> Result<Handled, crate::handler::AppError> {
+            self.0.push(Seen {
+                ty: msg.msg_type(),
+                payload: msg.payload().to_vec(),
+                buffer: msg.payload().as_ptr() as usize,
+                fd: msg.fd().is_some(),
+            });
+            Ok(Handled::Yes)
+        }
+    }
+
+    /// Every received message goes through the one scratch slot: the handler sees
+    /// the same payload buffer each time (no allocation per message), and a
+    /// descriptor it leaves is closed right after its dispatch.
+    #[test]
+    fn receive_reuses_one_buffer_and_closes_untaken_descriptors() {
+        let (mut mesh, mut ends) = parent_with_three_servers();
+        mesh.ready = true;
+        let from = Peer::new(SERVER, 1);
+        let mut server = Channel::new(ends.remove(1), mesh.config.clone()).unwrap();
+        let (pipe_r, pipe_w) = rustix::pipe::pipe().unwrap();
+        rustix::fs::fcntl_setfl(&pipe_r, rustix::fs::OFlags::NONBLOCK).unwrap();
+        server.compose(1, 0, 0, Some(pipe_w), &[1; 200]).unwrap();
+        server.compose(2, 0, 0, None, &[2; 50]).unwrap();
+        server.compose(3, 0, 0, None, &[3; 10]).unwrap();
+        server.flush().unwrap();
+
+        let mut rec = Recorder::default();
+        for _ in 0..100 {
+            if rec.0.len() == 3 {
+                break;
+            }
+            assert_eq!(mesh.receive(from, &mut rec).unwrap(), Flow::Continue);
+        }
+        let buffer = rec.0[0].buffer;
+        let seen = |ty: u8, len: usize, fd: bool| Seen {
+            ty: ty.into(),
+            payload: vec![ty; len],
+            buffer,
+            fd,
+        };
+        assert_eq!(
+            rec.0,
+            [seen(1, 200, true), seen(2, 50, false), seen(3, 10, false)]
+        );
+        // The write end the handler did not take is closed: end of file.
+        assert_eq!(rustix::io::read(&pipe_r, &mut [0u8; 1]).unwrap(), 0);
+        assert!(mesh.scratch.fd().is_none());
+        assert!(mesh.scratch.payload_capacity() >= 200);
+
+        // A later receive call reuses the same slot, and closes an untaken
+        // descriptor of its last message at once (not at the next overwrite).
+        let (pipe_r, pipe_w) = rustix::pipe::pipe().unwrap();
+        rustix::fs::fcntl_setfl(&pipe_r, rustix::fs::OFlags::NONBLOCK).unwrap();
+        server.compose(4, 0, 0, Some(pipe_w), &[4; 100]).unwrap();
+        server.flush().unwrap();
+        for _ in 0..100 {
+            if rec.0.len() == 4 {
+                break;
+            }
+            assert_eq!(mesh.receive(from, &mut rec).unwrap(), Flow::Continue);
+        }
+        assert_eq!(rec.0[3], seen(4, 100, true));
+        assert_eq!(rustix::io::read(&pipe_r, &mut [0u8; 1]).unwrap(), 0);
+        assert!(mesh.scratch.fd().is_none());
     }
 
     #[test]

@@ -45,12 +45,16 @@ pub fn event_loop(
     signals: &SignalPipe,
     mut children: Option<&mut Children>,
 ) -> Result<LoopEnd, Error> {
+    // Kept across turns; the poll set itself borrows the channels, so it is built
+    // anew each turn.
+    let mut interest = Vec::new();
+    let mut revents: Vec<PollFlags> = Vec::new();
     loop {
         if mesh.shutdown_requested() {
             return Ok(LoopEnd::Requested);
         }
-        let interest = mesh.interest();
-        let revents: Vec<PollFlags> = {
+        mesh.interest_into(&mut interest);
+        {
             let mut fds = Vec::with_capacity(interest.len() + 1);
             fds.push(PollFd::new(signals, PollFlags::IN));
             for &(peer, read, write) in &interest {
@@ -69,8 +73,9 @@ pub fn event_loop(
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(Error::errno("poll")(e)),
             }
-            fds.iter().map(PollFd::revents).collect()
-        };
+            revents.clear();
+            revents.extend(fds.iter().map(PollFd::revents));
+        }
 
         if revents[0].contains(PollFlags::IN) {
             for sig in signals.drain().map_err(Error::os("signal pipe"))? {

@@ -155,11 +155,12 @@ pub async fn event_loop(
     let sig = watch(signals.as_fd().as_raw_fd(), Interest::READABLE)?;
     let mut watched: BTreeMap<Peer, AsyncFd<Watched>> = BTreeMap::new();
     let result = async {
+        let mut interest = Vec::new();
         loop {
             if mesh.shutdown_requested() {
                 return Ok(LoopEnd::Requested);
             }
-            let interest = mesh.interest();
+            mesh.interest_into(&mut interest);
             for &(peer, _, _) in &interest {
                 if let std::collections::btree_map::Entry::Vacant(e) = watched.entry(peer) {
                     let ch = mesh.channel(peer).ok_or(Error::NotConnected(peer))?;
