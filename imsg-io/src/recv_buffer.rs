@@ -35,56 +35,14 @@ pub(crate) struct TakenFrame<'a> {
     pub fd: Option<OwnedFd>,
 }
 
-/// The header at the start of `held` and the frame's total length, for the
-/// common case only: 16 bytes present, a length within `16..=max` and (legacy) no
-/// flag bit but the descriptor one. Anything else is `None`, and the codec's
-/// [`split`] decides (it has the errors and the dialect-mismatch detection). The
-/// frame may still be incomplete.
-#[inline]
-fn fast_header(held: &[u8], dialect: Dialect, max: usize) -> Option<(Header, usize)> {
-    let h: &[u8; HEADER_SIZE] = held.get(..HEADER_SIZE)?.try_into().ok()?;
-    let word = |i: usize| u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-    let (len, has_fd) = match dialect {
-        Dialect::Legacy => {
-            let flags = u16::from_ne_bytes([h[6], h[7]]);
-            if flags & !imsg_codec::LEGACY_HASFD != 0 {
-                return None;
-            }
-            (u16::from_ne_bytes([h[4], h[5]]) as usize, flags != 0)
-        }
-        Dialect::Current => {
-            let w = word(4);
-            (
-                (w & !imsg_codec::CURRENT_FD_MARK) as usize,
-                w & imsg_codec::CURRENT_FD_MARK != 0,
-            )
-        }
-    };
-    if len < HEADER_SIZE || len > max.min(dialect.max_frame_len()) {
-        return None;
-    }
-    let header = Header {
-        ty: word(0),
-        len: len as u32,
-        has_fd,
-        peerid: word(8),
-        pid: word(12),
-    };
-    Some((header, len))
-}
-
 /// The header and total length of the frame at the start of `held` if all of it
 /// is there; `None` if more bytes are needed; the codec's error for a bad header.
 #[inline]
 fn frame_at(held: &[u8], dialect: Dialect, max: usize) -> Result<Option<(Header, usize)>, Error> {
-    let (header, used) = match fast_header(held, dialect, max) {
-        Some(found) => found,
-        None => match split(held, dialect, max)? {
-            Status::Partial { .. } => return Ok(None),
-            Status::Complete((frame, used)) => (frame.header(), used),
-        },
-    };
-    Ok((used <= held.len()).then_some((header, used)))
+    Ok(match split(held, dialect, max)? {
+        Status::Partial { .. } => None,
+        Status::Complete((frame, used)) => Some((frame.header(), used)),
+    })
 }
 
 #[derive(Debug)]
@@ -341,46 +299,6 @@ impl RecvBuffer {
                 Ok(Status::Complete((_, used))) => s += used,
                 Ok(Status::Partial { .. }) => return self.wpos - s,
                 Err(_) => return 0,
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// The fast path agrees with the codec wherever it answers.
-        #[test]
-        fn fast_header_agrees_with_the_codec(
-            bytes in proptest::collection::vec(any::<u8>(), 0..40),
-            small_len in 0u16..200,
-            current in any::<bool>(),
-            max in 16usize..100_000,
-            use_small in any::<bool>(),
-        ) {
-            let mut bytes = bytes;
-            if use_small && bytes.len() >= 8 {
-                bytes[4..6].copy_from_slice(&small_len.to_ne_bytes());
-                if !current {
-                    bytes[6..8].copy_from_slice(&(small_len & 1).to_ne_bytes());
-                }
-            }
-            let dialect = if current { Dialect::Current } else { Dialect::Legacy };
-            if let Some((header, len)) = fast_header(&bytes, dialect, max) {
-                prop_assert_eq!(Header::parse(&bytes, dialect, max), Ok(header));
-                prop_assert_eq!(header.len as usize, len);
-                match split(&bytes, dialect, max).unwrap() {
-                    Status::Complete((frame, used)) => {
-                        prop_assert_eq!(used, len);
-                        prop_assert_eq!(frame.header(), header);
-                    }
-                    Status::Partial { needed } => {
-                        prop_assert_eq!(needed, len - bytes.len());
-                    }
-                }
             }
         }
     }
