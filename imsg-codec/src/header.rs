@@ -31,23 +31,25 @@ pub const CURRENT_FD_MARK: u32 = 0x8000_0000;
 /// assert_eq!(Dialect::Current.max_frame_len(), 0x7fff_ffff);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
 pub enum Dialect {
     /// `len: u16` then `flags: u16` (bit 0 = a descriptor travels with the frame).
     /// OpenBSD up to 7.6, tmux up to 3.5a and Debian bookworm's portable daemons.
     #[default]
-    Legacy,
+    Legacy = 0,
     /// `len: u32` whose top bit marks a descriptor; the length is the other 31 bits.
     /// OpenBSD 7.7 and later, tmux 3.6 and later.
-    Current,
+    Current = 1,
 }
 
 impl Dialect {
     /// The largest total frame length this dialect can express.
+    #[inline]
     pub const fn max_frame_len(self) -> usize {
-        match self {
-            Dialect::Legacy => u16::MAX as usize,
-            Dialect::Current => (CURRENT_FD_MARK - 1) as usize,
-        }
+        // A table, not a `match`: one load where the match compiles to branches
+        // on the hot path of every encoder.
+        const MAX: [usize; 2] = [u16::MAX as usize, (CURRENT_FD_MARK - 1) as usize];
+        MAX[self as usize]
     }
 
     /// The other dialect.

@@ -26,6 +26,19 @@ pub trait FrameBuf {
     /// Appends `n` zero bytes and returns them for filling in.
     fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error>;
 
+    /// Appends `n` bytes of unspecified value and returns them, to be overwritten
+    /// whole: one room check for a frame the encoder then writes in place.
+    ///
+    /// The bytes are initialised (zeros, or whatever the storage held there
+    /// before), never uninitialised memory. The default is [`put_zeroed`](FrameBuf::put_zeroed);
+    /// storages that already hold initialised room override it to skip the fill.
+    /// Like every append, it succeeds whole (the slice is exactly `n` bytes long)
+    /// or fails with [`Error::NoSpace`] leaving the storage as it was.
+    #[inline]
+    fn put_unfilled(&mut self, n: usize) -> Result<&mut [u8], Error> {
+        self.put_zeroed(n)
+    }
+
     /// All bytes held.
     fn bytes_mut(&mut self) -> &mut [u8];
 
@@ -101,6 +114,21 @@ impl FrameBuf for SliceBuf<'_> {
         let dst = &mut self.buf[start..self.len];
         dst.fill(0);
         Ok(dst)
+    }
+
+    #[inline]
+    fn put_unfilled(&mut self, n: usize) -> Result<&mut [u8], Error> {
+        // As `put`: one `get_mut` is both the room check and the slicing, and the
+        // bytes are left as they are (the caller overwrites them).
+        let (start, spare) = (self.len, self.spare());
+        let end = start.wrapping_add(n);
+        match self.buf.get_mut(start..end) {
+            Some(dst) if end >= start => {
+                self.len = end;
+                Ok(dst)
+            }
+            _ => Err(no_space(n, spare)),
+        }
     }
 
     #[inline]
@@ -217,6 +245,22 @@ impl FrameBuf for alloc::vec::Vec<u8> {
         Ok(&mut self[start..])
     }
 
+    #[inline]
+    fn put_unfilled(&mut self, n: usize) -> Result<&mut [u8], Error> {
+        // A `Vec` has no initialised room past its length, so the bytes are zeroed;
+        // a small frame is zeroed with one fixed-size fill (a few stores, where
+        // `resize` calls `memset`) when the allocation has room for it.
+        const SMALL: usize = 64;
+        let start = self.as_slice().len();
+        if n <= SMALL && self.capacity() - start >= SMALL {
+            self.extend_from_slice(&[0; SMALL]);
+            self.truncate(start + n);
+        } else {
+            self.resize(start + n, 0);
+        }
+        Ok(&mut self[start..])
+    }
+
     fn bytes_mut(&mut self) -> &mut [u8] {
         self
     }
@@ -235,6 +279,12 @@ mod tests {
         b.put(b"abc").unwrap();
         b.put_zeroed(2).unwrap().copy_from_slice(b"de");
         assert_eq!(b.bytes_mut(), b"abcde");
+        let got = b.put_unfilled(2).unwrap();
+        assert_eq!(got.len(), 2);
+        got.copy_from_slice(b"fg");
+        assert_eq!(b.bytes_mut(), b"abcdefg");
+        assert!(b.put_unfilled(64).is_err());
+        b.truncate(5);
         let err = b.put(&[0u8; 64]).unwrap_err();
         assert_eq!(
             err,

@@ -272,6 +272,23 @@ impl<'b, B: FrameBuf + ?Sized> FrameBuilder<'b, B> {
         FrameBuilder::new(buf, dialect, max, header)
     }
 
+    /// Sets whether the header, stamped by [`finish`](FrameBuilder::finish), says a
+    /// descriptor travels with this frame (`imsg_close` on a buffer with an fd).
+    ///
+    /// ```
+    /// use imsg_codec::{split, Dialect, FrameBuilder, Header};
+    /// let mut buf = heapless::Vec::<u8, 32>::new();
+    /// let mut b = FrameBuilder::new(&mut buf, Dialect::Legacy, 16384, Header::new(1, 0, 0)).unwrap();
+    /// b.set_has_fd(true);
+    /// b.finish().unwrap();
+    /// let (frame, _) = split(&buf, Dialect::Legacy, 16384).unwrap().complete().unwrap();
+    /// assert!(frame.has_fd());
+    /// ```
+    #[inline]
+    pub fn set_has_fd(&mut self, has_fd: bool) {
+        self.header = self.header.with_fd(has_fd);
+    }
+
     /// Stamps the header (length, descriptor flag) and leaves the frame in the
     /// storage; returns its total length.
     #[inline]
@@ -359,28 +376,84 @@ pub fn emit<B: FrameBuf + ?Sized>(
 ) -> Result<usize, Error> {
     // A payload is at most isize::MAX bytes: the sum cannot overflow.
     let total = HEADER_SIZE + payload.len();
-    let head = frame_head(buf, dialect, max, header, total)?;
+    frame_check(buf, dialect, max, total)?;
     let start = buf.len();
-    if let Err(e) = buf.put(&head).and_then(|()| buf.put(payload)) {
-        // Only a storage whose `spare` overstates its room gets here.
-        buf.truncate(start);
-        return Err(e);
+    // One reservation for the whole frame, then header and payload in place.
+    let dst = buf.put_unfilled(total)?;
+    match dst.split_first_chunk_mut::<HEADER_SIZE>() {
+        Some((h, body)) if body.len() == payload.len() => {
+            *h = head_bytes(header, dialect, total);
+            copy_small(body, payload);
+            Ok(total)
+        }
+        _ => Err(lost_room(buf, start, total)),
     }
-    Ok(total)
+}
+
+/// A storage whose `put_unfilled` gave a slice of the wrong length: its bytes are
+/// taken back and the error says what was asked for.
+#[cold]
+#[inline(never)]
+fn lost_room<B: FrameBuf + ?Sized>(buf: &mut B, start: usize, total: usize) -> Error {
+    buf.truncate(start);
+    Error::NoSpace {
+        needed: total,
+        available: buf.spare(),
+    }
+}
+
+/// `dst.copy_from_slice(src)` for slices of equal length, with up to 32 bytes
+/// copied inline by overlapping word moves: for a small payload, a call to
+/// `memcpy` costs more than the copy.
+///
+/// Words, not 16-byte slice copies: LLVM merges constant-size slice copies of the
+/// branches into one variable-length `memcpy` call, which is what this avoids.
+#[inline(always)]
+fn copy_small(dst: &mut [u8], src: &[u8]) {
+    // Through a register: a word is loaded, then stored (`n >= 8` resp. `n >= 4`
+    // and `dst.len() == n` keep every index in bounds).
+    #[inline(always)]
+    fn w64(dst: &mut [u8], d: usize, src: &[u8]) {
+        let w = u64::from_ne_bytes(src[d..d + 8].try_into().unwrap_or([0; 8]));
+        dst[d..d + 8].copy_from_slice(&w.to_ne_bytes());
+    }
+    #[inline(always)]
+    fn w32(dst: &mut [u8], d: usize, src: &[u8]) {
+        let w = u32::from_ne_bytes(src[d..d + 4].try_into().unwrap_or([0; 4]));
+        dst[d..d + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    let n = src.len();
+    if dst.len() != n || n > 32 {
+        dst.copy_from_slice(src);
+    } else if n >= 16 {
+        w64(dst, 0, src);
+        w64(dst, 8, src);
+        w64(dst, n - 16, src);
+        w64(dst, n - 8, src);
+    } else if n >= 8 {
+        w64(dst, 0, src);
+        w64(dst, n - 8, src);
+    } else if n >= 4 {
+        w32(dst, 0, src);
+        w32(dst, n - 4, src);
+    } else if n > 0 {
+        dst[0] = src[0];
+        dst[n / 2] = src[n / 2];
+        dst[n - 1] = src[n - 1];
+    }
 }
 
 /// The checks every encoder makes before writing a byte, once: `total` within
 /// `max` (capped at what `dialect` can express) and within the storage's room.
-/// Returns the header's 16 wire bytes; since `total` is then known to fit the
-/// dialect, they are built without checking the length a second time.
+/// Since `total` is then known to fit the dialect, the header is built after it
+/// without checking the length a second time ([`head_bytes`]).
 #[inline(always)]
-fn frame_head<B: FrameBuf + ?Sized>(
+fn frame_check<B: FrameBuf + ?Sized>(
     buf: &B,
     dialect: Dialect,
     max: usize,
-    header: Header,
     total: usize,
-) -> Result<[u8; HEADER_SIZE], Error> {
+) -> Result<(), Error> {
     let max = max.min(dialect.max_frame_len());
     if total > max {
         return Err(Error::TooLong { len: total, max });
@@ -392,8 +465,15 @@ fn frame_head<B: FrameBuf + ?Sized>(
             available: spare,
         });
     }
+    Ok(())
+}
+
+/// The header's 16 wire bytes for a frame of `total` bytes that [`frame_check`]
+/// passed. Built where they are stored, so the words go straight into place.
+#[inline(always)]
+fn head_bytes(header: Header, dialect: Dialect, total: usize) -> [u8; HEADER_SIZE] {
     // 16 <= total <= dialect.max_frame_len() < 2^31: fits the length field.
-    Ok(header.with_len(total as u32).wire_bytes_unchecked(dialect))
+    header.with_len(total as u32).wire_bytes_unchecked(dialect)
 }
 
 /// Appends one frame whose payload is the concatenation of `parts`
@@ -418,16 +498,21 @@ pub fn emitv<B: FrameBuf + ?Sized>(
         .iter()
         .try_fold(HEADER_SIZE, |acc, p| acc.checked_add(p.len()))
         .unwrap_or(usize::MAX);
-    let head = frame_head(buf, dialect, max, header, total)?;
+    frame_check(buf, dialect, max, total)?;
     let start = buf.len();
-    let mut put = buf.put(&head);
+    let dst = buf.put_unfilled(total)?;
+    let Some((h, mut body)) = dst.split_first_chunk_mut::<HEADER_SIZE>() else {
+        return Err(lost_room(buf, start, total));
+    };
+    *h = head_bytes(header, dialect, total);
     for p in parts {
-        put = put.and_then(|()| buf.put(p));
-    }
-    if let Err(e) = put {
-        // Only a storage whose `spare` overstates its room gets here.
-        buf.truncate(start);
-        return Err(e);
+        match body.split_at_mut_checked(p.len()) {
+            Some((to, rest)) => {
+                copy_small(to, p);
+                body = rest;
+            }
+            None => return Err(lost_room(buf, start, total)),
+        }
     }
     Ok(total)
 }
@@ -436,6 +521,36 @@ pub fn emitv<B: FrameBuf + ?Sized>(
 mod tests {
     use super::*;
     use crate::{split, SliceBuf, MAX_IMSGSIZE};
+
+    #[test]
+    fn small_copies_of_every_size() {
+        let src: [u8; 80] = core::array::from_fn(|i| i as u8 + 1);
+        for n in 0..=80 {
+            let mut dst = [0xeeu8; 82];
+            copy_small(&mut dst[1..n + 1], &src[..n]);
+            assert_eq!(&dst[1..n + 1], &src[..n], "n = {n}");
+            assert_eq!((dst[0], dst[n + 1]), (0xee, 0xee), "n = {n}");
+        }
+    }
+
+    #[test]
+    fn emitv_writes_every_part_over_stale_bytes() {
+        let mut raw = [0xaau8; 256];
+        let mut out = SliceBuf::new(&mut raw);
+        let parts: [&[u8]; 4] = [b"a", &[2; 17], b"", &[3; 40]];
+        let h = Header::new(9, 8, 7).with_fd(true);
+        assert_eq!(emitv(&mut out, Dialect::Current, 16384, h, &parts), Ok(74));
+        let mut arr = arrayvec::ArrayVec::<u8, 128>::new();
+        emitv(&mut arr, Dialect::Current, 16384, h, &parts).unwrap();
+        assert_eq!(out.filled(), arr.as_slice());
+        let (f, _) = split(out.filled(), Dialect::Current, 16384)
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert_eq!(f.payload(), [&parts[..]].concat().concat());
+        assert!(f.has_fd());
+        assert_eq!((f.msg_type(), f.peerid(), f.pid()), (9, 8, 7));
+    }
 
     #[test]
     fn builder_rolls_back_when_dropped() {
