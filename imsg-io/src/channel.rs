@@ -3,12 +3,12 @@
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use imsg_codec::{FrameBuilder, Header, Writer, HEADER_SIZE};
+use imsg_codec::{FrameBuilder, Header, Writer};
 
 use crate::fd_guard;
 use crate::recv_buffer::{RecvBuffer, DEFAULT_RECV_BUFFER};
 pub use crate::send_queue::SendBuf;
-use crate::send_queue::{header_bytes, FrameLog, QueueParts, SendQueue};
+use crate::send_queue::{FrameLog, QueueParts, SendQueue};
 use crate::socket::{self, Transport};
 use crate::{Config, Error, Message, OwnedMessage};
 use rustix::io::Errno;
@@ -172,24 +172,9 @@ impl Channel {
         parts: &[&[u8]],
     ) -> Result<(), Error> {
         self.check_fd(&fd)?;
-        let max = self.config.max_frame;
-        let total = parts
-            .iter()
-            .try_fold(HEADER_SIZE, |acc, p| acc.checked_add(p.len()))
-            .unwrap_or(usize::MAX);
-        if total > max {
-            return Err(Error::Codec(imsg_codec::Error::TooLong { len: total, max }));
-        }
-        let pid = if pid == 0 { self.config.pid } else { pid };
-        let header = header_bytes(
-            self.config.dialect,
-            ty,
-            total,
-            fd.is_some(),
-            peerid,
-            pid as u32,
-        );
-        self.send.push(header, total, parts, fd);
+        let header = self.header(ty, peerid, pid);
+        self.send
+            .compose(self.config.max_frame, header, parts, fd)?;
         Ok(())
     }
 
@@ -484,20 +469,18 @@ impl MessageBuilder<'_> {
             return Err(Error::FdPassingDisabled);
         }
         let MessageBuilder {
-            builder,
+            mut builder,
             log,
             fds,
             base,
             start,
             ..
         } = self;
+        builder.set_has_fd(fd.is_some());
         builder.finish()?;
         log.record(start, base);
-        let start = base + start as u64;
         if let Some(fd) = fd {
-            // The header's descriptor flag is stamped when the frame is sent
-            // (`SendQueue::next_chunk`); the builder has given the buffer back.
-            fds.push_back((start, fd));
+            fds.push_back((base + start as u64, fd));
         }
         Ok(())
     }

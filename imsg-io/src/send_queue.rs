@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use imsg_codec::{Dialect, FrameBuf, CURRENT_FD_MARK, HEADER_SIZE, LEGACY_HASFD};
+use imsg_codec::{emitv, Dialect, Frame, FrameBuf, Header, HEADER_SIZE};
 
 /// Sent bytes are dropped from the front of the buffer when everything was sent,
 /// or once they are at least this many and at least half of the buffer (so each
@@ -27,8 +27,8 @@ const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
 /// [`FrameBuf`]; nothing else of it is public.
 ///
 /// All of the allocation is initialised, and `bytes[end..]` is room for the next
-/// frames, so a frame is written in place with plain slice copies: no capacity
-/// check per append, no call to `memcpy` for a small payload.
+/// frames, so the codec reserves a whole frame with one check
+/// ([`FrameBuf::put_unfilled`], no zero fill) and writes it in place.
 #[derive(Debug, Default)]
 pub struct SendBuf {
     /// Initialised storage; `bytes[..end]` holds data.
@@ -87,14 +87,30 @@ impl FrameBuf for SendBuf {
 
     #[inline]
     fn spare(&self) -> usize {
-        isize::MAX as usize - self.end
+        // Unbounded: the storage grows (allocation failure aborts).
+        usize::MAX
     }
 
     #[inline]
     fn put(&mut self, data: &[u8]) -> Result<(), imsg_codec::Error> {
-        copy_payload(self.room(data.len()), data);
+        self.room(data.len()).copy_from_slice(data);
         self.end += data.len();
         Ok(())
+    }
+
+    #[inline]
+    fn put_unfilled(&mut self, n: usize) -> Result<&mut [u8], imsg_codec::Error> {
+        let start = self.end;
+        let end = start.wrapping_add(n);
+        // The two comparisons are the whole room check and let the slicing go
+        // unchecked; growing is the cold path.
+        if end < start || end > self.bytes.len() {
+            self.grow(n);
+            self.end = start + n;
+            return Ok(&mut self.bytes[start..start + n]);
+        }
+        self.end = end;
+        Ok(&mut self.bytes[start..end])
     }
 
     fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], imsg_codec::Error> {
@@ -110,45 +126,6 @@ impl FrameBuf for SendBuf {
 
     fn truncate(&mut self, len: usize) {
         self.end = self.end.min(len);
-    }
-}
-
-/// `dst.copy_from_slice(src)`, with payloads of up to 32 bytes copied inline by
-/// overlapping word moves (a call to `memcpy` costs more than such a copy).
-///
-/// Words, not 16-byte slice copies: LLVM merges the branches' constant-size copies
-/// into one `memcpy` call of variable length, which is what this avoids.
-#[inline(always)]
-fn copy_payload(dst: &mut [u8], src: &[u8]) {
-    #[inline(always)]
-    fn w64(dst: &mut [u8], d: usize, src: &[u8], s: usize) {
-        let w = u64::from_ne_bytes(src[s..s + 8].try_into().unwrap());
-        dst[d..d + 8].copy_from_slice(&w.to_ne_bytes());
-    }
-    #[inline(always)]
-    fn w32(dst: &mut [u8], d: usize, src: &[u8], s: usize) {
-        let w = u32::from_ne_bytes(src[s..s + 4].try_into().unwrap());
-        dst[d..d + 4].copy_from_slice(&w.to_ne_bytes());
-    }
-    let n = src.len();
-    assert_eq!(dst.len(), n);
-    if n > 32 {
-        dst.copy_from_slice(src);
-    } else if n >= 16 {
-        w64(dst, 0, src, 0);
-        w64(dst, 8, src, 8);
-        w64(dst, n - 16, src, n - 16);
-        w64(dst, n - 8, src, n - 8);
-    } else if n >= 8 {
-        w64(dst, 0, src, 0);
-        w64(dst, n - 8, src, n - 8);
-    } else if n >= 4 {
-        w32(dst, 0, src, 0);
-        w32(dst, n - 4, src, n - 4);
-    } else if n > 0 {
-        dst[0] = src[0];
-        dst[n / 2] = src[n / 2];
-        dst[n - 1] = src[n - 1];
     }
 }
 
@@ -238,46 +215,6 @@ impl QueueParts<'_> {
     }
 }
 
-/// The 16 header bytes of a frame (what `imsg_codec::Header::emit` writes; kept
-/// here so the send path is a few stores; `header_bytes_match_the_codec` checks).
-#[inline]
-pub(crate) fn header_bytes(
-    dialect: Dialect,
-    ty: u32,
-    total: usize,
-    has_fd: bool,
-    peerid: u32,
-    pid: u32,
-) -> [u8; HEADER_SIZE] {
-    let mut h = [0u8; HEADER_SIZE];
-    h[0..4].copy_from_slice(&ty.to_ne_bytes());
-    match dialect {
-        Dialect::Legacy => {
-            h[4..6].copy_from_slice(&(total as u16).to_ne_bytes());
-            h[6..8].copy_from_slice(&(if has_fd { LEGACY_HASFD } else { 0 }).to_ne_bytes());
-        }
-        Dialect::Current => {
-            let mark = if has_fd { CURRENT_FD_MARK } else { 0 };
-            h[4..8].copy_from_slice(&(total as u32 | mark).to_ne_bytes());
-        }
-    }
-    h[8..12].copy_from_slice(&peerid.to_ne_bytes());
-    h[12..16].copy_from_slice(&pid.to_ne_bytes());
-    h
-}
-
-/// The total length in a header this queue wrote.
-#[inline]
-fn frame_len(dialect: Dialect, header: &[u8]) -> u64 {
-    match dialect {
-        Dialect::Legacy => u16::from_ne_bytes([header[4], header[5]]) as u64,
-        Dialect::Current => {
-            (u32::from_ne_bytes([header[4], header[5], header[6], header[7]]) & !CURRENT_FD_MARK)
-                as u64
-        }
-    }
-}
-
 impl SendQueue {
     /// An empty queue for frames of `dialect`.
     pub fn new(dialect: Dialect) -> SendQueue {
@@ -305,26 +242,27 @@ impl SendQueue {
         self.buf.end - self.sent
     }
 
-    /// Appends one frame whose `total` length (checked by the caller against the
-    /// limit) is the header plus `parts`.
+    /// Appends one frame whose payload is the concatenation of `parts`, refusing
+    /// one above `max` bytes in total (the codec's [`emitv`]); the queue is
+    /// unchanged on error (and `fd` closed).
     #[inline]
-    pub fn push(
+    pub fn compose(
         &mut self,
-        header: [u8; HEADER_SIZE],
-        total: usize,
+        max: usize,
+        header: Header,
         parts: &[&[u8]],
         fd: Option<OwnedFd>,
-    ) {
+    ) -> Result<(), imsg_codec::Error> {
         let start = self.buf.end;
-        let dst = self.buf.room(total);
-        dst[..HEADER_SIZE].copy_from_slice(&header);
-        let mut at = HEADER_SIZE;
-        for p in parts {
-            copy_payload(&mut dst[at..at + p.len()], p);
-            at += p.len();
-        }
-        self.buf.end = start + total;
+        emitv(
+            &mut self.buf,
+            self.dialect,
+            max,
+            header.with_fd(fd.is_some()),
+            parts,
+        )?;
         self.append_parts().commit(start, fd);
+        Ok(())
     }
 
     /// Access for appending one frame with a builder.
@@ -345,18 +283,12 @@ impl SendQueue {
     /// (not including) the next frame that carries a descriptor, or, if the first
     /// unsent byte starts such a frame, that frame and everything after it up to the
     /// following descriptor, with the descriptor. None when empty.
-    ///
-    /// The header of a frame sent with a descriptor gets its descriptor flag here
-    /// (frames closed by a builder are queued before their descriptor is known).
     pub fn next_chunk(&mut self) -> Option<(&[u8], Option<BorrowedFd<'_>>)> {
         if self.sent == self.buf.end {
             return None;
         }
         let pos = self.base + self.sent as u64;
         let end = self.base + self.buf.end as u64;
-        if self.fds.front().is_some_and(|(start, _)| *start == pos) {
-            stamp_fd_flag(self.dialect, &mut self.buf.bytes_mut()[self.sent..]);
-        }
         let mut fds = self.fds.iter();
         let (limit, pass) = match fds.next() {
             Some((start, fd)) if *start == pos => {
@@ -416,8 +348,9 @@ impl SendQueue {
                 Some(end) => end,
                 None => {
                     let at = (self.head - self.base) as usize;
-                    let end = self.head
-                        + frame_len(self.dialect, &self.buf.filled()[at..at + HEADER_SIZE]);
+                    let head = &self.buf.filled()[at..at + HEADER_SIZE];
+                    let end =
+                        self.head + Frame::new_unchecked(head, self.dialect).total_len() as u64;
                     self.head_end = Some(end);
                     end
                 }
@@ -459,20 +392,6 @@ impl SendQueue {
     }
 }
 
-/// Sets the descriptor flag in the header at the start of `frame`.
-fn stamp_fd_flag(dialect: Dialect, frame: &mut [u8]) {
-    match dialect {
-        Dialect::Legacy => {
-            let flags = u16::from_ne_bytes([frame[6], frame[7]]) | LEGACY_HASFD;
-            frame[6..8].copy_from_slice(&flags.to_ne_bytes());
-        }
-        Dialect::Current => {
-            let word = u32::from_ne_bytes([frame[4], frame[5], frame[6], frame[7]]);
-            frame[4..8].copy_from_slice(&(word | CURRENT_FD_MARK).to_ne_bytes());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,19 +406,9 @@ mod tests {
     }
 
     fn push(q: &mut SendQueue, len: usize, fd: Option<OwnedFd>) {
-        let h = header_bytes(Dialect::Legacy, 1, len, fd.is_some(), 0, 0);
-        q.push(h, len, &[&vec![0; len - HEADER_SIZE]], fd);
-    }
-
-    #[test]
-    fn payload_copies_of_every_small_size() {
-        let src: Vec<u8> = (1..=80).collect();
-        for n in 0..=80 {
-            let mut dst = vec![0xeeu8; n + 2];
-            copy_payload(&mut dst[1..n + 1], &src[..n]);
-            assert_eq!(&dst[1..n + 1], &src[..n], "n = {n}");
-            assert_eq!((dst[0], dst[n + 1]), (0xee, 0xee), "n = {n}");
-        }
+        let payload = vec![0; len - HEADER_SIZE];
+        q.compose(16384, Header::new(1, 0, 0), &[&payload], fd)
+            .unwrap();
     }
 
     #[test]
@@ -512,13 +421,8 @@ mod tests {
                 .map(|k| vec![(i + k) as u8; (i * 7 + k) % 45])
                 .collect();
             let slices: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
-            let total = HEADER_SIZE + slices.iter().map(|p| p.len()).sum::<usize>();
-            q.push(
-                header_bytes(Dialect::Current, i as u32, total, false, 0, 0),
-                total,
-                &slices,
-                None,
-            );
+            q.compose(16384, Header::new(i as u32, 0, 0), &slices, None)
+                .unwrap();
             want.push(parts.concat());
             if i % 100 == 0 {
                 // An abandoned builder leaves nothing; a finished one leaves its frame.
@@ -579,22 +483,6 @@ mod tests {
         assert_eq!((q.len(), q.pending_bytes()), (0, 0));
         push(&mut q, 20, None);
         assert_eq!(q.len(), 1);
-    }
-
-    #[test]
-    fn header_bytes_match_the_codec() {
-        for d in [Dialect::Legacy, Dialect::Current] {
-            for has_fd in [false, true] {
-                let hdr = imsg_codec::Header::new(0x0102_0304, 0xa0b0_c0d0, u32::MAX)
-                    .with_fd(has_fd)
-                    .with_len(1234);
-                let mut want = [0u8; 16];
-                hdr.emit(d, &mut want).unwrap();
-                let got = header_bytes(d, 0x0102_0304, 1234, has_fd, 0xa0b0_c0d0, u32::MAX);
-                assert_eq!(got, want);
-                assert_eq!(frame_len(d, &got), 1234);
-            }
-        }
     }
 
     #[test]
