@@ -14,8 +14,9 @@
 //! - [`reader`]: ibuf-style payload readers ([`Reader`], [`exact`]).
 //! - [`storage`]: the [`FrameBuf`] trait over `&mut [u8]`, `heapless::Vec`,
 //!   `arrayvec::ArrayVec` and, with the `alloc` feature, `Vec<u8>`.
-//! - [`dump`]: the one-line text form of a frame shared by the `imsg-dump` tool
-//!   (feature `std`) and imsg-io's `imsgcat` ([`Frame::dump_line`]).
+//! - [`detect`]: which dialect a peer speaks, from the frames it sends ([`detect()`]).
+//! - [`dump`]: the one-line text form of a frame that the `imsg-tools` programs
+//!   print ([`Frame::dump_line`]).
 //!
 //! Limits are always the frame's **total** size, header included, as C's
 //! `MAX_IMSGSIZE` is.
@@ -41,6 +42,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod detect;
 pub mod dump;
 pub mod error;
 pub mod frame;
@@ -51,6 +53,7 @@ pub mod reader;
 pub mod storage;
 pub mod writer;
 
+pub use detect::{detect, Detection};
 pub use error::Error;
 pub use frame::{frames, split, Frame, Frames, Split, Status};
 pub use header::{
