@@ -51,7 +51,7 @@ mod socket;
 pub use async_channel::AsyncChannel;
 pub use channel::{Channel, MessageBuilder, ReadStatus};
 pub use config::Config;
-pub use error::Error;
+pub use error::{DialectHint, Error};
 pub use fd_guard::FD_HEADROOM;
 pub use imsg_codec::{Dialect, Header, Reader, MAX_IMSGSIZE};
 pub use message::{Message, OwnedMessage};
