@@ -333,7 +333,10 @@ fn receive_error(e: imsg_io::Error) -> String {
 
 /// Why writing failed, with the number of frames it left unsent.
 fn write_failure(e: imsg_io::Error, unsent: usize, chan: &Channel) -> String {
-    format!("write: {e} ({unsent} frames not sent){}", dialect_hint(chan))
+    format!(
+        "write: {e} ({unsent} frames not sent){}",
+        dialect_hint(chan)
+    )
 }
 
 /// `; the peer … may speak the X imsg dialect …: try --dialect X` when the peer hung
