@@ -34,6 +34,8 @@
 //! # Ok::<(), imsg_io::Error>(())
 //! ```
 #![deny(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`) labels every feature-gated item with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "tokio")]
 pub mod async_channel;

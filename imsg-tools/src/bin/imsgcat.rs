@@ -103,7 +103,7 @@ fn parse_u32(s: &str) -> Option<u32> {
 }
 
 fn parse_hex(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks(2)
