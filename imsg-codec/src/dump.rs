@@ -1,5 +1,5 @@
-//! The one-line text form of a frame that `imsg-dump` (and imsg-io's `imsgcat`)
-//! print, so every tool shows frames the same way:
+//! The one-line text form of a frame that the `imsg-tools` programs (`imsg-dump`,
+//! `imsgcat`, `imsg-tap`) print, so every tool shows frames the same way:
 //!
 //! `type=<u32> len=<total length> peerid=<u32> pid=<i32> fd=<0|1> payload=<lowercase hex>`
 //!

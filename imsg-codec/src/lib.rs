@@ -19,8 +19,8 @@
 //! - [`storage`]: the [`FrameBuf`] trait over `&mut [u8]`, `heapless::Vec`,
 //!   `arrayvec::ArrayVec` and, with the `alloc` feature, `Vec<u8>`.
 //! - [`error`]: one error type per concern.
-//! - [`dump`]: the one-line text form of a frame shared by the `imsg-dump` tool
-//!   (feature `std`) and imsg-io's `imsgcat` ([`Frame::dump_line`]).
+//! - [`dump`]: the one-line text form of a frame that the `imsg-tools` programs
+//!   print ([`Frame::dump_line`]).
 //!
 //! Limits are always the frame's **total** size, header included, as C's
 //! `MAX_IMSGSIZE` is.

@@ -2,7 +2,7 @@
 //! really travel (checked with an imsg-io channel on the other end), both
 //! dialects, end of file, timeouts, protocol and usage errors.
 
-#[path = "tmux_harness/mod.rs"]
+#[path = "../../imsg-io/tests/tmux_harness/mod.rs"]
 mod harness;
 
 use std::io::Read;

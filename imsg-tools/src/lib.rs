@@ -1,0 +1,2 @@
+//! What `imsg-dump`, `imsgcat` and `imsg-tap` share.
+#![deny(missing_docs)]
