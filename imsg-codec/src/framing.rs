@@ -2,8 +2,8 @@
 //! parser and encoder of a channel uses.
 
 use crate::header::RawHeader;
-use crate::{Dialect, FrameError, Header, LimitError, Status, HEADER_SIZE, LEGACY_HASFD};
 use crate::MAX_IMSGSIZE;
+use crate::{Dialect, FrameError, Header, LimitError, Status, HEADER_SIZE, LEGACY_HASFD};
 
 /// How a channel frames its stream: the wire [`Dialect`] and the limit on a
 /// frame's **total** size (header included, as C's `MAX_IMSGSIZE`).

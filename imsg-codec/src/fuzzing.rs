@@ -145,6 +145,7 @@ fn check_frame(frame: Frame<&[u8]>, framing: Framing, scratch: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Header;
 
     #[test]
     fn oracle_accepts_what_the_codec_does() {

@@ -529,7 +529,10 @@ mod tests {
             Err(EmitError::NoSpace(_))
         ));
         assert_eq!(out.len(), 0);
-        assert_eq!(framing.emit(&mut out, Header::new(1, 0, 0), &[0; 4]), Ok(20));
+        assert_eq!(
+            framing.emit(&mut out, Header::new(1, 0, 0), &[0; 4]),
+            Ok(20)
+        );
         let (f, _) = framing.split(out.filled()).unwrap().complete().unwrap();
         assert_eq!(f.payload(), [0; 4]);
     }

@@ -4,11 +4,12 @@ use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use imsg_codec::{FrameBuilder, Header, Writer};
+use std::collections::VecDeque;
 
 use crate::fd_guard;
 use crate::recv_buffer::{RecvBuffer, DEFAULT_RECV_BUFFER};
 pub use crate::send_queue::SendBuf;
-use crate::send_queue::{FrameLog, QueueParts, SendQueue};
+use crate::send_queue::{QueueParts, SendQueue};
 use crate::socket::{self, Transport};
 use crate::{Config, Error, Message, OwnedMessage};
 use rustix::io::Errno;
@@ -85,13 +86,11 @@ impl Channel {
     /// A channel over `fd`, a connected `AF_UNIX` stream socket (`imsgbuf_init`;
     /// `imsgbuf_allow_fdpass` and `imsgbuf_set_maxsize` are in `config`).
     ///
-    /// Errors: [`Error::Codec`] if `config.max_frame` is out of bounds for the
-    /// dialect; [`Error::Io`] (`ENOTSOCK`) if `fd` is not a socket but descriptor
+    /// Errors: [`Error::Io`] (`ENOTSOCK`) if `fd` is not a socket but descriptor
     /// passing is asked for. Other descriptors (a pipe, say) work without
     /// descriptor passing, with `read`/`write`.
     pub fn new(fd: impl Into<OwnedFd>, config: Config) -> Result<Channel, Error> {
         let fd = fd.into();
-        config.validate()?;
         let transport = match (socket::is_socket(fd.as_fd())?, config.fdpass) {
             (true, true) => Transport::SocketFdpass,
             (true, false) => Transport::Socket,
@@ -101,8 +100,8 @@ impl Channel {
         Ok(Channel {
             fd,
             transport,
-            send: SendQueue::new(config.dialect),
-            recv: RecvBuffer::new(DEFAULT_RECV_BUFFER),
+            send: SendQueue::new(config.framing),
+            recv: RecvBuffer::new(config.framing, DEFAULT_RECV_BUFFER),
             guard_blocked: false,
             config,
         })
@@ -145,9 +144,8 @@ impl Channel {
     /// is closed once sent.
     ///
     /// Errors leave the queue unchanged and close `fd`:
-    /// [`Error::FdPassingDisabled`], or [`Error::Codec`] with
-    /// [`TooLong`](imsg_codec::Error::TooLong) if `16 + payload.len()` is above
-    /// [`Config::max_frame`].
+    /// [`Error::FdPassingDisabled`], or [`Error::TooLong`] if `16 + payload.len()`
+    /// is above the frame limit ([`Config::framing`]).
     #[inline]
     pub fn compose(
         &mut self,
@@ -173,14 +171,13 @@ impl Channel {
     ) -> Result<(), Error> {
         self.check_fd(&fd)?;
         let header = self.header(ty, peerid, pid);
-        self.send
-            .compose(self.config.max_frame, header, parts, fd)?;
+        self.send.compose(header, parts, fd)?;
         Ok(())
     }
 
     /// Starts a frame whose payload is written in pieces (`imsg_create`); the
     /// builder dereferences to an [`imsg_codec::Writer`] (`imsg_add`, `ibuf_add_*`)
-    /// capped at [`Config::max_frame`]. [`MessageBuilder::close`] queues it
+    /// capped at the frame limit ([`Config::framing`]). [`MessageBuilder::close`] queues it
     /// (`imsg_close`); dropping the builder without closing queues nothing.
     ///
     /// ```
@@ -198,26 +195,23 @@ impl Channel {
     /// ```
     pub fn create(&mut self, ty: u32, peerid: u32, pid: i32) -> MessageBuilder<'_> {
         let header = self.header(ty, peerid, pid);
-        let (dialect, max, fdpass) = (
-            self.config.dialect,
-            self.config.max_frame,
-            self.config.fdpass,
-        );
+        let fdpass = self.config.fdpass;
         let QueueParts {
+            framing,
             buf,
-            log,
+            lens,
             fds,
             base,
         } = self.send.parts();
         let start = imsg_codec::FrameBuf::len(buf);
-        let builder = match FrameBuilder::new(buf, dialect, max, header) {
+        let builder = match framing.builder(buf, header) {
             Ok(b) => b,
-            // `Config::validate` keeps max >= 16 and a Vec never runs out of room.
-            Err(e) => unreachable!("frame builder refused a valid config: {e}"),
+            // The send buffer grows as needed: it always has room for a header.
+            Err(e) => unreachable!("the send buffer refused a header: {e}"),
         };
         MessageBuilder {
             builder,
-            log,
+            lens,
             fds,
             base,
             start,
@@ -319,17 +313,16 @@ impl Channel {
     ///
     /// Errors: [`Error::UnexpectedEof`] when the stream ended inside a frame;
     /// [`Error::DescriptorsLost`] on `MSG_CTRUNC` (the bytes are kept, see there);
-    /// [`Error::Codec`] if the frame being received has a bad header (also reported
+    /// [`Error::Frame`] if the frame being received has a bad header (also reported
     /// by `get`); [`Error::Io`] for other failures.
     pub fn read(&mut self) -> Result<ReadStatus, Error> {
         self.guard_blocked = false;
-        let (dialect, max) = (self.config.dialect, self.config.max_frame);
         if self.transport == Transport::SocketFdpass && fd_guard::exhausted(self.fd.as_fd()) {
             log::debug!("descriptor guard: too few free descriptors, not reading");
             self.guard_blocked = true;
             return Ok(ReadStatus::WouldBlock);
         }
-        let space = self.recv.spare(dialect, max)?;
+        let space = self.recv.spare()?;
         let got = match socket::recv(self.fd.as_fd(), self.transport, space) {
             Ok(got) => got,
             Err(Errno::AGAIN) => return Ok(ReadStatus::WouldBlock),
@@ -343,19 +336,16 @@ impl Channel {
             // The descriptors that did arrive are closed: which frame they belong
             // to is uncertain once some were lost.
             drop(got.fd);
-            self.recv.commit(got.bytes, None, dialect, max);
+            self.recv.commit(got.bytes, None);
             return Err(Error::DescriptorsLost);
         }
-        self.recv.commit(got.bytes, got.fd, dialect, max);
+        self.recv.commit(got.bytes, got.fd);
         Ok(ReadStatus::Read(got.bytes))
     }
 
     fn end_of_stream(&mut self) -> Result<ReadStatus, Error> {
         self.recv.set_eof();
-        match self
-            .recv
-            .incomplete_tail(self.config.dialect, self.config.max_frame)
-        {
+        match self.recv.incomplete_tail() {
             0 => Ok(ReadStatus::Eof),
             buffered => Err(Error::UnexpectedEof { buffered }),
         }
@@ -372,13 +362,13 @@ impl Channel {
     ///
     /// A descriptor that arrived with the frame is in the message; a frame flagged
     /// for a descriptor that did not arrive has `flagged_fd()` true and no
-    /// descriptor. Errors: [`Error::Codec`] for a frame with a bad header
-    /// (length below 16 or above [`Config::max_frame`], or a frame of the other
-    /// dialect: [`DialectMismatch`](imsg_codec::Error::DialectMismatch)). The stream
+    /// descriptor. Errors: [`Error::Frame`] for a frame with a bad header
+    /// (length below 16 or above the frame limit, or a frame of the other
+    /// dialect: [`DialectMismatch`](imsg_codec::FrameError::DialectMismatch)). The stream
     /// cannot be resynchronised after that.
     #[inline]
     pub fn get(&mut self) -> Result<Option<Message<'_>>, Error> {
-        let Some(f) = self.recv.take(self.config.dialect, self.config.max_frame)? else {
+        let Some(f) = self.recv.take()? else {
             return Ok(None);
         };
         Ok(Some(Message {
@@ -453,8 +443,8 @@ impl Channel {
 #[derive(Debug)]
 pub struct MessageBuilder<'a> {
     builder: FrameBuilder<'a, SendBuf>,
-    log: &'a mut FrameLog,
-    fds: &'a mut std::collections::VecDeque<(u64, OwnedFd)>,
+    lens: &'a mut VecDeque<usize>,
+    fds: &'a mut VecDeque<(u64, OwnedFd)>,
     base: u64,
     start: usize,
     fdpass: bool,
@@ -470,15 +460,14 @@ impl MessageBuilder<'_> {
         }
         let MessageBuilder {
             mut builder,
-            log,
+            lens,
             fds,
             base,
             start,
             ..
         } = self;
         builder.set_has_fd(fd.is_some());
-        builder.finish()?;
-        log.record(start, base);
+        lens.push_back(builder.finish());
         if let Some(fd) = fd {
             fds.push_back((base + start as u64, fd));
         }

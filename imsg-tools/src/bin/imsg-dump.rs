@@ -16,7 +16,7 @@ use std::io::{self, BufWriter, ErrorKind, Read, Write};
 use std::process::ExitCode;
 
 use imsg_codec::dump::StreamError;
-use imsg_codec::{split, Dialect, Status, HEADER_SIZE, MAX_IMSGSIZE};
+use imsg_codec::{Dialect, Framing, Status, HEADER_SIZE, MAX_IMSGSIZE};
 
 const USAGE: &str = "usage: imsg-dump [--dialect legacy|current] [--max N] [FILE|-]";
 
@@ -47,9 +47,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                     None => return Err(format!("{name} needs a value")),
                 };
                 if name == "--dialect" {
-                    opts.dialect = value
-                        .parse()
-                        .map_err(|_| format!("unknown dialect {value:?} (legacy or current)"))?;
+                    opts.dialect = imsg_tools::parse_dialect(&value)
+                        .ok_or_else(|| format!("unknown dialect {value:?} (legacy or current)"))?;
                 } else {
                     opts.max = match value.parse::<usize>() {
                         Ok(n) if n >= HEADER_SIZE => n,
@@ -93,12 +92,7 @@ enum Failure {
 }
 
 /// Decodes `input` as it arrives, printing every frame to `out`.
-fn dump(
-    mut input: impl Read,
-    out: &mut impl Write,
-    dialect: Dialect,
-    max: usize,
-) -> Result<(), Failure> {
+fn dump(mut input: impl Read, out: &mut impl Write, framing: Framing) -> Result<(), Failure> {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     // Offset in the whole stream of buf[0].
     let mut base: u64 = 0;
@@ -107,7 +101,7 @@ fn dump(
     loop {
         let mut pos = 0;
         let needed = loop {
-            match split(&buf[pos..], dialect, max) {
+            match framing.split(&buf[pos..]) {
                 Ok(Status::Complete((frame, used))) => {
                     writeln!(out, "{}", frame.dump_line()).map_err(|e| Failure::Io("stdout", e))?;
                     pos += used;
@@ -165,7 +159,14 @@ fn main() -> ExitCode {
     };
     let stdout = io::stdout().lock();
     let mut out = BufWriter::new(stdout);
-    let result = dump(input, &mut out, opts.dialect, opts.max);
+    let framing = match Framing::new(opts.dialect, opts.max) {
+        Ok(framing) => framing,
+        Err(e) => {
+            eprintln!("imsg-dump: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = dump(input, &mut out, framing);
     // Frames decoded before a failure are printed before its message.
     let flushed = out.flush();
     let failure = match (result, flushed) {

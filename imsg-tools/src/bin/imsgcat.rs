@@ -166,12 +166,15 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Options
         match name.as_str() {
             "--dialect" => {
                 let v = value()?;
-                dialect = v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
-                    format!(
-                        "--dialect: {:?} is not legacy or current",
-                        v.to_string_lossy()
-                    )
-                })?;
+                dialect = v
+                    .to_str()
+                    .and_then(imsg_tools::parse_dialect)
+                    .ok_or_else(|| {
+                        format!(
+                            "--dialect: {:?} is not legacy or current",
+                            v.to_string_lossy()
+                        )
+                    })?;
             }
             "--max" => max = Some(usize::try_from(number(value()?)?).map_err(|e| e.to_string())?),
             "--connect" | "--listen" => {
