@@ -19,6 +19,7 @@
 //! - [`storage`]: the [`FrameBuf`] trait over `&mut [u8]`, `heapless::Vec`,
 //!   `arrayvec::ArrayVec` and, with the `alloc` feature, `Vec<u8>`.
 //! - [`error`]: one error type per concern.
+//! - [`detect`]: which dialect a peer speaks, from the frames it sends ([`detect()`]).
 //! - [`dump`]: the one-line text form of a frame that the `imsg-tools` programs
 //!   print ([`Frame::dump_line`]).
 //!
@@ -47,6 +48,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod detect;
 pub mod dump;
 pub mod error;
 pub mod frame;
@@ -58,6 +60,7 @@ pub mod reader;
 pub mod storage;
 pub mod writer;
 
+pub use detect::{detect, Detection};
 pub use error::{
     EmitError, FrameError, LimitError, NoSpace, OutOfBounds, ReadError, ShortRead, SizeMismatch,
     WriteError,

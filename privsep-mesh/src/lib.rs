@@ -48,6 +48,10 @@ pub mod args;
 mod child_test;
 pub mod context;
 pub mod control;
+#[cfg(feature = "tokio")]
+pub mod control_server;
+pub mod control_socket;
+pub mod daemon;
 pub mod error;
 pub mod fuzzing;
 pub mod handler;
@@ -61,6 +65,7 @@ pub mod run;
 pub mod signals;
 pub mod startup;
 pub mod stderr_log;
+pub mod syslog_log;
 pub mod table;
 #[cfg(feature = "tokio")]
 pub mod tokio_run;

@@ -133,6 +133,7 @@ fn drive(
     if tokio {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
+            .enable_time()
             .build()
             .map_err(Error::os("tokio runtime"))?;
         return rt.block_on(crate::tokio_run::event_loop(
