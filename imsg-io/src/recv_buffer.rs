@@ -87,10 +87,21 @@ impl RecvBuffer {
         }
     }
 
+    /// Reads the frames not yet taken with `framing` (the peer's dialect was learnt).
+    pub fn set_framing(&mut self, framing: Framing) {
+        self.framing = framing;
+    }
+
     /// Bytes received and not yet taken as frames.
     #[inline]
     pub fn buffered(&self) -> usize {
         self.wpos - self.rpos
+    }
+
+    /// The bytes not yet taken, plus the next `extra` bytes of spare room that a
+    /// read has just filled (not yet committed).
+    pub fn unread_with(&self, extra: usize) -> &[u8] {
+        &self.buf[self.rpos..self.wpos + extra]
     }
 
     /// Received descriptors not yet given to a frame.

@@ -168,6 +168,12 @@ impl QueueParts<'_> {
 }
 
 impl SendQueue {
+    /// Queues later frames with `framing` (frames already queued are sent as they
+    /// were encoded).
+    pub fn set_framing(&mut self, framing: Framing) {
+        self.framing = framing;
+    }
+
     /// An empty queue for frames of `framing`.
     pub fn new(framing: Framing) -> SendQueue {
         SendQueue {

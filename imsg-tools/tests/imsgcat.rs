@@ -2,7 +2,6 @@
 //! really travel (checked with an imsg-io channel on the other end), both
 //! dialects, end of file, timeouts, protocol and usage errors.
 
-#[path = "../../imsg-io/tests/tmux_harness/mod.rs"]
 mod harness;
 
 use std::io::Read;
@@ -762,4 +761,76 @@ fn too_many_descriptors_in_flight_is_back_pressure() {
     assert_eq!((text(&out.stderr), out.status.code()), ("", Some(0)));
     assert_eq!(got1.len(), 20);
     assert_eq!(got2, [(99, vec![0xbb], true)]);
+}
+
+/// `--dialect auto`: a current-dialect peer's descriptor frame teaches imsgcat the
+/// dialect, and imsgcat's own descriptor frame goes out in it.
+#[test]
+fn auto_dialect_answers_in_the_peers_dialect() {
+    let dir = TempDir::new("catauto");
+    let sock = dir.path().join("sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let cat = spawn(&[
+        "--dialect",
+        "auto",
+        "--connect",
+        path_str(&sock),
+        "--after",
+        "1",
+        "--count",
+        "1",
+        "--send",
+        "5:0:0:01:fd=/dev/null",
+        "--timeout",
+        "20",
+    ]);
+    let cfg = Config::default()
+        .with_dialect(Dialect::Current)
+        .with_fdpass(true);
+    let mut chan = Channel::new(accept(&listener), cfg).unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    chan.compose(4, 0, 3, Some(null.into()), b"").unwrap();
+    chan.flush().unwrap();
+    rustix::net::shutdown(&chan, rustix::net::Shutdown::Write).unwrap();
+    let got = receive_all(&mut chan);
+    let out = cat.finish();
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr), out.status.code()),
+        ("type=4 len=16 peerid=0 pid=3 fd=1 payload=\n", "", Some(0))
+    );
+    assert_eq!(got, [(5, vec![1], true)]);
+}
+
+/// A peer that hangs up right after imsgcat's descriptor frame: the error says it
+/// may speak the other dialect.
+#[test]
+fn hang_up_after_a_descriptor_frame_names_the_other_dialect() {
+    let dir = TempDir::new("cathint");
+    let sock = dir.path().join("sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let cat = spawn(&[
+        "--connect",
+        path_str(&sock),
+        "--count",
+        "1",
+        "--send",
+        "104:8:0::fd=/dev/null",
+        "--timeout",
+        "20",
+    ]);
+    let mut stream = accept(&listener);
+    let mut header = [0u8; 16];
+    stream.read_exact(&mut header).unwrap();
+    drop(stream);
+    let out = cat.finish();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("imsgcat: end of file after 0 of 1 frames; the peer closed"),
+        "{err:?}"
+    );
+    assert!(
+        err.ends_with("may speak the current imsg dialect (OpenBSD >= 7.7, tmux >= 3.6), not the legacy one: try --dialect current\n"),
+        "{err:?}"
+    );
 }

@@ -42,6 +42,8 @@
 //! [`Error::Protocol`] values, which the event loop turns into a log line and a
 //! non-zero exit.
 #![deny(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`) labels every feature-gated item with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod args;
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `imsgcat`: a netcat for imsg, for people who debug C daemons.
 //!
 //! ```text
-//! imsgcat [--dialect legacy|current] [--max N] [--names TABLE] [--json]
+//! imsgcat [--dialect legacy|current|auto] [--max N] [--names TABLE] [--json]
 //!         (--connect PATH | --listen PATH)
 //!         [--send type:peerid:pid:HEX|@FILE[:fd=PATH]]... [--after N] [--count N]
 //!         [--timeout SECS]
@@ -9,7 +9,9 @@
 //!
 //! - `--connect PATH` connects to a Unix stream socket; `--listen PATH` binds one,
 //!   accepts one connection and removes the socket file when done.
-//! - `--dialect` chooses the header layout (default `legacy`); `--max N` the
+//! - `--dialect` chooses the header layout (default `legacy`; `auto` learns the
+//!   peer's from the first frame it sends with a descriptor and answers in it,
+//!   starting as legacy, so with a limit of at most 65535); `--max N` the
 //!   limit on a frame's **total** size, header included (default 16384), checked
 //!   as C's `imsgbuf_set_maxsize` did until 2025 (16..=the dialect's maximum).
 //! - `--send type:peerid:pid:HEX[:fd=PATH]` queues a frame (decimal or `0x` hex
@@ -51,11 +53,11 @@ use std::time::{Duration, Instant};
 use imsg_io::{Channel, Config, Dialect, ReadStatus};
 use imsg_tools::names::Names;
 use imsg_tools::record::Record;
-use imsg_tools::Output;
+use imsg_tools::{DialectChoice, Output};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
-const USAGE: &str = "usage: imsgcat [--dialect legacy|current] [--max N] [--names TABLE] \
+const USAGE: &str = "usage: imsgcat [--dialect legacy|current|auto] [--max N] [--names TABLE] \
 [--json] (--connect PATH | --listen PATH) [--send type:peerid:pid:HEX|@FILE[:fd=PATH]]... \
 [--after N] [--count N] [--timeout SECS]";
 
@@ -83,7 +85,7 @@ struct SendSpec {
 /// The whole command line.
 #[derive(Debug)]
 struct Options {
-    dialect: Dialect,
+    dialect: DialectChoice,
     output: Output,
     max: Option<usize>,
     endpoint: Endpoint,
@@ -101,7 +103,7 @@ fn parse_u32(s: &str) -> Option<u32> {
 }
 
 fn parse_hex(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks(2)
@@ -151,17 +153,9 @@ fn parse_send(spec: &OsStr) -> Result<SendSpec, String> {
 }
 
 /// `Ok(None)` for `--help`.
-/// `legacy` or `current` (imsgcat has no `auto`).
-fn fixed_dialect(name: &str) -> Option<Dialect> {
-    match name.parse() {
-        Ok(imsg_tools::DialectChoice::Fixed(d)) => Some(d),
-        _ => None,
-    }
-}
-
 fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Options>, String> {
     let mut args = args.into_iter();
-    let mut dialect = Dialect::Legacy;
+    let mut dialect = DialectChoice::Fixed(Dialect::Legacy);
     let mut output = Output::default();
     let mut max = None;
     let mut endpoint = None;
@@ -200,12 +194,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Options
         match name.as_str() {
             "--dialect" => {
                 let v = value()?;
-                dialect = v.to_str().and_then(fixed_dialect).ok_or_else(|| {
-                    format!(
-                        "--dialect: {:?} is not legacy or current",
-                        v.to_string_lossy()
-                    )
-                })?;
+                dialect = v.to_string_lossy().parse()?;
             }
             "--names" => {
                 let v = value()?;
@@ -343,8 +332,20 @@ fn receive_error(e: imsg_io::Error) -> String {
 }
 
 /// Why writing failed, with the number of frames it left unsent.
-fn write_failure(e: imsg_io::Error, unsent: usize) -> String {
-    format!("write: {e} ({unsent} frames not sent)")
+fn write_failure(e: imsg_io::Error, unsent: usize, chan: &Channel) -> String {
+    format!(
+        "write: {e} ({unsent} frames not sent){}",
+        dialect_hint(chan)
+    )
+}
+
+/// `; the peer … may speak the X imsg dialect …: try --dialect X` when the peer hung
+/// up right after a frame with a descriptor, or nothing.
+fn dialect_hint(chan: &Channel) -> String {
+    match chan.peer_may_speak() {
+        Some(d) => format!("; {}: try --dialect {d}", imsg_io::DialectHint(d)),
+        None => String::new(),
+    }
 }
 
 /// What one write attempt asks of the loop.
@@ -369,7 +370,7 @@ fn write_ready(chan: &mut Channel) -> Result<Wrote, String> {
         }
         Err(e) => {
             chan.clear_queue();
-            Err(write_failure(e, unsent))
+            Err(write_failure(e, unsent, chan))
         }
     }
 }
@@ -409,7 +410,7 @@ fn failure(why: Option<String>, write_failed: &Option<String>, chan: &Channel) -
 fn run(opts: Options) -> Result<(), String> {
     let deadline = opts.timeout.map(|t| Instant::now() + t);
     let mut config = Config::default()
-        .with_dialect(opts.dialect)
+        .with_dialect(opts.dialect.initial())
         .with_fdpass(true);
     if let Some(max) = opts.max {
         config = config
@@ -421,6 +422,7 @@ fn run(opts: Options) -> Result<(), String> {
     let stream = connect(&opts.endpoint, deadline)?;
     stream.set_nonblocking(true).map_err(|e| e.to_string())?;
     let mut chan = Channel::new(stream, config).map_err(|e| e.to_string())?;
+    chan.set_detect_dialect(opts.dialect == DialectChoice::Auto);
     let mut out = io::stdout().lock();
 
     let mut received: u64 = 0;
@@ -523,7 +525,10 @@ fn run(opts: Options) -> Result<(), String> {
                 return Err(failure(None, &write_failed, &chan));
             }
             if let Some(c) = opts.count.filter(|&c| received < c) {
-                return Err(format!("end of file after {received} of {c} frames"));
+                return Err(format!(
+                    "end of file after {received} of {c} frames{}",
+                    dialect_hint(&chan)
+                ));
             }
             // Frames with descriptors go one `sendmsg` each: some may still be
             // queued. The peer may only have shut its writing side.
@@ -605,7 +610,7 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(o.dialect, Dialect::Current);
+        assert_eq!(o.dialect, DialectChoice::Fixed(Dialect::Current));
         assert_eq!(o.max, Some(100));
         assert_eq!(o.endpoint, Endpoint::Listen("/tmp/s".into()));
         assert_eq!(
@@ -634,7 +639,7 @@ mod tests {
     #[test]
     fn defaults_and_help() {
         let o = args(&["--connect", "s"]).unwrap().unwrap();
-        assert_eq!(o.dialect, Dialect::Legacy);
+        assert_eq!(o.dialect, DialectChoice::Fixed(Dialect::Legacy));
         assert_eq!((o.max, o.after, o.count, o.timeout), (None, 0, None, None));
         assert!(args(&["--help"]).unwrap().is_none());
     }
