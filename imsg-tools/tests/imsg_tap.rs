@@ -13,8 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use harness::{
-    deadline, read_all_in_background, run, tmux_command, wait_child, Output, TempDir,
-    TmuxServer,
+    deadline, read_all_in_background, run, tmux_command, wait_child, Output, TempDir, TmuxServer,
 };
 use imsg_io::{Channel, Config, Dialect, ReadStatus};
 use rustix::process::{kill_process, Pid, Signal};
@@ -173,10 +172,14 @@ fn real_tmux_client_through_the_tap_to_a_real_server() {
         );
     }
     // Every line is a frame of client 1 or 2, in the dump format.
-    assert!(lines.iter().all(|l| l.starts_with("1 ") || l.starts_with("2 ")));
+    assert!(lines
+        .iter()
+        .all(|l| l.starts_with("1 ") || l.starts_with("2 ")));
     assert!(!lines.iter().any(|l| l.contains("(none)")), "{lines:#?}");
     // Control mode's answer did not travel in frames.
-    assert!(!lines.iter().any(|l| l.starts_with("1 < type=304(MSG_WRITE)")));
+    assert!(!lines
+        .iter()
+        .any(|l| l.starts_with("1 < type=304(MSG_WRITE)")));
     let err = text(&out.stderr);
     assert!(err.contains("imsg-tap: client 1: connected"), "{err}");
     assert!(err.contains("imsg-tap: client 1: done"), "{err}");
@@ -214,7 +217,10 @@ fn next(chan: &mut Channel) -> imsg_io::OwnedMessage {
         if let Some(m) = chan.get_owned().unwrap() {
             return m;
         }
-        assert!(!matches!(chan.read().unwrap(), ReadStatus::Eof), "early EOF");
+        assert!(
+            !matches!(chan.read().unwrap(), ReadStatus::Eof),
+            "early EOF"
+        );
     }
 }
 
@@ -244,9 +250,18 @@ fn descriptors_both_ways_between_library_peers() {
         (
             Dialect::Current,
             Dialect::Legacy,
-            &["--once", "--client-dialect", "current", "--server-dialect=legacy"][..],
+            &[
+                "--once",
+                "--client-dialect",
+                "current",
+                "--server-dialect=legacy",
+            ][..],
         ),
-        (Dialect::Current, Dialect::Current, &["--once", "--dialect", "auto", "--json"][..]),
+        (
+            Dialect::Current,
+            Dialect::Current,
+            &["--once", "--dialect", "auto", "--json"][..],
+        ),
     ] {
         let dir = TempDir::new("tap");
         let daemon_path = dir.path().join("daemon");
@@ -264,11 +279,20 @@ fn descriptors_both_ways_between_library_peers() {
         client.compose(11, 2, -7, Some(w), b"take this").unwrap();
         client.flush().unwrap();
         let m = next(&mut daemon);
-        assert_eq!((m.msg_type(), m.peerid(), m.payload()), (10, 1, &b"hello"[..]));
+        assert_eq!(
+            (m.msg_type(), m.peerid(), m.payload()),
+            (10, 1, &b"hello"[..])
+        );
         assert_eq!(m.pid(), std::process::id() as i32);
         let mut m = next(&mut daemon);
-        assert_eq!((m.msg_type(), m.pid(), m.payload()), (11, -7, &b"take this"[..]));
-        write_into(m.take_fd().expect("the descriptor reached the daemon"), b"from the daemon");
+        assert_eq!(
+            (m.msg_type(), m.pid(), m.payload()),
+            (11, -7, &b"take this"[..])
+        );
+        write_into(
+            m.take_fd().expect("the descriptor reached the daemon"),
+            b"from the daemon",
+        );
         assert_eq!(read_back(from_daemon), "from the daemon");
 
         // Daemon to client, the same way back.
@@ -277,7 +301,10 @@ fn descriptors_both_ways_between_library_peers() {
         daemon.flush().unwrap();
         let mut m = next(&mut client);
         assert_eq!((m.msg_type(), m.peerid()), (20, 3));
-        write_into(m.take_fd().expect("the descriptor reached the client"), b"from the client");
+        write_into(
+            m.take_fd().expect("the descriptor reached the client"),
+            b"from the client",
+        );
         assert_eq!(read_back(from_client), "from the client");
 
         drop(client);
@@ -296,8 +323,7 @@ fn descriptors_both_ways_between_library_peers() {
                 frames(&out),
                 [
                     format!("1 > type=10 len=21 peerid=1 pid={pid} fd=0 payload=68656c6c6f"),
-                    "1 > type=11 len=25 peerid=2 pid=-7 fd=1 payload=74616b652074686973"
-                        .to_owned(),
+                    "1 > type=11 len=25 peerid=2 pid=-7 fd=1 payload=74616b652074686973".to_owned(),
                     format!("1 < type=20 len=16 peerid=3 pid={pid} fd=1 payload="),
                 ],
                 "{client_dialect} -> {daemon_dialect}"

@@ -110,7 +110,10 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Options
             "--names" => output.names = Some(Names::load(&value()?)?),
             "--max" => {
                 let v = value()?;
-                max = Some(v.parse().map_err(|_| format!("--max: {v:?} is not a number"))?);
+                max = Some(
+                    v.parse()
+                        .map_err(|_| format!("--max: {v:?} is not a number"))?,
+                );
             }
             _ if name.starts_with('-') && name != "-" => {
                 return Err(format!("unknown option {arg:?}"))
@@ -148,7 +151,10 @@ fn listen(path: &Path) -> Result<UnixListener, String> {
     match UnixListener::bind(path) {
         Err(e) if e.kind() == ErrorKind::AddrInUse => {
             if UnixStream::connect(path).is_ok() {
-                return Err(format!("{} is in use by a listening process", path.display()));
+                return Err(format!(
+                    "{} is in use by a listening process",
+                    path.display()
+                ));
             }
             std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
             UnixListener::bind(path)
@@ -472,7 +478,9 @@ mod tests {
         assert_eq!(o.client, DialectChoice::Fixed(Dialect::Current));
         assert_eq!(o.server, DialectChoice::Fixed(Dialect::Legacy));
         assert!(!o.follow);
-        let o = args(&["--dialect", "auto", "--once", "a", "b"]).unwrap().unwrap();
+        let o = args(&["--dialect", "auto", "--once", "a", "b"])
+            .unwrap()
+            .unwrap();
         assert!(o.follow && o.once);
         assert_eq!((o.listen, o.daemon), ("a".into(), "b".into()));
     }
