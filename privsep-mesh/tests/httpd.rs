@@ -510,7 +510,16 @@ fn hostile_control_clients_are_dropped() {
             .unwrap()
             .count()
     };
-    let fds_before = fds();
+    // Once the `show procs` client has gone.
+    let mut fds_before = fds();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = fds();
+        if now == fds_before {
+            break;
+        }
+        fds_before = now;
+    }
     // A frame shorter than its own header.
     let mut garbage = raw_client(&d.csock, &header(101, 3));
     // A frame far over the control socket's limit.
