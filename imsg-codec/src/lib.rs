@@ -19,7 +19,8 @@
 //! - [`storage`]: the [`FrameBuf`] trait over `&mut [u8]`, `heapless::Vec`,
 //!   `arrayvec::ArrayVec` and, with the `alloc` feature, `Vec<u8>`.
 //! - [`error`]: one error type per concern.
-//! - [`detect`]: which dialect a peer speaks, from the frames it sends ([`detect()`]).
+//! - [`detect`](mod@detect): which dialect a peer speaks, from the frames it sends
+//!   ([`detect()`]).
 //! - [`dump`]: the one-line text form of a frame that the `imsg-tools` programs
 //!   print ([`Frame::dump_line`]).
 //!

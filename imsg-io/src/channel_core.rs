@@ -179,7 +179,7 @@ impl ChannelCore {
     /// its largest frame.
     ///
     /// Frames without a descriptor read the same in both dialects; the first frame
-    /// the peer sends with one decides (see [`imsg_codec::detect`]). From then on
+    /// the peer sends with one decides (see [`imsg_codec::detect()`]). From then on
     /// the channel reads in that dialect and sends in it too (frames queued before
     /// are sent as they were encoded). With a limit of 65,552 bytes or more a legacy
     /// descriptor frame could also be a long current frame: it is then read as

@@ -393,3 +393,36 @@ fn clients_and_daemon_going_away() {
     assert!(lines[1].starts_with("2 < type=2 "), "{lines:#?}");
     assert!(lines[2].starts_with("4 > type=4 "), "{lines:#?}");
 }
+
+/// CPU time (user + system, in clock ticks) process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A client that hung up completely while the daemon keeps its end open: the tap
+/// waits for the daemon without spinning on the dead client's socket.
+#[test]
+fn waiting_for_the_daemon_after_the_client_left_does_not_spin() {
+    let dir = TempDir::new("tapspin");
+    let daemon_path = dir.path().join("daemon");
+    let tap_path = dir.path().join("tap");
+    let listener = daemon_listener(&daemon_path);
+    let tap = Tap::start(&["--once"], &tap_path, &daemon_path);
+    let pid = tap.child.as_ref().unwrap().id();
+    let cfg = Config::default().with_fdpass(true);
+    let client = Channel::new(UnixStream::connect(&tap_path).unwrap(), cfg.clone()).unwrap();
+    let mut daemon = Channel::new(accept(&listener), cfg).unwrap();
+    drop(client);
+    assert!(matches!(daemon.read().unwrap(), ReadStatus::Eof));
+    let before = cpu_ticks(pid);
+    thread::sleep(Duration::from_millis(500));
+    let used = cpu_ticks(pid) - before;
+    drop(daemon);
+    let out = tap.finish();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // 500 ms of spinning would be about 50 ticks; waiting is none.
+    assert!(used < 10, "the tap used {used} ticks while waiting");
+}

@@ -371,15 +371,36 @@ fn relay(n: u64, client: UnixStream, opts: &Options) -> Result<(), String> {
             }
             f
         };
-        let mut fds = [
-            PollFd::new(&c.chan, interest(&c)),
-            PollFd::new(&d.chan, interest(&d)),
-        ];
+        // A side with nothing to wait for is left out: a socket whose peer hung
+        // up reports `POLLHUP` whatever is asked, and would make poll spin.
+        let (ic, id) = (interest(&c), interest(&d));
+        let mut fds = Vec::with_capacity(2);
+        if !ic.is_empty() {
+            fds.push(PollFd::new(&c.chan, ic));
+        }
+        if !id.is_empty() {
+            fds.push(PollFd::new(&d.chan, id));
+        }
+        if fds.is_empty() {
+            // Both sides ended and nothing is left to write.
+            return Ok(());
+        }
         match poll(&mut fds, None) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(format!("poll: {e}")),
         }
-        let (rc, rd) = (fds[0].revents(), fds[1].revents());
+        let mut revents = fds.iter().map(|f| f.revents());
+        let rc = if ic.is_empty() {
+            PollFlags::empty()
+        } else {
+            revents.next().unwrap_or(PollFlags::empty())
+        };
+        let rd = if id.is_empty() {
+            PollFlags::empty()
+        } else {
+            revents.next().unwrap_or(PollFlags::empty())
+        };
+        drop(fds);
         let ready = PollFlags::IN | PollFlags::ERR | PollFlags::HUP;
         retry = false;
         if c.chan.queue_len() > 0 && rc.intersects(PollFlags::OUT | PollFlags::ERR) {
