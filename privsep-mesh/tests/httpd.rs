@@ -781,3 +781,60 @@ fn daemon_mode_logs_to_syslog() {
     assert!(has("parent[0]: stop requested"), "{lines:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// HTTP details of the servers: pipelining, HTTP/1.0 and `Connection: close`, other
+/// methods, a head over the limit.
+#[test]
+fn http_details() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("http", &[]);
+    let connect = || {
+        let s = TcpStream::connect(d.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    let closed = |s: &mut TcpStream| matches!(s.read(&mut [0u8; 64]), Ok(0) | Err(_));
+    // Three requests in one write, three answers in order.
+    let mut s = connect();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\nGET /x HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let codes: Vec<u16> = (0..3)
+        .map(|_| response(&mut s, &mut buf).unwrap().0)
+        .collect();
+    assert_eq!(codes, [200, 404, 200]);
+    // HTTP/1.0 closes unless asked to keep alive; HTTP/1.1 closes when asked.
+    for req in [
+        &b"GET / HTTP/1.0\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut s = connect();
+        s.write_all(req).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(response(&mut s, &mut buf).unwrap().0, 200);
+        assert!(closed(&mut s));
+    }
+    let mut s = connect();
+    s.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(response(&mut s, &mut buf).unwrap().0, 200);
+    assert_eq!(get(&mut s, "/", &mut buf).unwrap().0, 200);
+    // Another method; a body is read past.
+    let mut s = connect();
+    s.write_all(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(response(&mut s, &mut buf).unwrap().0, 405);
+    assert_eq!(response(&mut s, &mut buf).unwrap().0, 200);
+    // A head that never ends within 8 KiB: 400, closed.
+    let mut s = connect();
+    let long = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+    let _ = s.write_all(long.as_bytes());
+    assert_eq!(response(&mut s, &mut Vec::new()).unwrap().0, 400);
+    assert!(closed(&mut s));
+    let (ok, _, _) = d.ctl(&d.csock, "stop");
+    assert!(ok);
+    assert!(d.wait_exit(DEADLINE).success());
+    d.assert_group_gone();
+}
