@@ -838,3 +838,60 @@ fn http_details() {
     assert!(d.wait_exit(DEADLINE).success());
     d.assert_group_gone();
 }
+
+/// `httpctl stop` while 16 connections keep requesting: every answered request's
+/// line is in the access log (servers stop answering, the logger writes their last
+/// lines, then the mesh stops).
+#[test]
+fn stop_under_load_loses_no_line() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("stopload", &[]);
+    let addr = d.addr;
+    // Pipelined, so that the logger falls behind the servers.
+    let loaders: Vec<_> = (0..16)
+        .map(|_| std::thread::spawn(move || pipelined(addr, 32)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, _, err) = d.ctl(&d.csock, "stop");
+    assert!(ok, "stop: {err}");
+    assert!(d.wait_exit(DEADLINE).success());
+    let answered: Vec<u16> = loaders
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(answered.iter().all(|&c| c == 200));
+    d.assert_group_gone();
+    let lines = line_count(&d.log);
+    assert!(!answered.is_empty());
+    // A request can be answered whose response the client never read (cut at
+    // stop): at most one burst per connection.
+    assert!(
+        lines >= answered.len() && lines <= answered.len() + 16 * 32,
+        "{lines} lines for {} answered requests",
+        answered.len()
+    );
+}
+
+/// Bursts of `depth` pipelined GETs on one connection until it is closed; the status
+/// of every answer read.
+fn pipelined(addr: SocketAddr, depth: usize) -> Vec<u16> {
+    let mut st = Vec::new();
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return st;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let burst = b"GET / HTTP/1.1\r\n\r\n".repeat(depth);
+    let mut buf = Vec::new();
+    while st.len() < 10_000_000 {
+        if s.write_all(&burst).is_err() {
+            return st;
+        }
+        for _ in 0..depth {
+            match response(&mut s, &mut buf) {
+                Ok((code, _)) => st.push(code),
+                Err(_) => return st,
+            }
+        }
+    }
+    st
+}
