@@ -18,6 +18,7 @@ use rustix::io::Errno;
 
 /// What [`Channel::read`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReadStatus {
     /// This many bytes were received (more frames may be ready for `get`).
     Read(usize),

@@ -701,9 +701,8 @@ pub fn recv(
         } else {
             wait_ready(chan.as_fd(), PollFlags::IN, deadline)?;
         }
-        match chan.read()? {
-            ReadStatus::Eof => return Ok(None),
-            ReadStatus::Read(_) | ReadStatus::WouldBlock => {}
+        if let ReadStatus::Eof = chan.read()? {
+            return Ok(None);
         }
     }
 }

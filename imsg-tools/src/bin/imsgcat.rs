@@ -483,7 +483,7 @@ fn run(opts: Options) -> Result<(), String> {
         // they are printed first.
         let (eof, read_failed) = match chan.read() {
             Ok(ReadStatus::Eof) => (true, None),
-            Ok(ReadStatus::Read(_) | ReadStatus::WouldBlock) => (false, None),
+            Ok(_) => (false, None),
             Err(e) => (false, Some(e)),
         };
         if chan.fd_guard_blocked() && chan.queue_len() == 0 {
