@@ -314,7 +314,7 @@ impl Mesh {
         }
         Ok(match status {
             ReadStatus::Eof => (Flow::Closed(peer), false),
-            ReadStatus::WouldBlock => (Flow::Continue, true),
+            ReadStatus::WouldBlock | ReadStatus::FdGuard => (Flow::Continue, true),
             ReadStatus::Read(_) => (Flow::Continue, false),
             // ReadStatus is non_exhaustive: a status added later reads again.
             _ => (Flow::Continue, false),
@@ -594,7 +594,7 @@ impl Mesh {
         for ch in self.channels.values_mut() {
             while ch.queue_len() > 0 {
                 match ch.write() {
-                    Ok(n) if n > 0 => continue,
+                    Ok(imsg_io::WriteStatus::Wrote(n)) if n > 0 => continue,
                     _ => break,
                 }
             }

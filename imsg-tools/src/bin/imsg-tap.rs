@@ -177,6 +177,8 @@ struct Side {
     eof: bool,
     /// Its writing side was shut (after the other side's end of file).
     shut: bool,
+    /// Its last read was refused by the descriptor guard.
+    guard: bool,
 }
 
 impl Side {
@@ -196,6 +198,7 @@ impl Side {
             direction,
             choice,
             eof: false,
+            guard: false,
             shut: false,
         };
         side.chan.set_detect_dialect(choice == DialectChoice::Auto);
@@ -242,6 +245,7 @@ fn config(dialect: Dialect, opts: &Options) -> Result<Config, String> {
 fn write(side: &mut Side) -> Result<bool, String> {
     let unsent = side.chan.queue_len();
     match side.chan.write() {
+        Ok(imsg_io::WriteStatus::RetryLater) => Ok(true),
         Ok(_) => Ok(false),
         Err(imsg_io::Error::Io(e)) if Errno::from_io_error(&e) == Some(Errno::TOOMANYREFS) => {
             Ok(true)
@@ -267,6 +271,7 @@ fn pump(
     follow: Option<&Options>,
 ) -> Result<(), String> {
     let read = from.chan.read();
+    from.guard = matches!(read, Ok(ReadStatus::FdGuard));
     if let Some(opts) = follow {
         follow_dialect(from, to, opts)?;
     }
@@ -353,7 +358,7 @@ fn relay(n: u64, client: UnixStream, opts: &Options) -> Result<(), String> {
         if c.eof && d.eof && c.chan.queue_len() == 0 && d.chan.queue_len() == 0 {
             return Ok(());
         }
-        if retry || c.chan.fd_guard_blocked() || d.chan.fd_guard_blocked() {
+        if retry || c.guard || d.guard {
             std::thread::sleep(RETRY);
         }
         let interest = |s: &Side| {
