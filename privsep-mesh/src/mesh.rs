@@ -316,6 +316,8 @@ impl Mesh {
             ReadStatus::Eof => (Flow::Closed(peer), false),
             ReadStatus::WouldBlock | ReadStatus::FdGuard => (Flow::Continue, true),
             ReadStatus::Read(_) => (Flow::Continue, false),
+            // ReadStatus is non_exhaustive: a status added later reads again.
+            _ => (Flow::Continue, false),
         })
     }
 
