@@ -350,7 +350,11 @@ mod tests {
         let mut bytes = Vec::new();
         for _ in 0..frames {
             framing
-                .emit(&mut bytes, Header::new(1, 0, 0), &vec![0; len - HEADER_SIZE])
+                .emit(
+                    &mut bytes,
+                    Header::new(1, 0, 0),
+                    &vec![0; len - HEADER_SIZE],
+                )
                 .unwrap();
         }
         let mut rest = &bytes[..];

@@ -449,7 +449,11 @@ mod tests {
             write_all(&mut q);
             let now = (q.buf.bytes.as_ptr(), q.buf.bytes.len());
             assert!(now.1 >= 16_384_000);
-            assert_eq!(*storage.get_or_insert(now), now, "storage replaced between batches");
+            assert_eq!(
+                *storage.get_or_insert(now),
+                now,
+                "storage replaced between batches"
+            );
         }
         // Small batches from then on: the large storage goes back, eventually.
         for _ in 0..(2 * SHRINK_AFTER_DRAINS) {
