@@ -82,10 +82,7 @@ const TY: u32 = 7;
 #[derive(Clone, Copy)]
 enum Kind {
     /// `n` frames of `payload` bytes, a flush every `cadence` frames.
-    Stream {
-        payload: usize,
-        cadence: usize,
-    },
+    Stream { payload: usize, cadence: usize },
     /// `n` frames of 8 bytes, each with a descriptor, a flush every `cadence`.
     Fd { cadence: usize },
     /// `n` round trips of a 16-byte-payload frame.
@@ -276,8 +273,13 @@ fn send_with_fd(sock: BorrowedFd<'_>, bytes: &[u8], fd: BorrowedFd<'_>) {
     let mut space = [MaybeUninit::<u8>::uninit(); 64];
     let mut control = SendAncillaryBuffer::new(&mut space);
     assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
-    let n = rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, SendFlags::empty())
-        .unwrap();
+    let n = rustix::net::sendmsg(
+        sock,
+        &[IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .unwrap();
     assert_eq!(n, bytes.len(), "short sendmsg");
 }
 
@@ -522,7 +524,13 @@ fn main() {
     list.retain(|w| w.name.contains(&only));
     for w in &list {
         for rep in 0..reps {
-            println!("{} (n = {}, rep {}, load {})", w.name, w.n, rep + 1, loadavg());
+            println!(
+                "{} (n = {}, rep {}, load {})",
+                w.name,
+                w.n,
+                rep + 1,
+                loadavg()
+            );
             let raw = run(w, raw_writer, raw_reader);
             let c = show("raw", &raw, w.kind);
             println!();

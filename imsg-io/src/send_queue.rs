@@ -10,12 +10,22 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use imsg_codec::{EmitError, FrameBuf, Framing, Header, NoSpace};
 
 /// Sent bytes are dropped from the front of the buffer when everything was sent,
-/// or once they are at least this many and at least half of the buffer (so each
-/// byte is moved at most about once).
+/// or, when a frame is appended, once they are at least this many and at least
+/// half of the buffer (so each byte is moved at most about once, and a flush that
+/// empties the queue moves nothing).
 const COMPACT_MIN: usize = 64 * 1024;
 
-/// An idle buffer larger than this is given back to the allocator.
+/// Storage larger than this is given back to the allocator when it stayed mostly
+/// unused (the most it held was under a quarter of it) over [`SHRINK_AFTER`]
+/// drains in a row; it is then cut to twice that most.
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
+
+/// Drains (writes that emptied the queue) between two looks at whether the
+/// storage is too large. Keeping it across batches matters: a buffer given back
+/// on every drain makes every batch grow it again, touching fresh pages (16 MiB
+/// batches of 16 KiB frames took a page fault for every page written and ran at
+/// a fifth of the socket's speed).
+const SHRINK_AFTER: u32 = 64;
 
 /// The storage of a channel's send queue: frames back to back in one reusable
 /// allocation. A [`MessageBuilder`](crate::MessageBuilder) writes into it through
@@ -64,13 +74,17 @@ impl SendBuf {
         self.end -= n;
     }
 
-    /// Gives an allocation larger than `above` back to the allocator, keeping
-    /// `keep` bytes (only when empty).
-    fn shrink(&mut self, above: usize, keep: usize) {
-        if self.end == 0 && self.bytes.len() > above {
+    /// Cuts the storage to `keep` bytes (only when empty).
+    fn shrink_to(&mut self, keep: usize) {
+        if self.end == 0 && self.bytes.len() > keep {
             self.bytes.truncate(keep);
             self.bytes.shrink_to_fit();
         }
+    }
+
+    /// Bytes of storage.
+    fn capacity(&self) -> usize {
+        self.bytes.len()
     }
 }
 
@@ -144,6 +158,10 @@ pub(crate) struct SendQueue {
     head_written: usize,
     /// Descriptors not yet sent, each with the stream offset of its frame's first byte.
     fds: VecDeque<(u64, OwnedFd)>,
+    /// The most bytes held at a drain since the storage size was last looked at.
+    peak: usize,
+    /// Drains since then.
+    drains: u32,
 }
 
 /// The parts of a queue a frame builder appends to (see `MessageBuilder`).
@@ -184,6 +202,8 @@ impl SendQueue {
             lens: VecDeque::new(),
             head_written: 0,
             fds: VecDeque::new(),
+            peak: 0,
+            drains: 0,
         }
     }
 
@@ -208,6 +228,7 @@ impl SendQueue {
         parts: &[&[u8]],
         fd: Option<OwnedFd>,
     ) -> Result<(), EmitError> {
+        self.compact();
         let start = self.buf.end;
         self.framing
             .emitv(&mut self.buf, header.with_fd(fd.is_some()), parts)?;
@@ -217,6 +238,7 @@ impl SendQueue {
 
     /// Access for appending one frame with a builder.
     pub fn parts(&mut self) -> QueueParts<'_> {
+        self.compact();
         QueueParts {
             framing: self.framing,
             buf: &mut self.buf,
@@ -271,10 +293,28 @@ impl SendQueue {
         }
         if self.sent == self.buf.end {
             self.base += self.sent as u64;
+            self.peak = self.peak.max(self.sent);
             self.sent = 0;
             self.buf.end = 0;
-            self.buf.shrink(SHRINK_ABOVE, COMPACT_MIN);
-        } else if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
+            self.drains += 1;
+            if self.drains >= SHRINK_AFTER {
+                let cap = self.buf.capacity();
+                if cap > SHRINK_ABOVE && self.peak < cap / 4 {
+                    self.buf.shrink_to((self.peak * 2).max(COMPACT_MIN));
+                }
+                self.peak = 0;
+                self.drains = 0;
+            }
+        }
+    }
+
+    /// Drops the sent bytes from the front of the buffer once they are at least
+    /// [`COMPACT_MIN`] and at least half of what it holds. Done before a frame is
+    /// appended, never inside a write loop: a flush that empties the queue then
+    /// moves no byte.
+    #[inline]
+    fn compact(&mut self) {
+        if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
             self.buf.drop_front(self.sent);
             self.base += self.sent as u64;
             self.sent = 0;
@@ -379,6 +419,42 @@ mod tests {
         assert_eq!((q.len(), q.pending_bytes()), (0, 0));
         push(&mut q, 20, None);
         assert_eq!(q.len(), 1);
+    }
+
+    /// The storage is kept across batches (a second batch of the same size
+    /// neither grows nor moves it) and given back only after it stayed mostly
+    /// unused over many drains.
+    #[test]
+    fn storage_survives_drains_and_shrinks_when_idle() {
+        let mut q = SendQueue::new(Framing::standard(Dialect::Legacy));
+        let drain = |q: &mut SendQueue| {
+            while let Some((c, _)) = q.next_chunk() {
+                let n = c.len().min(200_000);
+                q.advance(n, false);
+            }
+        };
+        for _ in 0..1000 {
+            push(&mut q, 16 * 1024, None);
+        }
+        drain(&mut q);
+        let (cap, ptr) = (q.buf.capacity(), q.buf.bytes.as_ptr());
+        assert!(cap >= 1000 * 16 * 1024);
+        for _ in 0..3 {
+            for _ in 0..1000 {
+                push(&mut q, 16 * 1024, None);
+            }
+            drain(&mut q);
+            assert_eq!((q.buf.capacity(), q.buf.bytes.as_ptr()), (cap, ptr));
+        }
+        // Small batches: kept for a while, then cut to twice the most they held.
+        for round in 0..2 * SHRINK_AFTER {
+            push(&mut q, 100, None);
+            drain(&mut q);
+            if round + 4 < SHRINK_AFTER {
+                assert_eq!(q.buf.capacity(), cap);
+            }
+        }
+        assert_eq!(q.buf.capacity(), COMPACT_MIN);
     }
 
     #[test]
