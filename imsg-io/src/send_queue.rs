@@ -12,20 +12,16 @@ use imsg_codec::{EmitError, FrameBuf, Framing, Header, NoSpace};
 /// Sent bytes are dropped from the front of the buffer when everything was sent,
 /// or, when a frame is appended, once they are at least this many and at least
 /// half of the buffer (so each byte is moved at most about once, and a flush that
-/// empties the queue moves nothing).
+/// empties the queue moves nothing: compacting inside the write loop copied half
+/// of every 16 MiB batch once more).
 const COMPACT_MIN: usize = 64 * 1024;
 
-/// Storage larger than this is given back to the allocator when it stayed mostly
-/// unused (the most it held was under a quarter of it) over [`SHRINK_AFTER`]
-/// drains in a row; it is then cut to twice that most.
+/// Storage larger than this is given back to the allocator once it stays unused.
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
 
-/// Drains (writes that emptied the queue) between two looks at whether the
-/// storage is too large. Keeping it across batches matters: a buffer given back
-/// on every drain makes every batch grow it again, touching fresh pages (16 MiB
-/// batches of 16 KiB frames took a page fault for every page written and ran at
-/// a fifth of the socket's speed).
-const SHRINK_AFTER: u32 = 64;
+/// How many times the queue must empty, using at most a quarter of its storage
+/// every time, before storage above [`SHRINK_ABOVE`] is given back.
+const SHRINK_AFTER_DRAINS: u32 = 64;
 
 /// The storage of a channel's send queue: frames back to back in one reusable
 /// allocation. A [`MessageBuilder`](crate::MessageBuilder) writes into it through
@@ -39,6 +35,9 @@ pub struct SendBuf {
     /// Initialised storage; `bytes[..end]` holds data.
     bytes: Vec<u8>,
     end: usize,
+    /// Most bytes held at a drain since the last shrink check, and drains since.
+    peak: usize,
+    drains: u32,
 }
 
 impl SendBuf {
@@ -74,17 +73,23 @@ impl SendBuf {
         self.end -= n;
     }
 
-    /// Cuts the storage to `keep` bytes (only when empty).
-    fn shrink_to(&mut self, keep: usize) {
-        if self.end == 0 && self.bytes.len() > keep {
-            self.bytes.truncate(keep);
+    /// Empties the buffer after everything in it was written. The storage is kept
+    /// for the next batch; storage above [`SHRINK_ABOVE`] goes back to the
+    /// allocator only when [`SHRINK_AFTER_DRAINS`] batches in a row used at most a
+    /// quarter of it.
+    fn drain(&mut self) {
+        self.peak = self.peak.max(self.end);
+        self.end = 0;
+        self.drains += 1;
+        if self.drains < SHRINK_AFTER_DRAINS {
+            return;
+        }
+        if self.bytes.len() > SHRINK_ABOVE && self.peak <= self.bytes.len() / 4 {
+            self.bytes.truncate((self.peak * 2).max(COMPACT_MIN));
             self.bytes.shrink_to_fit();
         }
-    }
-
-    /// Bytes of storage.
-    fn capacity(&self) -> usize {
-        self.bytes.len()
+        self.peak = 0;
+        self.drains = 0;
     }
 }
 
@@ -158,10 +163,6 @@ pub(crate) struct SendQueue {
     head_written: usize,
     /// Descriptors not yet sent, each with the stream offset of its frame's first byte.
     fds: VecDeque<(u64, OwnedFd)>,
-    /// The most bytes held at a drain since the storage size was last looked at.
-    peak: usize,
-    /// Drains since then.
-    drains: u32,
 }
 
 /// The parts of a queue a frame builder appends to (see `MessageBuilder`).
@@ -202,8 +203,6 @@ impl SendQueue {
             lens: VecDeque::new(),
             head_written: 0,
             fds: VecDeque::new(),
-            peak: 0,
-            drains: 0,
         }
     }
 
@@ -232,13 +231,18 @@ impl SendQueue {
         let start = self.buf.end;
         self.framing
             .emitv(&mut self.buf, header.with_fd(fd.is_some()), parts)?;
-        self.parts().commit(start, fd);
+        self.parts_here().commit(start, fd);
         Ok(())
     }
 
     /// Access for appending one frame with a builder.
     pub fn parts(&mut self) -> QueueParts<'_> {
         self.compact();
+        self.parts_here()
+    }
+
+    /// The parts, without compacting (buffer indexes stay valid).
+    fn parts_here(&mut self) -> QueueParts<'_> {
         QueueParts {
             framing: self.framing,
             buf: &mut self.buf,
@@ -293,25 +297,14 @@ impl SendQueue {
         }
         if self.sent == self.buf.end {
             self.base += self.sent as u64;
-            self.peak = self.peak.max(self.sent);
             self.sent = 0;
-            self.buf.end = 0;
-            self.drains += 1;
-            if self.drains >= SHRINK_AFTER {
-                let cap = self.buf.capacity();
-                if cap > SHRINK_ABOVE && self.peak < cap / 4 {
-                    self.buf.shrink_to((self.peak * 2).max(COMPACT_MIN));
-                }
-                self.peak = 0;
-                self.drains = 0;
-            }
+            self.buf.drain();
         }
     }
 
     /// Drops the sent bytes from the front of the buffer once they are at least
     /// [`COMPACT_MIN`] and at least half of what it holds. Done before a frame is
-    /// appended, never inside a write loop: a flush that empties the queue then
-    /// moves no byte.
+    /// appended, never inside a write loop.
     #[inline]
     fn compact(&mut self) {
         if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
@@ -421,42 +414,6 @@ mod tests {
         assert_eq!(q.len(), 1);
     }
 
-    /// The storage is kept across batches (a second batch of the same size
-    /// neither grows nor moves it) and given back only after it stayed mostly
-    /// unused over many drains.
-    #[test]
-    fn storage_survives_drains_and_shrinks_when_idle() {
-        let mut q = SendQueue::new(Framing::standard(Dialect::Legacy));
-        let drain = |q: &mut SendQueue| {
-            while let Some((c, _)) = q.next_chunk() {
-                let n = c.len().min(200_000);
-                q.advance(n, false);
-            }
-        };
-        for _ in 0..1000 {
-            push(&mut q, 16 * 1024, None);
-        }
-        drain(&mut q);
-        let (cap, ptr) = (q.buf.capacity(), q.buf.bytes.as_ptr());
-        assert!(cap >= 1000 * 16 * 1024);
-        for _ in 0..3 {
-            for _ in 0..1000 {
-                push(&mut q, 16 * 1024, None);
-            }
-            drain(&mut q);
-            assert_eq!((q.buf.capacity(), q.buf.bytes.as_ptr()), (cap, ptr));
-        }
-        // Small batches: kept for a while, then cut to twice the most they held.
-        for round in 0..2 * SHRINK_AFTER {
-            push(&mut q, 100, None);
-            drain(&mut q);
-            if round + 4 < SHRINK_AFTER {
-                assert_eq!(q.buf.capacity(), cap);
-            }
-        }
-        assert_eq!(q.buf.capacity(), COMPACT_MIN);
-    }
-
     #[test]
     fn chunks_stop_at_descriptor_frames() {
         let mut q = SendQueue::new(Framing::standard(Dialect::Legacy));
@@ -486,5 +443,40 @@ mod tests {
         assert!(q.next_chunk().is_none());
         assert_eq!(q.len(), 0);
         assert_eq!(q.buf.end, 0);
+    }
+
+    /// A queue that sends large batches keeps its storage from one batch to the
+    /// next (no allocation and no fresh pages per batch), and gives it back only
+    /// once it stays unused.
+    #[test]
+    fn storage_is_kept_across_batches_and_given_back_when_unused() {
+        let mut q = SendQueue::new(Framing::standard(Dialect::Legacy));
+        let write_all = |q: &mut SendQueue| {
+            while let Some((chunk, _)) = q.next_chunk() {
+                let n = chunk.len();
+                q.advance(n, false);
+            }
+        };
+        let mut storage = None;
+        for _ in 0..20 {
+            // 1000 frames of 16 KiB: 16 MiB queued before a flush.
+            for _ in 0..1000 {
+                push(&mut q, 16384, None);
+            }
+            write_all(&mut q);
+            let now = (q.buf.bytes.as_ptr(), q.buf.bytes.len());
+            assert!(now.1 >= 16_384_000);
+            assert_eq!(
+                *storage.get_or_insert(now),
+                now,
+                "storage replaced between batches"
+            );
+        }
+        // Small batches from then on: the large storage goes back, eventually.
+        for _ in 0..(2 * SHRINK_AFTER_DRAINS) {
+            push(&mut q, 100, None);
+            write_all(&mut q);
+        }
+        assert!(q.buf.bytes.len() <= SHRINK_ABOVE, "{}", q.buf.bytes.len());
     }
 }
