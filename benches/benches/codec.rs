@@ -17,7 +17,7 @@ const FRAMES: usize = BUFFER_SIZE / FRAME_SIZE;
 
 /// The header and payload of frame `i`: varied enough that nothing is constant.
 fn frame(i: usize) -> (Header, [u8; PAYLOAD_SIZE]) {
-    let header = Header::new(100 + (i % 13) as u32, 8, u32::MAX).with_fd(i % 7 == 0);
+    let header = Header::new(100 + (i % 13) as u32, 8, u32::MAX).with_fd(i.is_multiple_of(7));
     let mut payload = [0u8; PAYLOAD_SIZE];
     for (j, b) in payload.iter_mut().enumerate() {
         *b = (i + j) as u8;

@@ -2,7 +2,7 @@
 //! path of privsep-mesh: no panic, every outcome a typed value, `ready` at most once,
 //! no channel gained without the policy. The oracle is
 //! `privsep_mesh::fuzzing::check_dispatch`, which `privsep-mesh/tests/fuzz_seeds.rs`
-//! also runs on the committed seeds (`fuzz/seeds/mesh_dispatch/`).
+//! also runs on the committed seeds (`privsep-mesh/tests/seeds/mesh_dispatch/`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -14,6 +14,7 @@
 //! - [`reader`]: ibuf-style payload readers ([`Reader`], [`exact`]).
 //! - [`storage`]: the [`FrameBuf`] trait over `&mut [u8]`, `heapless::Vec`,
 //!   `arrayvec::ArrayVec` and, with the `alloc` feature, `Vec<u8>`.
+//! - [`detect`]: which dialect a peer speaks, from the frames it sends ([`detect()`]).
 //! - [`dump`]: the one-line text form of a frame that the `imsg-tools` programs
 //!   print ([`Frame::dump_line`]).
 //!
@@ -34,6 +35,8 @@
 //! ```
 #![no_std]
 #![deny(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`) labels every feature-gated item with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "alloc")]
@@ -41,6 +44,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod detect;
 pub mod dump;
 pub mod error;
 pub mod frame;
@@ -51,6 +55,7 @@ pub mod reader;
 pub mod storage;
 pub mod writer;
 
+pub use detect::{detect, Detection};
 pub use error::Error;
 pub use frame::{frames, split, Frame, Frames, Split, Status};
 pub use header::{

@@ -3,7 +3,8 @@
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use imsg_codec::{FrameBuilder, Header, Writer};
+use imsg_codec::detect::{detect_stream, Detection};
+use imsg_codec::{Dialect, FrameBuilder, Header, Writer};
 
 use crate::fd_guard;
 use crate::recv_buffer::{RecvBuffer, DEFAULT_RECV_BUFFER};
@@ -67,6 +68,14 @@ pub struct Channel {
     send: SendQueue,
     recv: RecvBuffer,
     guard_blocked: bool,
+    /// Still learning the peer's dialect (see [`Channel::set_detect_dialect`]).
+    detecting: bool,
+    /// The dialect learnt, to send in once the queue is empty.
+    learnt: Option<Dialect>,
+    /// The peer's dialect was learnt from its frames.
+    detected: bool,
+    /// The last write carried a descriptor and nothing was received since.
+    fd_unanswered: bool,
 }
 
 impl AsFd for Channel {
@@ -104,6 +113,10 @@ impl Channel {
             send: SendQueue::new(config.dialect),
             recv: RecvBuffer::new(DEFAULT_RECV_BUFFER),
             guard_blocked: false,
+            detecting: false,
+            learnt: None,
+            detected: false,
+            fd_unanswered: false,
             config,
         })
     }
@@ -124,6 +137,79 @@ impl Channel {
     /// is empty.
     pub fn set_recv_buffer_size(&mut self, bytes: usize) {
         self.recv.set_min_size(bytes);
+    }
+
+    /// Learns the peer's dialect from what it sends (`on`), instead of trusting
+    /// [`Config::dialect`], which is then only the dialect used until a frame tells.
+    ///
+    /// Frames without a descriptor read the same in both dialects; the first frame
+    /// the peer sends with one decides (see [`imsg_codec::detect`]). From then on
+    /// the channel reads in that dialect and sends in it too (frames queued before
+    /// are sent as they were encoded). With a limit of 65,552 bytes or more a legacy
+    /// descriptor frame could also be a long current frame: it is then read as
+    /// current. [`dialect`](Channel::dialect) tells what was learnt.
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use imsg_io::{Channel, Config, Dialect};
+    /// let (a, b) = UnixStream::pair()?;
+    /// let cfg = Config::default().with_fdpass(true);
+    /// let mut peer = Channel::new(a, cfg.clone().with_dialect(Dialect::Current))?;
+    /// let mut rx = Channel::new(b, cfg)?; // starts as legacy
+    /// rx.set_detect_dialect(true);
+    /// peer.compose(1, 0, 0, Some(std::fs::File::open("/dev/null")?.into()), b"")?;
+    /// peer.flush()?;
+    /// rx.read()?;
+    /// assert!(rx.get()?.expect("a frame").flagged_fd());
+    /// assert_eq!(rx.dialect(), Dialect::Current);
+    /// # Ok::<(), imsg_io::Error>(())
+    /// ```
+    pub fn set_detect_dialect(&mut self, on: bool) {
+        self.detecting = on;
+    }
+
+    /// The dialect frames are read in now: [`Config::dialect`], or the one learnt
+    /// (see [`set_detect_dialect`](Channel::set_detect_dialect)).
+    pub fn dialect(&self) -> Dialect {
+        self.config.dialect
+    }
+
+    /// Looks for a header that decides the peer's dialect in the unread bytes and
+    /// the `extra` just received.
+    fn learn_dialect(&mut self, extra: usize) {
+        let found = match detect_stream(self.recv.unread_with(extra), self.config.max_frame) {
+            Detection::Dialect(d) => d,
+            Detection::Ambiguous => Dialect::Current,
+            Detection::Undecided | Detection::Invalid => return,
+        };
+        log::debug!("peer speaks the {found} imsg dialect");
+        self.detecting = false;
+        self.detected = true;
+        self.config.dialect = found;
+        self.learnt = Some(found);
+        self.send_in_learnt_dialect();
+    }
+
+    /// Switches the send queue to the learnt dialect once it is empty.
+    fn send_in_learnt_dialect(&mut self) {
+        if let Some(d) = self.learnt {
+            if self.send.len() == 0 {
+                self.send.set_dialect(d);
+                self.learnt = None;
+            }
+        }
+    }
+
+    /// The dialect the peer may speak instead of this channel's, when the stream
+    /// ended (or a write failed with [`Error::PeerClosed`]) right after this channel
+    /// sent a frame that carried a descriptor, with nothing received since: what a
+    /// peer of the other dialect does when it cannot parse that frame (a tmux 3.6
+    /// server drops a 3.5 client at its first descriptor). `None` otherwise, and
+    /// once the dialect was learnt from the peer.
+    ///
+    /// [`DialectHint`](crate::DialectHint) words it for an error message.
+    pub fn peer_may_speak(&self) -> Option<Dialect> {
+        (self.fd_unanswered && !self.detected).then(|| self.config.dialect.other())
     }
 
     fn header(&self, ty: u32, peerid: u32, pid: i32) -> Header {
@@ -172,6 +258,7 @@ impl Channel {
         parts: &[&[u8]],
     ) -> Result<(), Error> {
         self.check_fd(&fd)?;
+        self.send_in_learnt_dialect();
         let header = self.header(ty, peerid, pid);
         self.send
             .compose(self.config.max_frame, header, parts, fd)?;
@@ -197,9 +284,10 @@ impl Channel {
     /// # Ok::<(), imsg_io::Error>(())
     /// ```
     pub fn create(&mut self, ty: u32, peerid: u32, pid: i32) -> MessageBuilder<'_> {
+        self.send_in_learnt_dialect();
         let header = self.header(ty, peerid, pid);
         let (dialect, max, fdpass) = (
-            self.config.dialect,
+            self.send.dialect(),
             self.config.max_frame,
             self.config.fdpass,
         );
@@ -275,6 +363,7 @@ impl Channel {
         match socket::send(self.fd.as_fd(), self.transport, chunk, pass) {
             Ok(n) => {
                 self.send.advance(n, with_fd && n > 0);
+                self.fd_unanswered |= with_fd && n > 0;
                 Ok(WriteOutcome::Wrote(n))
             }
             Err(Errno::AGAIN) => Ok(WriteOutcome::WouldBlock),
@@ -323,6 +412,9 @@ impl Channel {
     /// by `get`); [`Error::Io`] for other failures.
     pub fn read(&mut self) -> Result<ReadStatus, Error> {
         self.guard_blocked = false;
+        if self.detecting {
+            self.learn_dialect(0);
+        }
         let (dialect, max) = (self.config.dialect, self.config.max_frame);
         if self.transport == Transport::SocketFdpass && fd_guard::exhausted(self.fd.as_fd()) {
             log::debug!("descriptor guard: too few free descriptors, not reading");
@@ -339,6 +431,13 @@ impl Channel {
         if got.bytes == 0 {
             return self.end_of_stream();
         }
+        self.fd_unanswered = false;
+        let (dialect, max) = if self.detecting {
+            self.learn_dialect(got.bytes);
+            (self.config.dialect, max)
+        } else {
+            (dialect, max)
+        };
         if got.truncated {
             // The descriptors that did arrive are closed: which frame they belong
             // to is uncertain once some were lost.

@@ -68,6 +68,38 @@ impl fmt::Display for Error {
     }
 }
 
+/// Words [`Channel::peer_may_speak`](crate::Channel::peer_may_speak) for an error
+/// message: the peer hung up right after a frame with a descriptor, which is what a
+/// peer of the other dialect does.
+///
+/// ```
+/// use imsg_io::{DialectHint, Dialect};
+/// assert_eq!(
+///     DialectHint(Dialect::Current).to_string(),
+///     "the peer closed the connection right after receiving a frame with a descriptor: \
+///      it may speak the current imsg dialect (OpenBSD >= 7.7, tmux >= 3.6), not the legacy one"
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DialectHint(pub imsg_codec::Dialect);
+
+impl fmt::Display for DialectHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use imsg_codec::Dialect;
+        let who = match self.0 {
+            Dialect::Legacy => "OpenBSD <= 7.6, tmux <= 3.5a",
+            Dialect::Current => "OpenBSD >= 7.7, tmux >= 3.6",
+        };
+        write!(
+            f,
+            "the peer closed the connection right after receiving a frame with a descriptor: \
+             it may speak the {} imsg dialect ({who}), not the {} one",
+            self.0,
+            self.0.other()
+        )
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {

@@ -34,6 +34,8 @@
 //! # Ok::<(), imsg_io::Error>(())
 //! ```
 #![deny(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`) labels every feature-gated item with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "tokio")]
 pub mod async_channel;
@@ -51,7 +53,7 @@ mod socket;
 pub use async_channel::AsyncChannel;
 pub use channel::{Channel, MessageBuilder, ReadStatus};
 pub use config::Config;
-pub use error::Error;
+pub use error::{DialectHint, Error};
 pub use fd_guard::FD_HEADROOM;
 pub use imsg_codec::{Dialect, Header, Reader, MAX_IMSGSIZE};
 pub use message::{Message, OwnedMessage};

@@ -90,6 +90,12 @@ impl RecvBuffer {
         self.wpos - self.rpos
     }
 
+    /// The bytes not yet taken, plus the next `extra` bytes of spare room that a
+    /// read has just filled (not yet committed).
+    pub fn unread_with(&self, extra: usize) -> &[u8] {
+        &self.buf[self.rpos..self.wpos + extra]
+    }
+
     /// Received descriptors not yet given to a frame.
     pub fn pending_fds(&self) -> usize {
         self.pending.len()

@@ -216,6 +216,18 @@ impl QueueParts<'_> {
 }
 
 impl SendQueue {
+    /// The dialect frames are queued in.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Queues later frames in `dialect`. Only when the queue is empty: the frames
+    /// already queued are walked in the dialect they were written in.
+    pub fn set_dialect(&mut self, dialect: Dialect) {
+        debug_assert_eq!(self.len(), 0);
+        self.dialect = dialect;
+    }
+
     /// An empty queue for frames of `dialect`.
     pub fn new(dialect: Dialect) -> SendQueue {
         SendQueue {

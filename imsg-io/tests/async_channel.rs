@@ -74,7 +74,7 @@ async fn big_queue_flushes_while_the_peer_reads() {
             while let Some(m) = b.recv().await.unwrap() {
                 assert_eq!(m.msg_type(), n);
                 assert_eq!(m.payload(), &[n as u8; 700][..]);
-                assert_eq!(m.fd().is_some(), n % 100 == 0);
+                assert_eq!(m.fd().is_some(), n.is_multiple_of(100));
                 n += 1;
             }
             n

@@ -125,7 +125,7 @@ fn short_writes_resume_exactly() {
                 assert_eq!((m.msg_type(), m.peerid()), (i, i));
                 let want: Vec<u8> = (0..len).map(|k| (k as u32 ^ i) as u8).collect();
                 assert_eq!(m.payload(), &want[..], "frame {i} intact");
-                assert_eq!(m.flagged_fd(), i % 50 == 0);
+                assert_eq!(m.flagged_fd(), i.is_multiple_of(50));
                 if let Some(fd) = m.take_fd() {
                     let mut got = [0u8; 4];
                     std::fs::File::from(fd).read_exact(&mut got).unwrap();

@@ -8,7 +8,7 @@ use proptest::test_runner::{Config as PtConfig, TestRunner};
 
 #[test]
 fn seeds_and_random_inputs() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/io_recv");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seeds/io_recv");
     let mut seeds: Vec<_> = std::fs::read_dir(&dir)
         .expect("seed directory")
         .map(|e| e.unwrap().path())

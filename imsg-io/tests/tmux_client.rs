@@ -195,3 +195,56 @@ fn wrong_protocol_version_gets_msg_version() {
     }
     assert_eq!(open_fds(), fds, "descriptors leaked");
 }
+
+/// A server of the current dialect (tmux 3.6 and later) cannot parse the legacy
+/// client's first descriptor frame and hangs up: the client's channel then says
+/// the server may speak the current dialect (the tmux example prints it with
+/// "try --dialect current").
+#[test]
+fn a_server_of_the_other_dialect_hanging_up_gets_the_hint() {
+    let _serial = serial();
+    let dir = tmux_harness::TempDir::new("tmuxhint");
+    let sock = dir.path().join("sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let cfg = Config::default()
+            .with_fdpass(true)
+            .with_dialect(imsg_io::Dialect::Current);
+        let mut chan = Channel::new(stream, cfg).unwrap();
+        // Read until the first frame this dialect cannot parse, as tmux would,
+        // then hang up.
+        loop {
+            match chan.get() {
+                Ok(Some(_)) => continue,
+                Err(_) => return,
+                Ok(None) => {}
+            }
+            if matches!(chan.read(), Ok(imsg_io::ReadStatus::Eof) | Err(_)) {
+                return;
+            }
+        }
+    });
+    let stream = UnixStream::connect(&sock).unwrap();
+    let mut chan = Channel::new(stream, Config::default().with_fdpass(true)).unwrap();
+    let stdin_fd: OwnedFd = File::open("/dev/null").unwrap().into();
+    let stdout_fd: OwnedFd = File::open("/dev/null").unwrap().into();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let io = ClientIo {
+        stdin_fd,
+        stdout_fd,
+        input: None,
+        out: &mut out,
+        err: &mut err,
+    };
+    let id = Identity {
+        term: b"dumb".to_vec(),
+        cwd: b"/".to_vec(),
+        client_pid: std::process::id() as i32,
+        environ: vec![],
+    };
+    let result = proto::run_command(&mut chan, &id, &["list-sessions"], io, Some(deadline()));
+    server.join().unwrap();
+    assert!(result.is_err());
+    assert_eq!(chan.peer_may_speak(), Some(imsg_io::Dialect::Current));
+}

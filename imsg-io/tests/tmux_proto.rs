@@ -16,8 +16,9 @@ use imsg_io::{Channel, Config};
 use proto::{msg, Argv, ClientIo, ClientMessage, Exit, Identity, ProtoError, ServerMessage};
 
 /// What tmux 3.3a's client sent for `tmux -S SOCK display-message -p hi`
-/// (captured by imsg-codec's tests).
-const CAPTURE: &[u8] = include_bytes!("../../imsg-codec/testdata/tmux-3.3a-client.bin");
+/// (a copy of the capture imsg-codec's tests made, so this crate's tests build
+/// from its own package).
+const CAPTURE: &[u8] = include_bytes!("../testdata/tmux-3.3a-client.bin");
 
 #[test]
 fn real_client_capture_decodes_and_reencodes_byte_for_byte() {

@@ -253,3 +253,70 @@ fn usage_errors_exit_2() {
     assert_eq!(r.code, 0);
     assert!(r.stdout.starts_with("usage: imsg-dump"));
 }
+
+#[test]
+fn names_from_a_builtin_table_and_a_file() {
+    let r = run(&["--names", "tmux"], &two_frames(Dialect::Legacy));
+    assert_eq!(
+        (r.stdout.as_str(), r.stderr.as_str(), r.code),
+        (
+            "type=101(MSG_IDENTIFY_TERM) len=21 peerid=8 pid=-1 fd=0 payload=64756d6200\n\
+             type=104(MSG_IDENTIFY_STDIN) len=16 peerid=16909060 pid=7 fd=1 payload=\n",
+            "",
+            0
+        )
+    );
+    let dir = std::env::temp_dir().join(format!("imsg-dump-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let table = dir.join("mine.names");
+    std::fs::write(&table, "# my daemon\n104 PASS_FD\n").unwrap();
+    let r = run(
+        &["--names", table.to_str().unwrap()],
+        &two_frames(Dialect::Legacy),
+    );
+    let bad = dir.join("bad.names");
+    std::fs::write(&bad, "104\n").unwrap();
+    let r_bad = run(&["--names", bad.to_str().unwrap()], b"");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        r.stdout,
+        "type=101 len=21 peerid=8 pid=-1 fd=0 payload=64756d6200\n\
+         type=104(PASS_FD) len=16 peerid=16909060 pid=7 fd=1 payload=\n"
+    );
+    assert_eq!(r_bad.code, 2);
+    assert!(r_bad.stderr.contains("line 1"), "{}", r_bad.stderr);
+    let r = run(&["--names", "nosuchdaemon"], b"");
+    assert_eq!(r.code, 2);
+}
+
+#[test]
+fn json_is_one_object_per_frame() {
+    let r = run(&["--json", "--names", "tmux"], &two_frames(Dialect::Legacy));
+    assert_eq!(
+        (r.stdout.as_str(), r.code),
+        (
+            "{\"type\":101,\"name\":\"MSG_IDENTIFY_TERM\",\"len\":21,\"peerid\":8,\"pid\":-1,\"fd\":0,\"payload\":\"64756d6200\"}\n\
+             {\"type\":104,\"name\":\"MSG_IDENTIFY_STDIN\",\"len\":16,\"peerid\":16909060,\"pid\":7,\"fd\":1,\"payload\":\"\"}\n",
+            0
+        )
+    );
+}
+
+#[test]
+fn auto_dialect_learns_from_the_first_descriptor_frame() {
+    for d in [Dialect::Legacy, Dialect::Current] {
+        let mut stream = two_frames(d);
+        // After the dialect is known, a frame with a descriptor of that dialect again.
+        stream.extend(frame(d, Header::new(9, 0, 0).with_fd(true), b"z"));
+        let r = run(&["--dialect", "auto"], &stream);
+        assert_eq!(
+            (r.stdout.as_str(), r.stderr.as_str(), r.code),
+            (
+                &*format!("{TWO_FRAMES}type=9 len=17 peerid=0 pid=0 fd=1 payload=7a\n"),
+                "",
+                0
+            ),
+            "{d}"
+        );
+    }
+}

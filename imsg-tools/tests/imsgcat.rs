@@ -2,10 +2,10 @@
 //! really travel (checked with an imsg-io channel on the other end), both
 //! dialects, end of file, timeouts, protocol and usage errors.
 
-#[path = "../../imsg-io/tests/tmux_harness/mod.rs"]
 mod harness;
 
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -513,4 +513,324 @@ fn frames_queued_at_end_of_file_that_cannot_go_fail_with_status_1() {
         "type=7 len=16 peerid=0 pid=1 fd=0 payload=\n"
     );
     assert_write_failure(&out, 3);
+}
+
+/// A frame header in the legacy dialect, as raw bytes.
+fn legacy_header(ty: u32, len: u16, flags: u16, pid: u32) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend(ty.to_ne_bytes());
+    h.extend(len.to_ne_bytes());
+    h.extend(flags.to_ne_bytes());
+    h.extend(0u32.to_ne_bytes());
+    h.extend(pid.to_ne_bytes());
+    h
+}
+
+/// Frame A, then frame B with three descriptors in one `sendmsg` (more than one
+/// receive takes: `MSG_CTRUNC`), both there before imsgcat reads: A is printed,
+/// then the loss is reported.
+#[test]
+fn frames_before_a_descriptor_loss_are_printed() {
+    let dir = TempDir::new("catctrunc");
+    let sock = dir.path().join("sock");
+    let (cat, stopped, chan) = listening_imsgcat_stopped(&sock, &[]);
+    let a = legacy_header(1, 16, 0, 9);
+    imsg_io::raw::sendmsg(chan.as_fd(), &a, &[]).unwrap();
+    let b = legacy_header(2, 16, 1, 9);
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let fds = [null.as_fd(), null.as_fd(), null.as_fd()];
+    imsg_io::raw::sendmsg(chan.as_fd(), &b, &fds).unwrap();
+    drop(stopped);
+    let out = cat.finish();
+    drop(chan);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("type=1 len=16 peerid=0 pid=9 fd=0 payload=\n"),
+        "{stdout:?}"
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("descriptors sent by the peer were lost"),
+        "{err:?}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// End of file before `--count N` frames: status 1, and the count says so.
+#[test]
+fn end_of_file_before_count_fails() {
+    let dir = TempDir::new("catshort");
+    let sock = dir.path().join("sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let cat = spawn(&[
+        "--connect",
+        path_str(&sock),
+        "--count",
+        "3",
+        "--timeout",
+        "20",
+    ]);
+    let mut chan = Channel::new(accept(&listener), Config::default()).unwrap();
+    chan.compose(1, 0, 1, None, b"").unwrap();
+    chan.compose(2, 0, 1, None, b"").unwrap();
+    chan.flush().unwrap();
+    drop(chan);
+    let out = cat.finish();
+    assert_eq!(text(&out.stdout).lines().count(), 2);
+    assert_eq!(
+        text(&out.stderr),
+        "imsgcat: end of file after 2 of 3 frames\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// `--send type:peerid:pid:@FILE` takes the payload from a file: larger than any
+/// command line allows.
+#[test]
+fn payload_from_a_file() {
+    let dir = TempDir::new("catfile");
+    let sock = dir.path().join("sock");
+    let payload_path = dir.path().join("payload");
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(&payload_path, &payload).unwrap();
+    let listener = UnixListener::bind(&sock).unwrap();
+    let spec = format!("5:6:7:@{}:fd=/dev/null", path_str(&payload_path));
+    let cat = spawn(&[
+        "--dialect",
+        "current",
+        "--max",
+        "400000",
+        "--connect",
+        path_str(&sock),
+        "--send",
+        &spec,
+        "--count",
+        "0",
+        "--timeout",
+        "20",
+    ]);
+    let config = Config::default()
+        .with_dialect(Dialect::Current)
+        .with_max_frame(400_000)
+        .unwrap()
+        .with_fdpass(true);
+    let mut chan = Channel::new(accept(&listener), config).unwrap();
+    let got = receive_all(&mut chan);
+    let out = cat.finish();
+    assert_eq!((text(&out.stderr), out.status.code()), ("", Some(0)));
+    assert_eq!(got, [(5, payload, true)]);
+
+    // A missing file is a usage error.
+    let out = spawn(&["--connect", "x", "--send", "1:0:0:@/nonexistent/p"]).finish();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `fd=1` when the descriptor arrived, `fd=1(none)` when the frame was flagged but
+/// none came with it.
+#[test]
+fn flagged_frame_without_descriptor_is_shown() {
+    let dir = TempDir::new("catnofd");
+    let sock = dir.path().join("sock");
+    let (cat, stopped, chan) = listening_imsgcat_stopped(&sock, &["--count", "2"]);
+    let null = std::fs::File::open("/dev/null").unwrap();
+    imsg_io::raw::sendmsg(chan.as_fd(), &legacy_header(1, 16, 1, 9), &[null.as_fd()]).unwrap();
+    imsg_io::raw::sendmsg(chan.as_fd(), &legacy_header(2, 16, 1, 9), &[]).unwrap();
+    drop(stopped);
+    let out = cat.finish();
+    drop(chan);
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr), out.status.code()),
+        (
+            "type=1 len=16 peerid=0 pid=9 fd=1 payload=\n\
+             type=2 len=16 peerid=0 pid=9 fd=1(none) payload=\n",
+            "",
+            Some(0)
+        )
+    );
+}
+
+/// With `ulimit -n 5` the descriptor guard can never let a read through: imsgcat
+/// says so once and exits 1 instead of idling until the timeout.
+#[test]
+fn descriptor_limit_too_low_is_reported() {
+    let dir = TempDir::new("catlimit");
+    let sock = dir.path().join("sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -n 5 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_imsgcat"))
+        .args(["--connect", path_str(&sock), "--timeout", "20"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let out_r = read_all_in_background(child.stdout.take().unwrap());
+    let err_r = read_all_in_background(child.stderr.take().unwrap());
+    let mut chan = Channel::new(accept(&listener), Config::default()).unwrap();
+    chan.compose(1, 0, 1, None, b"").unwrap();
+    chan.flush().unwrap();
+    let started = Instant::now();
+    let status = wait_child(&mut child, deadline(), "imsgcat");
+    let (stdout, stderr) = (
+        out_r.join().unwrap().unwrap(),
+        err_r.join().unwrap().unwrap(),
+    );
+    drop(chan);
+    let err = text(&stderr);
+    assert!(started.elapsed() < Duration::from_secs(10), "{err:?}");
+    assert!(!err.contains("timeout"), "{err:?}");
+    assert!(
+        err.contains("descriptor") && err.contains("ulimit -n"),
+        "{err:?}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert_eq!((text(&stdout), status.code()), ("", Some(1)));
+}
+
+/// `sendmsg` fails with `ETOOMANYREFS` when an unprivileged user has more
+/// descriptors in flight than the sender's `RLIMIT_NOFILE`: imsgcat waits for the
+/// peer to take some and retries, instead of failing. One imsgcat (as `nobody`,
+/// root is exempt) puts 20 descriptors in flight that the test does not read yet;
+/// a second one, as `nobody` with `ulimit -n 10`, must wait until they are read.
+#[test]
+fn too_many_descriptors_in_flight_is_back_pressure() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to run imsgcat as nobody");
+        return;
+    }
+    let dir = TempDir::new("cattmr");
+    let open = std::fs::Permissions::from_mode(0o777);
+    std::fs::set_permissions(dir.path(), open.clone()).unwrap();
+    let as_nobody = |shell: &str, args: &[String]| {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("{shell}exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_imsgcat"))
+            .args(args)
+            .uid(65534)
+            .gid(65534)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let out = read_all_in_background(child.stdout.take().unwrap());
+        let err = read_all_in_background(child.stderr.take().unwrap());
+        Running { child, out, err }
+    };
+    let listen = |name: &str| {
+        let path = dir.path().join(name);
+        let l = UnixListener::bind(&path).unwrap();
+        std::fs::set_permissions(&path, open.clone()).unwrap();
+        (l, path_str(&path).to_owned())
+    };
+
+    let (l1, s1) = listen("s1");
+    let mut args = vec!["--connect".to_owned(), s1, "--count".into(), "0".into()];
+    for i in 0..20 {
+        args.extend(["--send".to_owned(), format!("{i}:0:0:aa:fd=/dev/null")]);
+    }
+    let first = as_nobody("", &args);
+    let stream1 = accept(&l1);
+    let out = first.finish();
+    assert_eq!((text(&out.stderr), out.status.code()), ("", Some(0)));
+
+    let (l2, s2) = listen("s2");
+    let args = [
+        "--connect",
+        &s2,
+        "--count",
+        "0",
+        "--timeout",
+        "20",
+        "--send",
+        "99:0:0:bb:fd=/dev/null",
+    ]
+    .map(String::from);
+    let second = as_nobody("ulimit -n 10 && ", &args);
+    let stream2 = accept(&l2);
+    // Let the second imsgcat run into the limit before anything is read.
+    thread::sleep(Duration::from_millis(300));
+    let cfg = Config::default().with_fdpass(true);
+    let got1 = receive_all(&mut Channel::new(stream1, cfg.clone()).unwrap());
+    let got2 = receive_all(&mut Channel::new(stream2, cfg).unwrap());
+    let out = second.finish();
+    assert_eq!((text(&out.stderr), out.status.code()), ("", Some(0)));
+    assert_eq!(got1.len(), 20);
+    assert_eq!(got2, [(99, vec![0xbb], true)]);
+}
+
+/// `--dialect auto`: a current-dialect peer's descriptor frame teaches imsgcat the
+/// dialect, and imsgcat's own descriptor frame goes out in it.
+#[test]
+fn auto_dialect_answers_in_the_peers_dialect() {
+    let dir = TempDir::new("catauto");
+    let sock = dir.path().join("sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let cat = spawn(&[
+        "--dialect",
+        "auto",
+        "--connect",
+        path_str(&sock),
+        "--after",
+        "1",
+        "--count",
+        "1",
+        "--send",
+        "5:0:0:01:fd=/dev/null",
+        "--timeout",
+        "20",
+    ]);
+    let cfg = Config::default()
+        .with_dialect(Dialect::Current)
+        .with_fdpass(true);
+    let mut chan = Channel::new(accept(&listener), cfg).unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    chan.compose(4, 0, 3, Some(null.into()), b"").unwrap();
+    chan.flush().unwrap();
+    rustix::net::shutdown(&chan, rustix::net::Shutdown::Write).unwrap();
+    let got = receive_all(&mut chan);
+    let out = cat.finish();
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr), out.status.code()),
+        ("type=4 len=16 peerid=0 pid=3 fd=1 payload=\n", "", Some(0))
+    );
+    assert_eq!(got, [(5, vec![1], true)]);
+}
+
+/// A peer that hangs up right after imsgcat's descriptor frame: the error says it
+/// may speak the other dialect.
+#[test]
+fn hang_up_after_a_descriptor_frame_names_the_other_dialect() {
+    let dir = TempDir::new("cathint");
+    let sock = dir.path().join("sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let cat = spawn(&[
+        "--connect",
+        path_str(&sock),
+        "--count",
+        "1",
+        "--send",
+        "104:8:0::fd=/dev/null",
+        "--timeout",
+        "20",
+    ]);
+    let mut stream = accept(&listener);
+    let mut header = [0u8; 16];
+    stream.read_exact(&mut header).unwrap();
+    drop(stream);
+    let out = cat.finish();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("imsgcat: end of file after 0 of 1 frames; the peer closed"),
+        "{err:?}"
+    );
+    assert!(
+        err.ends_with("may speak the current imsg dialect (OpenBSD >= 7.7, tmux >= 3.6), not the legacy one: try --dialect current\n"),
+        "{err:?}"
+    );
 }

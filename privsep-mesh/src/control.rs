@@ -116,7 +116,7 @@ pub fn encode_layout(layout: &[(ProcId, u32)]) -> Vec<u8> {
 
 /// Decodes the parent's [`PROCREADY`] payload (a multiple of 8 bytes).
 pub fn decode_layout(payload: &[u8]) -> Result<Vec<(ProcId, u32)>, PayloadError> {
-    if payload.len() % 8 != 0 {
+    if !payload.len().is_multiple_of(8) {
         return Err(PayloadError {
             ty: PROCREADY,
             len: payload.len(),

@@ -42,12 +42,18 @@
 //! [`Error::Protocol`] values, which the event loop turns into a log line and a
 //! non-zero exit.
 #![deny(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`) labels every feature-gated item with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod args;
 #[cfg(test)]
 mod child_test;
 pub mod context;
 pub mod control;
+#[cfg(feature = "tokio")]
+pub mod control_server;
+pub mod control_socket;
+pub mod daemon;
 pub mod error;
 pub mod fuzzing;
 pub mod handler;
@@ -61,6 +67,7 @@ pub mod run;
 pub mod signals;
 pub mod startup;
 pub mod stderr_log;
+pub mod syslog_log;
 pub mod table;
 #[cfg(feature = "tokio")]
 pub mod tokio_run;

@@ -26,6 +26,17 @@ pub fn set_role(me: &Identity) {
     }
 }
 
+/// The role recorded by [`set_role`] without the daemon's name (`server[1]`), empty
+/// before it is known.
+pub fn role_title() -> String {
+    ROLE.lock()
+        .map(|r| {
+            r.split_once(' ')
+                .map_or(String::new(), |(_, t)| t.to_owned())
+        })
+        .unwrap_or_default()
+}
+
 /// Installs the logger with `level` as the maximum level. Returns `false` if another
 /// logger was installed first (that one stays).
 pub fn init(level: LevelFilter) -> bool {

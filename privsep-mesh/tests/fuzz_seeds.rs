@@ -1,5 +1,5 @@
 //! Replays the committed seeds of the `mesh_dispatch` fuzz target
-//! (`fuzz/seeds/mesh_dispatch/`) through the oracle the fuzzer uses, checks the
+//! (`tests/seeds/mesh_dispatch/`) through the oracle the fuzzer uses, checks the
 //! outcome each seed was written for, and that no descriptor leaks across them.
 //! One test in this file, so the descriptor count is not disturbed by other tests.
 
@@ -59,7 +59,7 @@ fn seeds_replay_with_their_expected_outcomes() {
         ("unknown-control.bin", "unknown-control"),
         ("empty.bin", "closed"),
     ];
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/mesh_dispatch");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seeds/mesh_dispatch");
     let before = open_fds();
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {

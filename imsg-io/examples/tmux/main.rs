@@ -5,7 +5,13 @@
 //! ```text
 //! cargo run -p imsg-io --example tmux -- -S SOCKET list-sessions
 //! cargo run -p imsg-io --example tmux -- -S SOCKET display-message -p '#{version}'
+//! cargo run -p imsg-io --example tmux -- --dialect current -S SOCKET list-sessions
 //! ```
+//!
+//! `--dialect legacy|current` chooses the imsg dialect (default `legacy`): tmux up
+//! to 3.5a speaks legacy, tmux 3.6 and later (and OpenBSD 7.7 and later) current.
+//! A server of the other dialect hangs up at the first frame that carries a
+//! descriptor; the error then says which dialect it may speak.
 //!
 //! It passes its own stdin and stdout to the server as tmux does, prints what the
 //! server writes (stdout and stderr), feeds its stdin to commands that read `-`
@@ -20,20 +26,35 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
-use imsg_io::{Channel, Config};
+use imsg_io::{Channel, Config, Dialect, DialectHint};
 
-const USAGE: &str = "usage: tmux -S SOCKET COMMAND [ARGUMENT...]";
+const USAGE: &str = "usage: tmux [--dialect legacy|current] -S SOCKET COMMAND [ARGUMENT...]";
 
-/// `-S SOCKET` and the command, or a usage error.
-fn parse_args(
-    mut args: impl Iterator<Item = std::ffi::OsString>,
-) -> Option<(std::ffi::OsString, Vec<std::ffi::OsString>)> {
-    if args.next()?.as_os_str() != "-S" {
+/// What the command line asks for.
+struct Args {
+    dialect: Dialect,
+    socket: std::ffi::OsString,
+    command: Vec<std::ffi::OsString>,
+}
+
+/// `[--dialect D] -S SOCKET` and the command, or a usage error.
+fn parse_args(mut args: impl Iterator<Item = std::ffi::OsString>) -> Option<Args> {
+    let mut first = args.next()?;
+    let mut dialect = Dialect::Legacy;
+    if first.as_os_str() == "--dialect" {
+        dialect = args.next()?.to_str()?.parse().ok()?;
+        first = args.next()?;
+    }
+    if first.as_os_str() != "-S" {
         return None;
     }
     let socket = args.next()?;
     let command: Vec<_> = args.collect();
-    (!command.is_empty()).then_some((socket, command))
+    (!command.is_empty()).then_some(Args {
+        dialect,
+        socket,
+        command,
+    })
 }
 
 fn dup_or_null(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<OwnedFd> {
@@ -43,14 +64,17 @@ fn dup_or_null(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<OwnedFd> {
     }
 }
 
-fn run(
-    socket: &std::ffi::OsStr,
-    command: &[std::ffi::OsString],
-) -> Result<proto::Exit, Box<dyn std::error::Error>> {
+fn run(args: &Args) -> Result<proto::Exit, Box<dyn std::error::Error>> {
     use std::os::unix::ffi::OsStrExt;
+    let Args {
+        dialect,
+        socket,
+        command,
+    } = args;
     let stream = UnixStream::connect(socket)
         .map_err(|e| format!("can't connect to {}: {e}", socket.to_string_lossy()))?;
-    let mut chan = Channel::new(stream, Config::default().with_fdpass(true))?;
+    let config = Config::default().with_fdpass(true).with_dialect(*dialect);
+    let mut chan = Channel::new(stream, config)?;
     let args: Vec<&[u8]> = command.iter().map(|a| a.as_bytes()).collect();
     let mut stdin = io::stdin();
     let mut out = io::stdout().lock();
@@ -63,15 +87,20 @@ fn run(
         err: &mut err,
     };
     let id = proto::Identity::of_this_process();
-    Ok(proto::run_command(&mut chan, &id, &args, client_io, None)?)
+    proto::run_command(&mut chan, &id, &args, client_io, None).map_err(|e| {
+        match chan.peer_may_speak() {
+            Some(d) => format!("{e}; {}: try --dialect {d}", DialectHint(d)).into(),
+            None => e.into(),
+        }
+    })
 }
 
 fn main() -> ExitCode {
-    let Some((socket, command)) = parse_args(std::env::args_os().skip(1)) else {
+    let Some(args) = parse_args(std::env::args_os().skip(1)) else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    match run(&socket, &command) {
+    match run(&args) {
         Ok(exit) => {
             if let Some(m) = exit.message {
                 let mut err = io::stderr();

@@ -1,13 +1,16 @@
 //! `imsg-dump`: decode an imsg byte stream and print one line per frame.
 //!
 //! ```text
-//! imsg-dump [--dialect legacy|current] [--max N] [FILE|-]
+//! imsg-dump [--dialect legacy|current|auto] [--max N] [--names TABLE] [--json] [FILE|-]
 //! ```
 //!
 //! Reads FILE (or stdin when FILE is absent or `-`) as it arrives and prints
 //! `type=<u32> len=<total length> peerid=<u32> pid=<i32> fd=<0|1> payload=<hex>` for
 //! every frame. `--max` is a frame's total size, 16 up to what the dialect can express
-//! (65535 for legacy). A stream that ends inside a frame, or a frame that can never be
+//! (65535 for legacy). `--dialect auto` learns the dialect from the first frame that
+//! carries the descriptor flag (frames before it read the same in both).
+//! `--names tmux|bgpd|...|FILE` shows `type=200(MSG_COMMAND)` for types the table
+//! knows; `--json` prints one JSON object per frame instead. A stream that ends inside a frame, or a frame that can never be
 //! valid, is reported on stderr with the byte offset of that frame, exit status 1.
 //! Usage errors exit with status 2.
 
@@ -15,22 +18,29 @@ use std::fs::File;
 use std::io::{self, BufWriter, ErrorKind, Read, Write};
 use std::process::ExitCode;
 
+use imsg_codec::detect::{detect_stream, Detection};
 use imsg_codec::dump::StreamError;
 use imsg_codec::{split, Dialect, Status, HEADER_SIZE, MAX_IMSGSIZE};
+use imsg_tools::names::Names;
+use imsg_tools::record::Record;
+use imsg_tools::{DialectChoice, Output};
 
-const USAGE: &str = "usage: imsg-dump [--dialect legacy|current] [--max N] [FILE|-]";
+const USAGE: &str =
+    "usage: imsg-dump [--dialect legacy|current|auto] [--max N] [--names TABLE] [--json] [FILE|-]";
 
 /// What the command line asks for.
 struct Options {
-    dialect: Dialect,
+    dialect: DialectChoice,
     max: usize,
+    output: Output,
     path: Option<String>,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
     let mut opts = Options {
-        dialect: Dialect::Legacy,
+        dialect: DialectChoice::Fixed(Dialect::Legacy),
         max: MAX_IMSGSIZE,
+        output: Output::default(),
         path: None,
     };
     let mut args = args.into_iter();
@@ -41,15 +51,16 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         };
         match name.as_str() {
             "-h" | "--help" => return Ok(None),
-            "--dialect" | "--max" => {
+            "--json" => opts.output.json = true,
+            "--dialect" | "--max" | "--names" => {
                 let value = match inline.or_else(|| args.next()) {
                     Some(v) => v,
                     None => return Err(format!("{name} needs a value")),
                 };
                 if name == "--dialect" {
-                    opts.dialect = value
-                        .parse()
-                        .map_err(|_| format!("unknown dialect {value:?} (legacy or current)"))?;
+                    opts.dialect = value.parse()?;
+                } else if name == "--names" {
+                    opts.output.names = Some(Names::load(&value)?);
                 } else {
                     opts.max = match value.parse::<usize>() {
                         Ok(n) if n >= HEADER_SIZE => n,
@@ -68,11 +79,17 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         }
     }
     // Checked once every option is known: `--max` may come before `--dialect`.
-    let limit = opts.dialect.max_frame_len();
+    // With `auto`, the limit must suit whichever dialect the stream turns out to
+    // be: the current dialect's is checked here, legacy's once it is known.
+    let dialect = match opts.dialect {
+        DialectChoice::Fixed(d) => d,
+        DialectChoice::Auto => Dialect::Current,
+    };
+    let limit = dialect.max_frame_len();
     if opts.max > limit {
         return Err(format!(
-            "--max {} is above the {} dialect's largest frame ({limit} bytes)",
-            opts.max, opts.dialect
+            "--max {} is above the {dialect} dialect's largest frame ({limit} bytes)",
+            opts.max
         ));
     }
     Ok(Some(opts))
@@ -96,9 +113,12 @@ enum Failure {
 fn dump(
     mut input: impl Read,
     out: &mut impl Write,
-    dialect: Dialect,
+    choice: DialectChoice,
     max: usize,
+    output: &Output,
 ) -> Result<(), Failure> {
+    let mut dialect = choice.initial();
+    let mut decided = choice != DialectChoice::Auto;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     // Offset in the whole stream of buf[0].
     let mut base: u64 = 0;
@@ -107,9 +127,29 @@ fn dump(
     loop {
         let mut pos = 0;
         let needed = loop {
+            if !decided {
+                match detect_stream(&buf[pos..], max) {
+                    Detection::Dialect(d) => (dialect, decided) = (d, true),
+                    // An ambiguous header (limits of 65,552 and up) is read as the
+                    // current dialect, the one whose limit was checked.
+                    Detection::Ambiguous => (dialect, decided) = (Dialect::Current, true),
+                    // Undecided frames read alike; an invalid one gets the error of
+                    // the dialect in use.
+                    Detection::Undecided | Detection::Invalid => {}
+                }
+            }
             match split(&buf[pos..], dialect, max) {
                 Ok(Status::Complete((frame, used))) => {
-                    writeln!(out, "{}", frame.dump_line()).map_err(|e| Failure::Io("stdout", e))?;
+                    let record = Record {
+                        header: frame.header(),
+                        payload: frame.payload(),
+                        fd_arrived: None,
+                        names: None,
+                        seen: None,
+                    };
+                    output
+                        .print(out, record)
+                        .map_err(|e| Failure::Io("stdout", e))?;
                     pos += used;
                 }
                 Ok(Status::Partial { needed }) => break needed,
@@ -165,7 +205,7 @@ fn main() -> ExitCode {
     };
     let stdout = io::stdout().lock();
     let mut out = BufWriter::new(stdout);
-    let result = dump(input, &mut out, opts.dialect, opts.max);
+    let result = dump(input, &mut out, opts.dialect, opts.max, &opts.output);
     // Frames decoded before a failure are printed before its message.
     let flushed = out.flush();
     let failure = match (result, flushed) {

@@ -1,37 +1,48 @@
 //! `imsgcat`: a netcat for imsg, for people who debug C daemons.
 //!
 //! ```text
-//! imsgcat [--dialect legacy|current] [--max N] (--connect PATH | --listen PATH)
-//!         [--send type:peerid:pid:HEX[:fd=PATH]]... [--after N] [--count N]
+//! imsgcat [--dialect legacy|current|auto] [--max N] [--names TABLE] [--json]
+//!         (--connect PATH | --listen PATH)
+//!         [--send type:peerid:pid:HEX|@FILE[:fd=PATH]]... [--after N] [--count N]
 //!         [--timeout SECS]
 //! ```
 //!
 //! - `--connect PATH` connects to a Unix stream socket; `--listen PATH` binds one,
 //!   accepts one connection and removes the socket file when done.
-//! - `--dialect` chooses the header layout (default `legacy`); `--max N` the
+//! - `--dialect` chooses the header layout (default `legacy`; `auto` learns the
+//!   peer's from the first frame it sends with a descriptor and answers in it,
+//!   starting as legacy, so with a limit of at most 65535); `--max N` the
 //!   limit on a frame's **total** size, header included (default 16384), checked
 //!   as C's `imsgbuf_set_maxsize` did until 2025 (16..=the dialect's maximum).
 //! - `--send type:peerid:pid:HEX[:fd=PATH]` queues a frame (decimal or `0x` hex
 //!   for type and peerid, decimal pid; HEX may be empty; pid 0 means this
 //!   process's pid; `fd=PATH` opens PATH read-only and passes the descriptor with
-//!   the frame). Frames go out once `--after N` frames have been received
+//!   the frame). `@FILE` instead of HEX takes the payload from FILE (whose name
+//!   may not hold a colon), for payloads larger than a command line. Frames go out once `--after N` frames have been received
 //!   (default 0: at once), in the order given.
 //! - Every frame received is printed on stdout as one `imsg-dump` line:
 //!   `type=<u32> len=<total> peerid=<u32> pid=<i32> fd=<0|1> payload=<hex>`
-//!   (`fd` is the header's descriptor flag; a descriptor received is closed).
-//! - Exit status: 0 after `--count N` frames or at end of file, once everything
-//!   queued is sent (the peer may have shut only its writing side); 1 on a
-//!   protocol error, an I/O error (a frame that could not be sent included: the
-//!   reason says how many were not), or when `--timeout` (for the whole run, in
-//!   seconds, fractions allowed) passes, with a one-line reason on stderr; 2 on a
-//!   usage error. Frames received are printed before a write failure is reported.
+//!   (`fd` is the header's descriptor flag; a descriptor received is closed). A
+//!   frame flagged for a descriptor that did not arrive shows `fd=1(none)`.
+//!   `--names TABLE` adds message names, `--json` prints JSON objects instead.
+//! - Exit status: 0 after `--count N` frames, or at end of file when no `--count`
+//!   was given, once everything queued is sent (the peer may have shut only its
+//!   writing side); 1 at end of file before `--count N` frames, on a protocol
+//!   error, an I/O error (a frame that could not be sent included: the reason
+//!   says how many were not), when the descriptor limit leaves no room to ever
+//!   receive a descriptor, or when `--timeout` (for the whole run, in seconds,
+//!   fractions allowed) passes, with a one-line reason on stderr; 2 on a usage
+//!   error. Frames received are printed before any failure is reported (frames
+//!   complete before a descriptor loss, `MSG_CTRUNC`, included).
+//! - `ETOOMANYREFS` (too many descriptors in flight for this user) is waited out
+//!   like a full socket: the frame stays queued and is retried every 10 ms.
 //!
 //! Reading and writing are interleaved on a non-blocking socket, so two
 //! `imsgcat`s that both send a lot never deadlock.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -39,13 +50,20 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use imsg_codec::dump::DumpLine;
 use imsg_io::{Channel, Config, Dialect, ReadStatus};
+use imsg_tools::names::Names;
+use imsg_tools::record::Record;
+use imsg_tools::{DialectChoice, Output};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
 
-const USAGE: &str = "usage: imsgcat [--dialect legacy|current] [--max N] \
-(--connect PATH | --listen PATH) [--send type:peerid:pid:HEX[:fd=PATH]]... \
+const USAGE: &str = "usage: imsgcat [--dialect legacy|current|auto] [--max N] [--names TABLE] \
+[--json] (--connect PATH | --listen PATH) [--send type:peerid:pid:HEX|@FILE[:fd=PATH]]... \
 [--after N] [--count N] [--timeout SECS]";
+
+/// How long to wait before retrying a write refused with `ETOOMANYREFS`, or a read
+/// the descriptor guard refused.
+const RETRY: Duration = Duration::from_millis(10);
 
 /// Where the one connection comes from.
 #[derive(Debug, PartialEq, Eq)]
@@ -65,9 +83,10 @@ struct SendSpec {
 }
 
 /// The whole command line.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 struct Options {
-    dialect: Dialect,
+    dialect: DialectChoice,
+    output: Output,
     max: Option<usize>,
     endpoint: Endpoint,
     sends: Vec<SendSpec>,
@@ -84,7 +103,7 @@ fn parse_u32(s: &str) -> Option<u32> {
 }
 
 fn parse_hex(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks(2)
@@ -112,7 +131,11 @@ fn parse_send(spec: &OsStr) -> Result<SendSpec, String> {
     let pid = text("pid")?;
     let pid = pid.parse::<i32>().map_err(|_| bad("pid is not an i32"))?;
     let hex = fields.next().ok_or_else(|| bad("missing HEX"))?;
-    let payload = parse_hex(hex).ok_or_else(|| bad("HEX is not an even number of hex digits"))?;
+    let payload = match hex.strip_prefix(b"@") {
+        Some(file) => std::fs::read(OsStr::from_bytes(file))
+            .map_err(|e| bad(&format!("cannot read the payload file: {e}")))?,
+        None => parse_hex(hex).ok_or_else(|| bad("HEX is not an even number of hex digits"))?,
+    };
     let fd_path = match fields.next() {
         None => None,
         Some(rest) => match rest.strip_prefix(b"fd=") {
@@ -132,7 +155,8 @@ fn parse_send(spec: &OsStr) -> Result<SendSpec, String> {
 /// `Ok(None)` for `--help`.
 fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Options>, String> {
     let mut args = args.into_iter();
-    let mut dialect = Dialect::Legacy;
+    let mut dialect = DialectChoice::Fixed(Dialect::Legacy);
+    let mut output = Output::default();
     let mut max = None;
     let mut endpoint = None;
     let mut sends = Vec::new();
@@ -152,6 +176,10 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Options
         if name == "-h" || name == "--help" {
             return Ok(None);
         }
+        if name == "--json" {
+            output.json = true;
+            continue;
+        }
         let mut value = || {
             inline
                 .clone()
@@ -166,12 +194,11 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Options
         match name.as_str() {
             "--dialect" => {
                 let v = value()?;
-                dialect = v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
-                    format!(
-                        "--dialect: {:?} is not legacy or current",
-                        v.to_string_lossy()
-                    )
-                })?;
+                dialect = v.to_string_lossy().parse()?;
+            }
+            "--names" => {
+                let v = value()?;
+                output.names = Some(Names::load(&v.to_string_lossy())?);
             }
             "--max" => max = Some(usize::try_from(number(value()?)?).map_err(|e| e.to_string())?),
             "--connect" | "--listen" => {
@@ -205,6 +232,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Options
     let endpoint = endpoint.ok_or("give one of --connect PATH and --listen PATH")?;
     Ok(Some(Options {
         dialect,
+        output,
         max,
         endpoint,
         sends,
@@ -304,18 +332,61 @@ fn receive_error(e: imsg_io::Error) -> String {
 }
 
 /// Why writing failed, with the number of frames it left unsent.
-fn write_failure(e: imsg_io::Error, unsent: usize) -> String {
-    format!("write: {e} ({unsent} frames not sent)")
+fn write_failure(e: imsg_io::Error, unsent: usize, chan: &Channel) -> String {
+    format!(
+        "write: {e} ({unsent} frames not sent){}",
+        dialect_hint(chan)
+    )
+}
+
+/// `; the peer … may speak the X imsg dialect …: try --dialect X` when the peer hung
+/// up right after a frame with a descriptor, or nothing.
+fn dialect_hint(chan: &Channel) -> String {
+    match chan.peer_may_speak() {
+        Some(d) => format!("; {}: try --dialect {d}", imsg_io::DialectHint(d)),
+        None => String::new(),
+    }
+}
+
+/// What one write attempt asks of the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wrote {
+    /// Written, or the socket is full: wait for it to become writable.
+    Ok,
+    /// `ETOOMANYREFS`: this user has too many descriptors in flight (the peer has
+    /// not read them yet). Like a full socket, but nothing to poll for: retry after
+    /// [`RETRY`]. The frame is still queued.
+    Backoff,
 }
 
 /// One write when the socket is ready. On failure the queue is discarded
 /// (descriptors closed) and the reason names the frames it held.
-fn write_ready(chan: &mut Channel) -> Result<(), String> {
+fn write_ready(chan: &mut Channel) -> Result<Wrote, String> {
     let unsent = chan.queue_len();
-    chan.write().map(drop).map_err(|e| {
-        chan.clear_queue();
-        write_failure(e, unsent)
-    })
+    match chan.write() {
+        Ok(_) => Ok(Wrote::Ok),
+        Err(imsg_io::Error::Io(e)) if Errno::from_io_error(&e) == Some(Errno::TOOMANYREFS) => {
+            Ok(Wrote::Backoff)
+        }
+        Err(e) => {
+            chan.clear_queue();
+            Err(write_failure(e, unsent, chan))
+        }
+    }
+}
+
+/// The reason to give up when the descriptor guard refuses to read and nothing
+/// this program holds will ever be closed to make room.
+fn guard_stuck() -> String {
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count().saturating_sub(1));
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let limit = limit.map_or("unlimited".to_owned(), |l| l.to_string());
+    format!(
+        "cannot receive: a descriptor could arrive and this process cannot make room for \
+         one ({open} descriptors open, limit {limit}, {} free ones needed); raise the \
+         limit (ulimit -n)",
+        imsg_io::FD_HEADROOM
+    )
 }
 
 /// The one-line reason to exit with: `why` (if any) and the earlier write failure
@@ -339,7 +410,7 @@ fn failure(why: Option<String>, write_failed: &Option<String>, chan: &Channel) -
 fn run(opts: Options) -> Result<(), String> {
     let deadline = opts.timeout.map(|t| Instant::now() + t);
     let mut config = Config::default()
-        .with_dialect(opts.dialect)
+        .with_dialect(opts.dialect.initial())
         .with_fdpass(true);
     if let Some(max) = opts.max {
         config = config
@@ -347,9 +418,11 @@ fn run(opts: Options) -> Result<(), String> {
             .map_err(|e| format!("--max {max}: {e}"))?;
     }
     let mut pending = Some(open_fds(opts.sends)?);
+    let output = opts.output;
     let stream = connect(&opts.endpoint, deadline)?;
     stream.set_nonblocking(true).map_err(|e| e.to_string())?;
     let mut chan = Channel::new(stream, config).map_err(|e| e.to_string())?;
+    chan.set_detect_dialect(opts.dialect == DialectChoice::Auto);
     let mut out = io::stdout().lock();
 
     let mut received: u64 = 0;
@@ -366,6 +439,7 @@ fn run(opts: Options) -> Result<(), String> {
     // away have been printed (at end of file, after --count, or with any later
     // failure); frames queued after it are counted as not sent too.
     let mut write_failed: Option<String> = None;
+    let mut backoff = false;
     loop {
         let done = opts.count.is_some_and(|c| received >= c);
         let writing = write_failed.is_none() && chan.queue_len() > 0;
@@ -382,10 +456,11 @@ fn run(opts: Options) -> Result<(), String> {
         if writing {
             events |= PollFlags::OUT;
         }
-        if chan.fd_guard_blocked() && !done {
+        if (chan.fd_guard_blocked() && !done) || (backoff && writing) {
             // The socket stays readable while the descriptor guard refuses to
-            // read: poll would return at once. Let descriptors close first.
-            std::thread::sleep(Duration::from_millis(10));
+            // read, and writable while the kernel refuses more descriptors in
+            // flight: poll would return at once. Give descriptors time to close.
+            std::thread::sleep(RETRY);
         }
         let revents = wait(chan.as_fd(), events, deadline).map_err(|e| {
             let why = if e == "timeout" {
@@ -396,16 +471,24 @@ fn run(opts: Options) -> Result<(), String> {
             failure(Some(why), &write_failed, &chan)
         })?;
         if writing && revents.intersects(PollFlags::OUT | PollFlags::ERR | PollFlags::HUP) {
-            write_failed = write_ready(&mut chan).err();
+            match write_ready(&mut chan) {
+                Ok(w) => backoff = w == Wrote::Backoff,
+                Err(e) => write_failed = Some(e),
+            }
         }
         if done || !revents.intersects(PollFlags::IN | PollFlags::ERR | PollFlags::HUP) {
             continue;
         }
-        let eof = match chan.read() {
-            Ok(ReadStatus::Eof) => true,
-            Ok(ReadStatus::Read(_) | ReadStatus::WouldBlock) => false,
-            Err(e) => return Err(failure(Some(receive_error(e)), &write_failed, &chan)),
+        // A failed read keeps the complete frames that came before the failure:
+        // they are printed first.
+        let (eof, read_failed) = match chan.read() {
+            Ok(ReadStatus::Eof) => (true, None),
+            Ok(ReadStatus::Read(_) | ReadStatus::WouldBlock) => (false, None),
+            Err(e) => (false, Some(e)),
         };
+        if chan.fd_guard_blocked() && chan.queue_len() == 0 {
+            return Err(failure(Some(guard_stuck()), &write_failed, &chan));
+        }
         while opts.count.is_none_or(|c| received < c) {
             let mut m = match chan.get() {
                 Ok(Some(m)) => m,
@@ -415,9 +498,18 @@ fn run(opts: Options) -> Result<(), String> {
                     return Err(failure(why, &write_failed, &chan));
                 }
             };
-            writeln!(out, "{}", DumpLine::new(m.header(), m.payload()))
+            let fd = m.take_fd();
+            let record = Record {
+                header: m.header(),
+                payload: m.payload(),
+                fd_arrived: Some(fd.is_some()),
+                names: None,
+                seen: None,
+            };
+            output
+                .print(&mut out, record)
                 .map_err(|e| format!("stdout: {e}"))?;
-            drop(m.take_fd());
+            drop(fd);
             received += 1;
             if received == opts.after {
                 if let Some(p) = pending.take() {
@@ -425,9 +517,18 @@ fn run(opts: Options) -> Result<(), String> {
                 }
             }
         }
+        if let Some(e) = read_failed {
+            return Err(failure(Some(receive_error(e)), &write_failed, &chan));
+        }
         if eof {
             if write_failed.is_some() {
                 return Err(failure(None, &write_failed, &chan));
+            }
+            if let Some(c) = opts.count.filter(|&c| received < c) {
+                return Err(format!(
+                    "end of file after {received} of {c} frames{}",
+                    dialect_hint(&chan)
+                ));
             }
             // Frames with descriptors go one `sendmsg` each: some may still be
             // queued. The peer may only have shut its writing side.
@@ -453,7 +554,9 @@ fn flush_at_eof(
             };
             format!("{e} at end of file ({unsent} frames not sent)")
         })?;
-        write_ready(chan)?;
+        if write_ready(chan)? == Wrote::Backoff {
+            std::thread::sleep(RETRY);
+        }
     }
     Ok(())
 }
@@ -507,7 +610,7 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(o.dialect, Dialect::Current);
+        assert_eq!(o.dialect, DialectChoice::Fixed(Dialect::Current));
         assert_eq!(o.max, Some(100));
         assert_eq!(o.endpoint, Endpoint::Listen("/tmp/s".into()));
         assert_eq!(
@@ -536,7 +639,7 @@ mod tests {
     #[test]
     fn defaults_and_help() {
         let o = args(&["--connect", "s"]).unwrap().unwrap();
-        assert_eq!(o.dialect, Dialect::Legacy);
+        assert_eq!(o.dialect, DialectChoice::Fixed(Dialect::Legacy));
         assert_eq!((o.max, o.after, o.count, o.timeout), (None, 0, None, None));
         assert!(args(&["--help"]).unwrap().is_none());
     }

@@ -1,0 +1,995 @@
+//! A privilege-separated web server shaped like OpenBSD's httpd: a parent, a
+//! `control` process, a `logger` and `server` × N (prefork).
+//!
+//! ```text
+//! httpd [-dnv] [-l ADDR:PORT] [-s SOCKET] [-S SOCKET]... [-L ACCESS_LOG]
+//!       [--servers N] [--chroot DIR] [--no-access-log]
+//! ```
+//!
+//! - The parent binds the listening TCP socket, the control sockets and opens the
+//!   access log before anything drops privileges, then passes each descriptor over
+//!   imsg: the listener to every server instance (all accept on it), the access log
+//!   to the logger, the control sockets to the control process.
+//! - Servers parse requests with httparse: `GET /` answers 200 naming the instance,
+//!   other paths 404, bad requests 400; keep-alive works. Each request sends one
+//!   access-log line to the logger, which writes it to the file the parent opened.
+//! - `httpctl -s SOCKET show procs|show stats|log verbose|log brief|log reopen|
+//!   reload|stop` drives it; a restricted socket (`-S`) allows only the `show`
+//!   commands. SIGHUP reloads, SIGTERM/SIGINT stop.
+//! - `-d` stays in the foreground and logs to stderr; otherwise the daemon detaches
+//!   and logs to syslog.
+//!
+//! Without `-d`, `-l`, `-s`, `-S` or `-L` it runs a self-driving demo instead: it
+//! listens on an ephemeral loopback port with a control socket and access log in a
+//! temporary directory, a client thread in the parent sends a burst of HTTP requests
+//! and control commands, prints what it saw, stops the daemon and it exits 0.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use privsep_mesh::args::{self, Invocation};
+use privsep_mesh::control_server::{ControlServer, ControlSettings, Decision, Route};
+use privsep_mesh::control_socket::{Access, ControlSocket};
+use privsep_mesh::tokio_run::Outbox;
+use privsep_mesh::{
+    control, daemon, privdrop, stderr_log, syslog_log, AppError, Context, Handled, Handler,
+    Privsep, ProcId, ProcSpec, ProcTable, Received, Signal, Target, NO_PEERID,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[allow(dead_code)]
+mod proto;
+
+const CONTROL: ProcId = ProcId(1);
+const LOGGER: ProcId = ProcId(2);
+const SERVER: ProcId = ProcId(3);
+
+// Messages inside the mesh (the control protocol's types are in `proto`).
+const REPORT: u32 = 1; // child → parent at start: "pid uid gid"
+const LISTEN: u32 = 2; // parent → every server, with the listening TCP socket
+const LOG_FD: u32 = 3; // parent → logger, with the access log (peer id: client to answer)
+const CSOCK: u32 = 4; // parent → control, with a control socket; payload "main"/"restricted"
+const ACCESS: u32 = 5; // server → logger: one access-log line
+const GENERATION: u32 = 6; // parent → every server: settings generation (reload)
+const STATS: u32 = 7; // server/logger → control: "name count"
+
+/// Longest request head a server accepts.
+const MAX_HEAD: usize = 8192;
+/// A keep-alive connection idle this long is closed.
+const IDLE: Duration = Duration::from_secs(30);
+
+struct Options {
+    debug: bool,
+    listen: Option<SocketAddr>,
+    csock: Option<PathBuf>,
+    rsocks: Vec<PathBuf>,
+    access_log: Option<PathBuf>,
+    servers: u32,
+    chroot: PathBuf,
+    no_action: bool,
+    verbose: bool,
+    access_logging: bool,
+}
+
+impl Options {
+    fn demo(&self) -> bool {
+        !self.debug
+            && self.listen.is_none()
+            && self.csock.is_none()
+            && self.rsocks.is_empty()
+            && self.access_log.is_none()
+    }
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        debug: false,
+        listen: None,
+        csock: None,
+        rsocks: Vec::new(),
+        access_log: None,
+        servers: 3,
+        chroot: default_chroot(),
+        no_action: false,
+        verbose: false,
+        access_logging: true,
+    };
+    let args = args::app_args();
+    let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
+    let abs = |p: String| std::path::absolute(&p).map_err(|e| format!("{p}: {e}"));
+    while let Some(a) = it.next() {
+        let mut value = |what: &str| it.next().ok_or(format!("{a} needs {what}"));
+        match a.as_str() {
+            "-d" => o.debug = true,
+            "-l" => {
+                let v = value("ADDR:PORT")?;
+                o.listen = Some(v.parse().map_err(|e| format!("-l {v}: {e}"))?);
+            }
+            "-s" => o.csock = Some(abs(value("a socket path")?)?),
+            "-S" => o.rsocks.push(abs(value("a socket path")?)?),
+            "-L" => o.access_log = Some(abs(value("a file path")?)?),
+            "--servers" => {
+                o.servers = value("a number")?
+                    .parse()
+                    .map_err(|_| "--servers needs a number")?
+            }
+            "--chroot" => o.chroot = abs(value("a directory")?)?,
+            "--no-access-log" => o.access_logging = false,
+            "-n" => o.no_action = true,
+            "-v" => o.verbose = true,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(o)
+}
+
+fn default_chroot() -> PathBuf {
+    let var_empty = PathBuf::from("/var/empty");
+    if var_empty.is_dir() {
+        var_empty
+    } else {
+        std::env::temp_dir().join("privsep-mesh-empty")
+    }
+}
+
+/// As root, makes sure the chroot directory exists, is owned by root and is not
+/// writable by anyone else (so that `nobody` cannot plant files in its own root).
+fn prepare_chroot(dir: &Path) -> Result<(), String> {
+    if !privdrop::is_root() {
+        return Ok(());
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    }
+    let md = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !md.is_dir() || md.uid() != 0 || md.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} must be a directory owned by root and writable only by root",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// What the parent sets up before anything drops privileges.
+struct Resources {
+    listener: TcpListener,
+    csocks: Vec<ControlSocket>,
+    access_log: PathBuf,
+}
+
+fn open_access_log(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// proc.c's `control_init` for every control socket, the listener, the access log.
+fn resources(o: &Options, demo_dir: Option<&Path>) -> Result<Resources, String> {
+    let listen = o.listen.unwrap_or_else(|| {
+        if demo_dir.is_some() {
+            "127.0.0.1:0"
+        } else {
+            "127.0.0.1:8080"
+        }
+        .parse()
+        .expect("literal address")
+    });
+    let listener = TcpListener::bind(listen).map_err(|e| format!("listen on {listen}: {e}"))?;
+    let csock = match (&o.csock, demo_dir) {
+        (Some(p), _) => p.clone(),
+        (None, Some(d)) => d.join("httpd.sock"),
+        (None, None) => PathBuf::from("/run/privsep-httpd.sock"),
+    };
+    let mut csocks = vec![ControlSocket::bind(&csock, Access::Main).map_err(|e| e.to_string())?];
+    for r in &o.rsocks {
+        csocks.push(ControlSocket::bind(r, Access::Restricted).map_err(|e| e.to_string())?);
+    }
+    let access_log = match (&o.access_log, demo_dir) {
+        (Some(p), _) => p.clone(),
+        (None, Some(d)) => d.join("access.log"),
+        (None, None) => PathBuf::from("/var/log/privsep-httpd-access.log"),
+    };
+    open_access_log(&access_log).map_err(|e| format!("{}: {e}", access_log.display()))?;
+    Ok(Resources {
+        listener,
+        csocks,
+        access_log,
+    })
+}
+
+fn table(o: &Options, res: Option<Resources>) -> ProcTable {
+    let mut res = res;
+    let servers = o.servers;
+    let access_logging = o.access_logging;
+    ProcTable::new("httpd")
+        .with(
+            ProcSpec::new(ProcId::PARENT, "parent")
+                .signals(&[Signal::Hup])
+                .start(move |_| Parent::new(res.take())),
+        )
+        .with(
+            ProcSpec::new(CONTROL, "control")
+                .user("nobody")
+                .chroot(&o.chroot)
+                .tokio()
+                .start(|_| Ok(Control::default())),
+        )
+        .with(
+            ProcSpec::new(LOGGER, "logger")
+                .user("nobody")
+                .chroot(&o.chroot)
+                .start(|_| Ok(Logger::default())),
+        )
+        .with(
+            ProcSpec::new(SERVER, "server")
+                .instances(servers)
+                .user("nobody")
+                .chroot(&o.chroot)
+                .tokio()
+                .start(move |me| Ok(Server::new(me.peer.instance, access_logging))),
+        )
+}
+
+static DEMO_FAILED: AtomicBool = AtomicBool::new(false);
+
+fn main() -> ExitCode {
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("httpd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let level = if o.verbose {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    // log.c's log_init: stderr in the foreground, syslog otherwise; connected here,
+    // before any chroot.
+    if o.debug || o.demo() || o.no_action {
+        stderr_log::init(level);
+    } else if let Err(e) = syslog_log::init(
+        Path::new(syslog_log::DEV_LOG),
+        "httpd",
+        syslog_log::LOG_DAEMON,
+        level,
+    ) {
+        eprintln!(
+            "httpd: syslog at {}: {e} (use -d to log to stderr)",
+            syslog_log::DEV_LOG
+        );
+        return ExitCode::FAILURE;
+    }
+    let parent = matches!(args::from_env(), Ok(Invocation::Parent { .. }));
+    if !parent || o.no_action {
+        return Privsep::new(table(&o, None)).no_action(o.no_action).run();
+    }
+    if let Err(e) = prepare_chroot(&o.chroot) {
+        log::error!("{e}");
+        return ExitCode::FAILURE;
+    }
+    let demo_dir = o
+        .demo()
+        .then(|| std::env::temp_dir().join(format!("privsep-httpd-demo-{}", std::process::id())));
+    if let Some(d) = &demo_dir {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            log::error!("{}: {e}", d.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let res = match resources(&o, demo_dir.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !o.debug && demo_dir.is_none() {
+        if let Err(e) = daemon::daemonize() {
+            log::error!("daemon: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let demo = demo_dir.as_ref().map(|d| {
+        let port = res.listener.local_addr().map_or(0, |a| a.port());
+        let csock = res.csocks[0].path().to_path_buf();
+        let log_path = res.access_log.clone();
+        let servers = o.servers;
+        let dir = d.clone();
+        (
+            dir,
+            std::thread::spawn(move || demo_client(port, &csock, &log_path, servers)),
+        )
+    });
+    let code = Privsep::new(table(&o, Some(res))).run();
+    match demo {
+        None => code,
+        Some((dir, client)) => {
+            let ok = client.join().unwrap_or(false) && !DEMO_FAILED.load(Ordering::SeqCst);
+            let _ = std::fs::remove_dir_all(&dir);
+            if ok && code == ExitCode::SUCCESS {
+                println!("demo: done, every process has exited");
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- parent
+
+struct Parent {
+    res: Resources,
+    reports: BTreeMap<(u32, u32), String>,
+    generation: u32,
+}
+
+impl Parent {
+    fn new(res: Option<Resources>) -> Result<Parent, AppError> {
+        Ok(Parent {
+            res: res.ok_or("the parent started without its sockets")?,
+            reports: BTreeMap::new(),
+            generation: 1,
+        })
+    }
+
+    /// Re-reads the settings (here: a new generation) and broadcasts them.
+    fn reload(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
+        self.generation += 1;
+        log::info!("reloading: generation {}", self.generation);
+        ctx.compose(
+            SERVER,
+            Target::All,
+            GENERATION,
+            NO_PEERID,
+            &self.generation.to_ne_bytes(),
+        )?;
+        Ok(())
+    }
+
+    fn procs(&self, ctx: &Context<'_>) -> Vec<String> {
+        let mut rows = vec![format!(
+            "{:<8} {:>3} {:>7} {:>6} {:>6}",
+            "title", "#", "pid", "uid", "gid"
+        )];
+        let me = self_report();
+        rows.push(row("parent", 0, &me));
+        for ((id, inst), r) in &self.reports {
+            rows.push(row(ctx.title_of(ProcId(*id)).unwrap_or("?"), *inst, r));
+        }
+        rows
+    }
+
+    fn command(&mut self, ctx: &mut Context<'_>, ty: u32, client: u32) -> Result<(), AppError> {
+        let reply = |ctx: &mut Context<'_>, ty: u32, text: &str| {
+            ctx.compose(CONTROL, Target::All, ty, client, text.as_bytes())
+        };
+        match ty {
+            proto::SHOW_PROCS => {
+                for r in self.procs(ctx) {
+                    reply(ctx, proto::ROW, &r)?;
+                }
+                reply(ctx, proto::END, "")?;
+            }
+            proto::LOG_VERBOSE | proto::LOG_BRIEF => {
+                let v = i32::from(ty == proto::LOG_VERBOSE);
+                log::set_max_level(control::level_for_verbose(v));
+                for id in [CONTROL, LOGGER, SERVER] {
+                    ctx.set_verbose(id, Target::All, v)?;
+                }
+                log::info!("log level {}", if v == 1 { "verbose" } else { "brief" });
+                reply(ctx, proto::END, "")?;
+            }
+            proto::LOG_REOPEN => match open_access_log(&self.res.access_log) {
+                // The logger answers the client once it writes to the new file.
+                Ok(f) => {
+                    log::info!("reopening {}", self.res.access_log.display());
+                    ctx.compose_fd(LOGGER, Target::All, LOG_FD, client, f.into(), b"")?;
+                }
+                Err(e) => {
+                    let why = format!("{}: {e}", self.res.access_log.display());
+                    log::warn!("log reopen: {why}");
+                    reply(ctx, proto::FAILED, &why)?;
+                }
+            },
+            proto::RELOAD => {
+                self.reload(ctx)?;
+                reply(ctx, proto::END, "")?;
+            }
+            proto::STOP => {
+                log::info!("stop requested by control client {client}");
+                reply(ctx, proto::END, "")?;
+                ctx.flush(CONTROL, Target::All)?;
+                ctx.shutdown();
+            }
+            _ => return Err(format!("control request {ty} routed to the parent").into()),
+        }
+        Ok(())
+    }
+}
+
+fn row(title: &str, instance: u32, report: &str) -> String {
+    let f: Vec<&str> = report.split(' ').collect();
+    match f[..] {
+        [pid, uid, gid] => format!("{title:<8} {instance:>3} {pid:>7} {uid:>6} {gid:>6}"),
+        _ => format!("{title:<8} {instance:>3} ?"),
+    }
+}
+
+/// "pid uid gid" of the calling process (effective ids).
+fn self_report() -> String {
+    format!(
+        "{} {} {}",
+        std::process::id(),
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw()
+    )
+}
+
+impl Handler for Parent {
+    fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
+        let addr = self.res.listener.local_addr()?;
+        log::info!("listening on {addr}, {} servers", ctx.instances(SERVER));
+        let l: OwnedFd = self.res.listener.try_clone()?.into();
+        ctx.compose_fd(SERVER, Target::All, LISTEN, NO_PEERID, l, b"")?;
+        let f = open_access_log(&self.res.access_log)?;
+        ctx.compose_fd(LOGGER, Target::All, LOG_FD, NO_PEERID, f.into(), b"")?;
+        for s in &self.res.csocks {
+            let kind = s.access().to_string();
+            ctx.compose_fd(
+                CONTROL,
+                Target::All,
+                CSOCK,
+                NO_PEERID,
+                s.dup_fd()?,
+                kind.as_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<'_>, msg: &mut Received) -> Result<Handled, AppError> {
+        match msg.msg_type() {
+            REPORT => {
+                let from = msg.from();
+                self.reports.insert(
+                    (from.proc.0, from.instance),
+                    String::from_utf8_lossy(msg.payload()).into_owned(),
+                );
+            }
+            ty if (proto::SHOW_PROCS..=proto::STOP).contains(&ty) && msg.from().proc == CONTROL => {
+                self.command(ctx, ty, msg.peerid())?
+            }
+            _ => return Ok(Handled::No),
+        }
+        Ok(Handled::Yes)
+    }
+
+    fn signal(&mut self, ctx: &mut Context<'_>, signal: Signal) -> Result<(), AppError> {
+        if signal == Signal::Hup {
+            self.reload(ctx)?;
+        }
+        Ok(())
+    }
+
+    fn shutdown(&mut self, _ctx: &mut Context<'_>) {
+        log::info!("shutting the mesh down");
+    }
+}
+
+/// Every child says who it runs as, once privileges are dropped.
+fn report(ctx: &mut Context<'_>) -> Result<(), AppError> {
+    ctx.compose(
+        ProcId::PARENT,
+        Target::All,
+        REPORT,
+        NO_PEERID,
+        self_report().as_bytes(),
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- control
+
+/// Replies collected for one `show stats` request.
+#[derive(Default)]
+struct StatsReply {
+    rows: Vec<(String, u64)>,
+}
+
+#[derive(Default)]
+struct Control {
+    server: Option<ControlServer>,
+    stats: HashMap<u32, StatsReply>,
+}
+
+fn route() -> Route {
+    Arc::new(|req| match req.ty {
+        proto::SHOW_STATS => Decision::Forward(LOGGER, Target::All),
+        proto::SHOW_PROCS..=proto::STOP => Decision::Forward(ProcId::PARENT, Target::All),
+        other => Decision::Refuse(format!("unknown request {other}")),
+    })
+}
+
+impl Handler for Control {
+    fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
+        self.server = Some(ControlServer::new(ControlSettings {
+            unprivileged: proto::UNPRIVILEGED.to_vec(),
+            ..ControlSettings::default()
+        }));
+        report(ctx)
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<'_>, msg: &mut Received) -> Result<Handled, AppError> {
+        let server = self.server.as_ref().ok_or("control server missing")?;
+        match msg.msg_type() {
+            CSOCK => {
+                let fd = msg.take_fd().ok_or("CSOCK without a descriptor")?;
+                let access = match msg.payload() {
+                    b"restricted" => Access::Restricted,
+                    _ => Access::Main,
+                };
+                let outbox: Outbox = ctx.outbox().ok_or("control must run in tokio")?;
+                server.listen(fd.into(), access, outbox, route())?;
+                log::debug!("accepting on the {access} control socket");
+            }
+            proto::ROW | proto::END | proto::FAILED => {
+                server.reply(msg.peerid(), msg.msg_type(), msg.payload());
+            }
+            STATS => {
+                let client = msg.peerid();
+                let text = String::from_utf8_lossy(msg.payload()).into_owned();
+                let (name, count) = text.rsplit_once(' ').ok_or("malformed STATS")?;
+                let count: u64 = count.parse()?;
+                let entry = self.stats.entry(client).or_default();
+                entry.rows.push((name.to_owned(), count));
+                if entry.rows.len() as u32 == ctx.instances(SERVER) + 1 {
+                    let mut done = self.stats.remove(&client).unwrap_or_default().rows;
+                    done.sort();
+                    let mut total = 0;
+                    let mut lines = 0;
+                    for (name, count) in &done {
+                        if name == "logger" {
+                            lines = *count;
+                        } else {
+                            total += count;
+                            server.reply(
+                                client,
+                                proto::ROW,
+                                format!("{name} requests {count}").as_bytes(),
+                            );
+                        }
+                    }
+                    server.reply(
+                        client,
+                        proto::ROW,
+                        format!("total requests {total}").as_bytes(),
+                    );
+                    server.reply(
+                        client,
+                        proto::ROW,
+                        format!("access log lines {lines}").as_bytes(),
+                    );
+                    server.reply(client, proto::END, b"");
+                }
+            }
+            _ => return Ok(Handled::No),
+        }
+        Ok(Handled::Yes)
+    }
+}
+
+// ---------------------------------------------------------------- logger
+
+#[derive(Default)]
+struct Logger {
+    file: Option<File>,
+    /// Lines that arrived before the first descriptor.
+    pending: Vec<u8>,
+    lines: u64,
+}
+
+impl Handler for Logger {
+    fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
+        report(ctx)
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<'_>, msg: &mut Received) -> Result<Handled, AppError> {
+        match msg.msg_type() {
+            ACCESS => {
+                let mut line = Vec::with_capacity(msg.payload().len() + 1);
+                line.extend_from_slice(msg.payload());
+                line.push(b'\n');
+                match &mut self.file {
+                    Some(f) => f.write_all(&line)?,
+                    None => self.pending.extend_from_slice(&line),
+                }
+                self.lines += 1;
+            }
+            LOG_FD => {
+                let mut f = File::from(msg.take_fd().ok_or("LOG_FD without a descriptor")?);
+                f.write_all(&std::mem::take(&mut self.pending))?;
+                self.file = Some(f);
+                if msg.peerid() != NO_PEERID {
+                    log::info!("access log reopened");
+                    ctx.compose(CONTROL, Target::All, proto::END, msg.peerid(), b"")?;
+                }
+            }
+            proto::SHOW_STATS => {
+                let s = format!("logger {}", self.lines);
+                ctx.compose(CONTROL, Target::All, STATS, msg.peerid(), s.as_bytes())?;
+                ctx.forward(msg, SERVER, Target::All)?;
+            }
+            _ => return Ok(Handled::No),
+        }
+        Ok(Handled::Yes)
+    }
+}
+
+// ---------------------------------------------------------------- server
+
+struct Server {
+    instance: u32,
+    access_logging: bool,
+    requests: Arc<AtomicU64>,
+    generation: Arc<AtomicU32>,
+}
+
+impl Server {
+    fn new(instance: u32, access_logging: bool) -> Server {
+        Server {
+            instance,
+            access_logging,
+            requests: Arc::new(AtomicU64::new(0)),
+            generation: Arc::new(AtomicU32::new(1)),
+        }
+    }
+}
+
+impl Handler for Server {
+    fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
+        report(ctx)
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<'_>, msg: &mut Received) -> Result<Handled, AppError> {
+        match msg.msg_type() {
+            LISTEN => {
+                let fd = msg.take_fd().ok_or("LISTEN without a descriptor")?;
+                let l = TcpListener::from(fd);
+                l.set_nonblocking(true)?;
+                let l = tokio::net::TcpListener::from_std(l)?;
+                let site = Site {
+                    instance: self.instance,
+                    outbox: self.access_logging.then(|| ctx.outbox()).flatten(),
+                    requests: self.requests.clone(),
+                    generation: self.generation.clone(),
+                };
+                tokio::spawn(accept_loop(l, Arc::new(site)));
+            }
+            GENERATION => {
+                let g = msg.reader().get_h32()?;
+                self.generation.store(g, Ordering::Relaxed);
+                log::info!("reloaded: generation {g}");
+            }
+            proto::SHOW_STATS => {
+                let s = format!(
+                    "server[{}] {}",
+                    self.instance,
+                    self.requests.load(Ordering::Relaxed)
+                );
+                ctx.compose(CONTROL, Target::All, STATS, msg.peerid(), s.as_bytes())?;
+            }
+            _ => return Ok(Handled::No),
+        }
+        Ok(Handled::Yes)
+    }
+}
+
+/// What every connection task of a server shares.
+struct Site {
+    instance: u32,
+    outbox: Option<Outbox>,
+    requests: Arc<AtomicU64>,
+    generation: Arc<AtomicU32>,
+}
+
+async fn accept_loop(l: tokio::net::TcpListener, site: Arc<Site>) {
+    loop {
+        match l.accept().await {
+            Ok((s, peer)) => {
+                tokio::spawn(connection(s, peer, site.clone()));
+            }
+            Err(e) => {
+                // EMFILE and the like: wait for connections to close.
+                log::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// A parsed request's answer.
+struct Answer {
+    status: u16,
+    body: String,
+    keep_alive: bool,
+    consumed: usize,
+    line: String,
+}
+
+fn answer(buf: &[u8], site: &Site) -> Option<Answer> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let bad = |consumed| Answer {
+        status: 400,
+        body: "bad request\n".into(),
+        keep_alive: false,
+        consumed,
+        line: "\"-\"".into(),
+    };
+    let head = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return None,
+        Ok(httparse::Status::Partial) | Err(_) => return Some(bad(buf.len())),
+    };
+    let method = req.method.unwrap_or("-");
+    let path = req.path.unwrap_or("-");
+    let minor = req.version.unwrap_or(0);
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
+    };
+    let body_len: usize = match header("content-length").map(|v| v.trim().parse()) {
+        None => 0,
+        Some(Ok(n)) if n <= MAX_HEAD => n,
+        Some(_) => return Some(bad(buf.len())),
+    };
+    if header("transfer-encoding").is_some() {
+        return Some(bad(buf.len()));
+    }
+    if buf.len() < head + body_len {
+        return None;
+    }
+    let keep_alive = match header("connection").as_deref() {
+        Some("close") => false,
+        Some("keep-alive") => true,
+        _ => minor == 1,
+    };
+    let (status, body) = match (method, path) {
+        ("GET" | "HEAD", "/") => (
+            200,
+            format!(
+                "hello from server[{}] (generation {})\n",
+                site.instance,
+                site.generation.load(Ordering::Relaxed)
+            ),
+        ),
+        ("GET" | "HEAD", _) => (404, "not found\n".into()),
+        _ => (405, "method not allowed\n".into()),
+    };
+    Some(Answer {
+        status,
+        body,
+        keep_alive,
+        consumed: head + body_len,
+        line: format!("\"{method} {path} HTTP/1.{minor}\""),
+    })
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        _ => "Method Not Allowed",
+    }
+}
+
+async fn connection(mut s: tokio::net::TcpStream, peer: SocketAddr, site: Arc<Site>) {
+    let _ = s.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        // Answer every complete request in the buffer (pipelining), then write once.
+        let mut close = false;
+        while let Some(a) = answer(&buf, &site) {
+            buf.drain(..a.consumed.min(buf.len()));
+            let _ = write!(
+                out,
+                "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{}",
+                a.status,
+                reason(a.status),
+                a.body.len(),
+                if a.keep_alive {
+                    ""
+                } else {
+                    "Connection: close\r\n"
+                },
+                a.body
+            );
+            site.requests.fetch_add(1, Ordering::Relaxed);
+            if let Some(o) = &site.outbox {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let line = format!(
+                    "{} - - [{now}] {} {} {} server[{}]",
+                    peer.ip(),
+                    a.line,
+                    a.status,
+                    a.body.len(),
+                    site.instance
+                );
+                let _ = o.compose(LOGGER, Target::All, ACCESS, NO_PEERID, line.as_bytes());
+            }
+            if !a.keep_alive {
+                close = true;
+                break;
+            }
+        }
+        if !out.is_empty() {
+            if s.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if close {
+            let _ = s.shutdown().await;
+            return;
+        }
+        match tokio::time::timeout(IDLE, s.read_buf(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------- demo client
+
+/// One HTTP/1.1 GET on a keep-alive connection: (status, body).
+fn http_get(s: &mut TcpStream, path: &str, buf: &mut Vec<u8>) -> Result<(u16, String), String> {
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
+    http_response(s, buf)
+}
+
+fn http_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, String), String> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(n) = resp.parse(buf).map_err(|e| e.to_string())? {
+            let len: usize = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                .ok_or("response without Content-Length")?;
+            if buf.len() >= n + len {
+                let status = resp.code.unwrap_or(0);
+                let body = String::from_utf8_lossy(&buf[n..n + len]).into_owned();
+                buf.drain(..n + len);
+                return Ok((status, body));
+            }
+        }
+        let got = s.read(&mut chunk).map_err(|e| e.to_string())?;
+        if got == 0 {
+            return Err("connection closed".into());
+        }
+        buf.extend_from_slice(&chunk[..got]);
+    }
+}
+
+const DEMO_CONNECTIONS: usize = 4;
+const DEMO_REQUESTS: usize = 10;
+
+fn demo_client(port: u16, csock: &Path, access_log: &Path, servers: u32) -> bool {
+    let result = demo_run(port, csock, access_log, servers);
+    if let Err(e) = &result {
+        eprintln!("demo: {e}");
+        DEMO_FAILED.store(true, Ordering::SeqCst);
+        // Bring the daemon down whatever state it is in.
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM);
+    }
+    result.is_ok()
+}
+
+fn demo_run(port: u16, csock: &Path, access_log: &Path, servers: u32) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ctl = |ty| proto::request(csock, ty, Duration::from_secs(10)).map_err(|e| e.to_string());
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    println!(
+        "demo: httpd listening on http://{addr}/ with {servers} servers; control socket {}",
+        csock.display()
+    );
+    let mut by_body: BTreeMap<String, u32> = BTreeMap::new();
+    let mut statuses: BTreeMap<u16, u32> = BTreeMap::new();
+    for _ in 0..DEMO_CONNECTIONS {
+        let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        for _ in 0..DEMO_REQUESTS {
+            let (status, body) = http_get(&mut s, "/", &mut buf)?;
+            *statuses.entry(status).or_default() += 1;
+            *by_body.entry(body.trim_end().to_owned()).or_default() += 1;
+        }
+        let (status, _) = http_get(&mut s, "/missing", &mut buf)?;
+        *statuses.entry(status).or_default() += 1;
+    }
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"NOT HTTP\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let (status, _) = http_response(&mut s, &mut Vec::new())?;
+    *statuses.entry(status).or_default() += 1;
+    let sent: u32 = statuses.values().sum();
+    println!(
+        "demo: {sent} requests over {} connections; statuses {statuses:?}",
+        DEMO_CONNECTIONS + 1
+    );
+    for (body, n) in &by_body {
+        println!("  {n:>3} x {body:?}");
+    }
+    println!("demo: httpctl show procs (uid/gid after the privilege drop)");
+    for r in ctl(proto::SHOW_PROCS)? {
+        println!("  {r}");
+    }
+    // Wait until the logger has written every line, then show the totals.
+    let stats = loop {
+        let rows = ctl(proto::SHOW_STATS)?;
+        if rows
+            .iter()
+            .any(|r| r == &format!("access log lines {sent}"))
+            || Instant::now() > deadline
+        {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("demo: httpctl show stats");
+    for r in &stats {
+        println!("  {r}");
+    }
+    if !stats.contains(&format!("total requests {sent}")) {
+        return Err(format!("show stats does not count {sent} requests"));
+    }
+    let lines = std::fs::read_to_string(access_log).map_err(|e| e.to_string())?;
+    let n = lines.lines().count();
+    println!(
+        "demo: access log {} has {n} lines, e.g.",
+        access_log.display()
+    );
+    if let Some(l) = lines.lines().next() {
+        println!("  {l}");
+    }
+    if n != sent as usize {
+        return Err(format!("{n} access-log lines for {sent} requests"));
+    }
+    println!("demo: httpctl stop");
+    ctl(proto::STOP)?;
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! Control sockets: the `AF_UNIX` sockets through which `httpctl`-style tools talk to
+//! a running daemon (proc.c's `ps_csock` and `ps_rcsocks`, relayd's and bgpd's
+//! `control.c`).
+//!
+//! - [`ControlSocket::bind`] is `control_init`: it refuses to take over a socket a
+//!   live daemon listens on, replaces a stale file, binds with the right umask and
+//!   mode (main socket 0660, restricted 0666), and is meant to run before chroot and
+//!   privilege drop. Listening happens at bind time; accepting starts when the
+//!   control process runs its loop (`control_listen`).
+//! - [`Access`] says what a client of each socket may ask: everything on the main
+//!   socket, only the types the application marks unprivileged on a restricted one.
+//! - [`peer_credentials`] reads the connected client's pid, uid and gid
+//!   (`SO_PEERCRED`).
+//! - [`REFUSED`] is the error frame a client receives for a refused request.
+//!
+//! ```
+//! use privsep_mesh::control_socket::{Access, ControlSocket};
+//! let dir = std::env::temp_dir().join(format!("csock-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let path = dir.join("d.sock");
+//! let sock = ControlSocket::bind(&path, Access::Restricted)?;
+//! // A second daemon must not take over a live socket.
+//! assert!(ControlSocket::bind(&path, Access::Restricted).is_err());
+//! drop(sock);
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use core::fmt;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use crate::control::CONTROL_BASE;
+
+/// The frame a control client receives when its request is refused (not allowed on
+/// a restricted socket, or a type nobody handles). Payload: the reason, UTF-8 text.
+pub const REFUSED: u32 = CONTROL_BASE + 0x10;
+
+/// Listen backlog of a control socket.
+pub const BACKLOG: i32 = 16;
+
+/// Which kind of control socket a client came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// The main socket: root-owned, mode 0660; every request is allowed.
+    Main,
+    /// A restricted socket: mode 0666 (anyone may connect); only the message types the
+    /// application marks unprivileged are allowed (bgpd's and relayd's "show"
+    /// commands).
+    Restricted,
+}
+
+impl Access {
+    /// The file mode the socket gets.
+    pub fn mode(self) -> u32 {
+        match self {
+            Access::Main => 0o660,
+            Access::Restricted => 0o666,
+        }
+    }
+
+    /// Whether a request of type `ty` is allowed through a socket of this kind.
+    ///
+    /// ```
+    /// use privsep_mesh::control_socket::Access;
+    /// const SHOW: u32 = 1;
+    /// const STOP: u32 = 2;
+    /// assert!(Access::Main.permits(STOP, &[SHOW]));
+    /// assert!(Access::Restricted.permits(SHOW, &[SHOW]));
+    /// assert!(!Access::Restricted.permits(STOP, &[SHOW]));
+    /// ```
+    pub fn permits(self, ty: u32, unprivileged: &[u32]) -> bool {
+        !crate::control::is_control(ty)
+            && match self {
+                Access::Main => true,
+                Access::Restricted => unprivileged.contains(&ty),
+            }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::Main => "main",
+            Access::Restricted => "restricted",
+        })
+    }
+}
+
+/// Why a control socket could not be set up.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SocketError {
+    /// Something listens on the path: another daemon is running.
+    InUse(PathBuf),
+    /// The path exists and is not a socket; it is left alone.
+    NotASocket(PathBuf),
+    /// A system call failed.
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        error: io::Error,
+    },
+}
+
+impl fmt::Display for SocketError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SocketError::InUse(p) => write!(
+                f,
+                "control socket {} already in use: is another daemon running?",
+                p.display()
+            ),
+            SocketError::NotASocket(p) => {
+                write!(
+                    f,
+                    "{} exists and is not a socket; not replacing it",
+                    p.display()
+                )
+            }
+            SocketError::Io { what, path, error } => {
+                write!(f, "control socket {}: {what}: {error}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SocketError {}
+
+/// A bound, listening control socket. Dropping it closes the socket and removes the
+/// file (as proc.c's `control_cleanup`), unless [`keep_file`](Self::keep_file) was
+/// called (a child process that inherited it must not remove the parent's path).
+#[derive(Debug)]
+pub struct ControlSocket {
+    listener: UnixListener,
+    path: PathBuf,
+    access: Access,
+    remove_on_drop: bool,
+}
+
+impl ControlSocket {
+    /// Creates the socket at `path` and listens on it (`control_init` plus `listen`).
+    ///
+    /// If `path` exists: a connect that succeeds means a daemon is serving it, and the
+    /// answer is [`SocketError::InUse`] (nothing is touched); a refused connect means a
+    /// stale file of a dead daemon, which is removed. The socket is bound with a umask
+    /// giving exactly [`Access::mode`], then the mode is set again explicitly (the
+    /// umask is per process and this must not depend on it). When run as root the
+    /// file is owned by root (the binder).
+    pub fn bind(path: &Path, access: Access) -> Result<ControlSocket, SocketError> {
+        let io = |what| {
+            let path = path.to_path_buf();
+            move |error| SocketError::Io { what, path, error }
+        };
+        match std::fs::symlink_metadata(path) {
+            Ok(md) if !md.file_type().is_socket() => {
+                return Err(SocketError::NotASocket(path.to_path_buf()))
+            }
+            Ok(_) => match UnixStream::connect(path) {
+                Ok(_) => return Err(SocketError::InUse(path.to_path_buf())),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    log::info!("removing stale control socket {}", path.display());
+                    std::fs::remove_file(path).map_err(io("unlink"))?;
+                }
+                Err(e) => return Err(io("connect")(e)),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("stat")(e)),
+        }
+        let mask = rustix::fs::Mode::from_raw_mode(0o777 & !access.mode());
+        let old = rustix::process::umask(mask);
+        let bound = UnixListener::bind(path);
+        rustix::process::umask(old);
+        let listener = bound.map_err(io("bind"))?;
+        let sock = ControlSocket {
+            listener,
+            path: path.to_path_buf(),
+            access,
+            remove_on_drop: true,
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(access.mode()))
+            .map_err(io("chmod"))?;
+        Ok(sock)
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Which kind of socket this is.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// The listener.
+    pub fn listener(&self) -> &UnixListener {
+        &self.listener
+    }
+
+    /// Leaves the file in place when this value is dropped.
+    pub fn keep_file(mut self) -> ControlSocket {
+        self.remove_on_drop = false;
+        self
+    }
+
+    /// A duplicate of the listening descriptor, e.g. to pass to the control process
+    /// (the file stays until this value is dropped).
+    pub fn dup_fd(&self) -> io::Result<OwnedFd> {
+        Ok(self.listener.try_clone()?.into())
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The connected peer's credentials (`SO_PEERCRED`): pid, uid, gid at connect time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    /// Process id.
+    pub pid: u32,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// Reads a connected `AF_UNIX` socket's peer credentials.
+pub fn peer_credentials(sock: impl AsFd) -> io::Result<Credentials> {
+    let c = rustix::net::sockopt::socket_peercred(sock)?;
+    Ok(Credentials {
+        pid: c.pid.as_raw_nonzero().get() as u32,
+        uid: c.uid.as_raw(),
+        gid: c.gid.as_raw(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("csock-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn modes_and_cleanup() {
+        let d = tmpdir("modes");
+        for (access, mode) in [(Access::Main, 0o660), (Access::Restricted, 0o666)] {
+            let p = d.join(format!("{access}.sock"));
+            let s = ControlSocket::bind(&p, access).unwrap();
+            let md = std::fs::metadata(&p).unwrap();
+            assert_eq!(md.mode() & 0o7777, mode);
+            assert_eq!(md.uid(), rustix::process::geteuid().as_raw());
+            drop(s);
+            assert!(!p.exists(), "file removed on drop");
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn live_socket_is_not_stolen_stale_one_is_replaced() {
+        let d = tmpdir("stale");
+        let p = d.join("d.sock");
+        let live = ControlSocket::bind(&p, Access::Main).unwrap();
+        let err = ControlSocket::bind(&p, Access::Main).unwrap_err();
+        assert!(matches!(err, SocketError::InUse(_)), "{err}");
+        assert!(err.to_string().contains("already in use"));
+        // The live socket still works.
+        let c = UnixStream::connect(&p).unwrap();
+        let (srv, _) = live.listener().accept().unwrap();
+        let cred = peer_credentials(&srv).unwrap();
+        assert_eq!(cred.pid, std::process::id());
+        assert_eq!(cred.uid, rustix::process::geteuid().as_raw());
+        drop((c, srv));
+        // Stale: the listener is closed but the file remains.
+        drop(live.keep_file());
+        assert!(p.exists());
+        let again = ControlSocket::bind(&p, Access::Main).unwrap();
+        UnixStream::connect(&p).unwrap();
+        drop(again);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn not_a_socket_is_left_alone() {
+        let d = tmpdir("file");
+        let p = d.join("d.sock");
+        std::fs::write(&p, b"data").unwrap();
+        assert!(matches!(
+            ControlSocket::bind(&p, Access::Main),
+            Err(SocketError::NotASocket(_))
+        ));
+        assert_eq!(std::fs::read(&p).unwrap(), b"data");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn restricted_filter() {
+        let unpriv = [1, 2];
+        for ty in [1, 2] {
+            assert!(Access::Restricted.permits(ty, &unpriv));
+            assert!(Access::Main.permits(ty, &unpriv));
+        }
+        for ty in [0, 3, 99] {
+            assert!(!Access::Restricted.permits(ty, &unpriv));
+            assert!(Access::Main.permits(ty, &unpriv));
+        }
+        // Framework types never come from a client.
+        assert!(!Access::Main.permits(crate::control::VERBOSE, &unpriv));
+        let v = crate::control::VERBOSE;
+        assert!(!Access::Restricted.permits(v, &[v]));
+    }
+}

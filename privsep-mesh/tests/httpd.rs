@@ -1,0 +1,672 @@
+//! The `httpd` and `httpctl` examples as real processes: a web server under load on
+//! loopback, its control sockets, a server killed with SIGKILL, log rotation, hostile
+//! control clients, an unprivileged user, daemon mode with syslog.
+//!
+//! Every daemon runs in its own process group with a deadline; at the end the group
+//! is killed and the test checks that no process of it is left.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One daemon at a time: the machine is small and the runs are timed.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/examples/<name>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .join("examples")
+        .join(name)
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A private directory anyone may traverse (the unprivileged client reaches the
+/// restricted socket in it).
+fn tmpdir(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "httpd-test-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// Pids of every process in process group `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name: state ppid pgrp ...
+        let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split(' ').collect();
+        if f.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) && f[0] != "Z" {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, r)| !r.starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    addr: SocketAddr,
+    csock: PathBuf,
+    rsock: PathBuf,
+    log: PathBuf,
+    stderr: Arc<Mutex<Vec<String>>>,
+    status: Option<ExitStatus>,
+}
+
+impl Daemon {
+    /// `httpd -d` on an ephemeral loopback port, with a main and a restricted control
+    /// socket and an access log in a fresh directory.
+    fn start(name: &str, extra: &[&str]) -> Daemon {
+        let dir = tmpdir(name);
+        let csock = dir.join("httpd.sock");
+        let rsock = dir.join("httpd-ro.sock");
+        let log = dir.join("access.log");
+        let mut child = Command::new(example("httpd"))
+            .args(["-d", "-l", "127.0.0.1:0", "--servers", "3"])
+            .arg("-s")
+            .arg(&csock)
+            .arg("-S")
+            .arg(&rsock)
+            .arg("-L")
+            .arg(&log)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("start httpd");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let pipe = child.stderr.take().unwrap();
+        let lines = stderr.clone();
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(pipe);
+            let mut l = String::new();
+            while std::io::BufRead::read_line(&mut r, &mut l).unwrap_or(0) > 0 {
+                eprint!("    | {l}");
+                lines.lock().unwrap().push(std::mem::take(&mut l));
+            }
+        });
+        let mut d = Daemon {
+            child,
+            dir,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            csock,
+            rsock,
+            log,
+            stderr,
+            status: None,
+        };
+        let line = d.wait_log("listening on ", Duration::from_secs(30));
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .expect("address in the log line");
+        d.addr = addr.parse().expect("socket address");
+        d
+    }
+
+    fn pgid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a stderr line containing `what` and returns it.
+    fn wait_log(&mut self, what: &str, within: Duration) -> String {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(l) = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(what))
+            {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < end,
+                "no log line with {what:?} within {within:?}"
+            );
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("httpd exited ({st}) before logging {what:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_lines(&self, what: &str) -> usize {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    }
+
+    fn ctl(&self, sock: &Path, cmd: &str) -> (bool, String, String) {
+        httpctl(sock, cmd, None)
+    }
+
+    /// `show stats` rows until the access log has `n` lines (the logger is behind the
+    /// servers by the messages in flight).
+    fn stats_when_logged(&self, n: u64) -> Vec<String> {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (ok, out, err) = self.ctl(&self.csock, "show stats");
+            assert!(ok, "show stats: {err}");
+            let rows: Vec<String> = out.lines().map(str::to_owned).collect();
+            if rows.contains(&format!("access log lines {n}")) || Instant::now() > end {
+                return rows;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                self.status = Some(st);
+                return st;
+            }
+            assert!(Instant::now() < end, "httpd did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// After the parent exited: no process of the group is left (children leave on
+    /// their own when the parent closes their channels).
+    fn assert_group_gone(&self) {
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = group_members(self.pgid());
+            if left.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < end, "processes left: {left:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_raw(self.pgid() as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs the httpctl example; as `uid` if given. (success, stdout, stderr)
+fn httpctl(sock: &Path, cmd: &str, uid: Option<(u32, &Path)>) -> (bool, String, String) {
+    let bin = match uid {
+        // A copy the user can execute, wherever the target directory is.
+        Some((_, dir)) => {
+            let copy = dir.join("httpctl");
+            if !copy.exists() {
+                std::fs::copy(example("httpctl"), &copy).unwrap();
+                std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            copy
+        }
+        None => example("httpctl"),
+    };
+    let mut c = Command::new(bin);
+    c.arg("-s").arg(sock).args(cmd.split(' '));
+    if let Some((u, _)) = uid {
+        c.uid(u).gid(u);
+    }
+    let out = c.output().expect("run httpctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One keep-alive GET: (status, body).
+fn get(s: &mut TcpStream, path: &str, buf: &mut Vec<u8>) -> std::io::Result<(u16, String)> {
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")?;
+    response(s, buf)
+}
+
+fn response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, String)> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let mut r = httparse::Response::new(&mut h);
+        if let Ok(httparse::Status::Complete(n)) = r.parse(buf) {
+            let len: usize = r
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= n + len {
+                let out = (
+                    r.code.unwrap_or(0),
+                    String::from_utf8_lossy(&buf[n..n + len]).into_owned(),
+                );
+                buf.drain(..n + len);
+                return Ok(out);
+            }
+        }
+        let got = s.read(&mut chunk)?;
+        if got == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..got]);
+    }
+}
+
+/// `conns` keep-alive connections, `per_conn` requests each, in parallel; returns the
+/// status of every request (connection errors end that connection's run).
+fn load(addr: SocketAddr, conns: usize, per_conn: usize) -> Vec<u16> {
+    let threads: Vec<_> = (0..conns)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut st = Vec::with_capacity(per_conn);
+                let Ok(mut s) = TcpStream::connect(addr) else {
+                    return st;
+                };
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut buf = Vec::new();
+                for _ in 0..per_conn {
+                    match get(&mut s, "/", &mut buf) {
+                        Ok((code, _)) => st.push(code),
+                        Err(_) => break,
+                    }
+                }
+                st
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect()
+}
+
+fn stat_value(rows: &[String], prefix: &str) -> u64 {
+    rows.iter()
+        .find_map(|r| r.strip_prefix(prefix)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} in {rows:?}"))
+}
+
+fn line_count(p: &Path) -> usize {
+    std::fs::read_to_string(p).map_or(0, |s| s.lines().count())
+}
+
+#[test]
+fn load_2000_requests_16_connections() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("load", &[]);
+    let statuses = load(d.addr, 16, 125);
+    assert_eq!(statuses.len(), 2000, "every request answered");
+    assert!(statuses.iter().all(|&s| s == 200));
+    // Routing and parsing: 404, 400, keep-alive after an error status.
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(get(&mut s, "/nope", &mut buf).unwrap().0, 404);
+    let (code, body) = get(&mut s, "/", &mut buf).unwrap();
+    assert_eq!(code, 200);
+    assert!(body.starts_with("hello from server["), "{body}");
+    let mut bad = TcpStream::connect(d.addr).unwrap();
+    bad.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    bad.write_all(b"\x01\x02 garbage\r\n\r\n").unwrap();
+    assert_eq!(response(&mut bad, &mut Vec::new()).unwrap().0, 400);
+    let total = 2003;
+
+    let rows = d.stats_when_logged(total);
+    assert_eq!(stat_value(&rows, "total requests"), total, "{rows:?}");
+    assert_eq!(stat_value(&rows, "access log lines"), total, "{rows:?}");
+    let per_server: u64 = (0..3)
+        .map(|i| stat_value(&rows, &format!("server[{i}] requests")))
+        .sum();
+    assert_eq!(per_server, total);
+
+    let (ok, out, err) = d.ctl(&d.csock, "show procs");
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().count(),
+        1 + 6,
+        "header + parent, control, logger, 3 servers: {out}"
+    );
+
+    let (ok, _, err) = d.ctl(&d.csock, "stop");
+    assert!(ok, "stop: {err}");
+    assert!(d.wait_exit(DEADLINE).success());
+    d.assert_group_gone();
+    assert_eq!(
+        line_count(&d.log),
+        total as usize,
+        "one access-log line per request"
+    );
+    assert!(!d.csock.exists(), "control socket removed at exit");
+}
+
+#[test]
+fn kill_9_server_under_load() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("kill", &[]);
+    let (ok, out, err) = d.ctl(&d.csock, "show procs");
+    assert!(ok, "{err}");
+    let victim: u32 = out
+        .lines()
+        .find(|l| l.starts_with("server ") && l.split_whitespace().nth(1) == Some("1"))
+        .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .expect("server[1]'s pid");
+    let addr = d.addr;
+    let loader = std::thread::spawn(move || load(addr, 8, 2000));
+    std::thread::sleep(Duration::from_millis(300));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(victim as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let st = d.wait_exit(DEADLINE);
+    assert!(!st.success(), "a lost child makes the parent exit non-zero");
+    let _ = loader.join();
+    d.assert_group_gone();
+    assert_eq!(
+        d.log_lines(&format!("lost child: pid {victim} terminated; signal 9")),
+        1
+    );
+}
+
+#[test]
+fn log_reopen_while_serving() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("reopen", &[]);
+    let before = load(d.addr, 4, 100);
+    assert_eq!(before.len(), 400);
+    d.stats_when_logged(400);
+    let old = d.dir.join("access.log.0");
+    std::fs::rename(&d.log, &old).unwrap();
+    // Requests keep arriving while the log is reopened.
+    let addr = d.addr;
+    let during = std::thread::spawn(move || load(addr, 4, 200));
+    let (ok, _, err) = d.ctl(&d.csock, "log reopen");
+    assert!(ok, "log reopen: {err}");
+    let during = during.join().unwrap();
+    let after = load(d.addr, 2, 50);
+    let total = (before.len() + during.len() + after.len()) as u64;
+    d.stats_when_logged(total);
+    let (ok, _, err) = d.ctl(&d.csock, "stop");
+    assert!(ok, "{err}");
+    assert!(d.wait_exit(DEADLINE).success());
+    d.assert_group_gone();
+    let (n_old, n_new) = (line_count(&old), line_count(&d.log));
+    assert!(
+        n_old >= 400,
+        "lines before the reopen stay in the old file: {n_old}"
+    );
+    assert!(
+        n_new >= 100,
+        "lines after the reopen go to the new file: {n_new}"
+    );
+    assert_eq!((n_old + n_new) as u64, total, "no line lost");
+}
+
+/// Writes raw bytes on a control socket.
+fn raw_client(sock: &Path, bytes: &[u8]) -> UnixStream {
+    let mut c = UnixStream::connect(sock).unwrap();
+    c.write_all(bytes).unwrap();
+    c
+}
+
+fn header(ty: u32, len: u32) -> Vec<u8> {
+    let mut h = Vec::new();
+    for w in [ty, len, 0, 0] {
+        h.extend_from_slice(&w.to_ne_bytes());
+    }
+    h
+}
+
+/// The client is disconnected: a read ends with end of file (or reset).
+fn disconnected(c: &mut UnixStream) -> bool {
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut b = [0u8; 65536];
+    loop {
+        match c.read(&mut b) {
+            Ok(0) | Err(_) => return true,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[test]
+fn hostile_control_clients_are_dropped() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("hostile", &[]);
+    // A frame shorter than its own header.
+    let mut garbage = raw_client(&d.csock, &header(101, 3));
+    // A frame far over the control socket's limit.
+    let mut oversized = raw_client(&d.csock, &header(101, 60_000));
+    assert!(disconnected(&mut garbage));
+    assert!(disconnected(&mut oversized));
+    // A client that asks and asks and never reads its replies.
+    let mut mute = UnixStream::connect(&d.csock).unwrap();
+    mute.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let req = header(100, 16); // show procs
+    let end = Instant::now() + Duration::from_secs(30);
+    while d.log_lines("does not read its replies") == 0 {
+        assert!(Instant::now() < end, "the mute client was never dropped");
+        let _ = mute.write_all(&req);
+        // Meanwhile everyone else is served.
+        let (ok, out, err) = d.ctl(&d.rsock, "show stats");
+        assert!(ok && out.contains("total requests"), "{err}");
+    }
+    drop(mute);
+    let (ok, out, err) = d.ctl(&d.csock, "show stats");
+    assert!(ok && out.contains("total requests"), "{err}");
+    assert!(d.log_lines("imsg frame") >= 2, "malformed frames logged");
+    let (ok, _, _) = d.ctl(&d.csock, "stop");
+    assert!(ok);
+    assert!(d.wait_exit(DEADLINE).success());
+    d.assert_group_gone();
+}
+
+#[test]
+fn unprivileged_user_and_restricted_socket() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("unpriv", &[]);
+    if is_root() {
+        let nobody = 65534;
+        let (ok, _, err) = httpctl(&d.csock, "show stats", Some((nobody, &d.dir)));
+        assert!(!ok);
+        assert!(err.contains("permission denied"), "{err}");
+        let (ok, out, err) = httpctl(&d.rsock, "show stats", Some((nobody, &d.dir)));
+        assert!(ok, "{err}");
+        assert!(out.contains("total requests 0"), "{out}");
+        let (ok, out, err) = httpctl(&d.rsock, "show procs", Some((nobody, &d.dir)));
+        assert!(ok && out.contains("logger"), "{out}{err}");
+        let (ok, _, err) = httpctl(&d.rsock, "stop", Some((nobody, &d.dir)));
+        assert!(!ok);
+        assert!(err.contains("refused"), "{err}");
+    }
+    // Refused for root too: it is the socket that decides.
+    for cmd in ["stop", "log reopen", "log verbose", "reload"] {
+        let (ok, _, err) = d.ctl(&d.rsock, cmd);
+        assert!(!ok && err.contains("refused"), "{cmd}: {err}");
+    }
+    let (ok, _, err) = httpctl(&d.dir.join("none.sock"), "show stats", None);
+    assert!(!ok && err.contains("none.sock"), "{err}");
+    // A second daemon must not take the live socket over.
+    let second = Command::new(example("httpd"))
+        .args(["-d", "-l", "127.0.0.1:0", "-s"])
+        .arg(&d.csock)
+        .arg("-L")
+        .arg(d.dir.join("second.log"))
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already in use"));
+    // Reload and verbosity from the main socket.
+    assert!(d.ctl(&d.csock, "reload").0);
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = get(&mut s, "/", &mut Vec::new()).unwrap();
+        if body.contains("generation 2") {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "reload never reached the servers: {body}"
+        );
+    }
+    assert!(d.ctl(&d.csock, "log verbose").0);
+    assert!(d.ctl(&d.csock, "log brief").0);
+    let (ok, _, _) = d.ctl(&d.csock, "stop");
+    assert!(ok);
+    assert!(d.wait_exit(DEADLINE).success());
+    d.assert_group_gone();
+}
+
+/// Daemon mode in a private mount namespace whose `/dev/log` is a datagram socket the
+/// test owns: the launching command returns, the daemon serves, its log lines reach
+/// the socket, `httpctl stop` ends it.
+#[test]
+fn daemon_mode_logs_to_syslog() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and unshare(1)");
+        return;
+    }
+    let dir = tmpdir("syslog");
+    let log_sock = dir.join("log.sock");
+    let syslog = UnixDatagram::bind(&log_sock).unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let null = dir.join("null");
+    std::fs::write(&null, b"").unwrap();
+    let csock = dir.join("httpd.sock");
+    let port = {
+        // A free port: bound, then released for the daemon.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // /dev in the namespace is a tmpfs holding only null and log.
+    let script = format!(
+        "mount --bind /dev/null {null} && mount -t tmpfs tmpfs /dev && \
+         touch /dev/null /dev/log && mount --bind {null} /dev/null && \
+         mount --bind {sock} /dev/log && exec \"$0\" \"$@\"",
+        null = null.display(),
+        sock = log_sock.display()
+    );
+    let launch = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .arg(example("httpd"))
+        .args(["-l", &format!("127.0.0.1:{port}"), "--servers", "2", "-s"])
+        .arg(&csock)
+        .arg("-L")
+        .arg(dir.join("access.log"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        launch.status.success(),
+        "launch: {}",
+        String::from_utf8_lossy(&launch.stderr)
+    );
+    // The launching command has returned; the daemon serves.
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let end = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Ok(mut s) = TcpStream::connect(addr) {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            if let Ok((200, body)) = get(&mut s, "/", &mut Vec::new()) {
+                break body;
+            }
+        }
+        assert!(Instant::now() < end, "the daemon never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(body.starts_with("hello from server["));
+    let (ok, out, err) = httpctl(&csock, "show procs", None);
+    assert!(ok, "{err}");
+    let pids: Vec<u32> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 5, "{out}");
+    let (ok, _, err) = httpctl(&csock, "stop", None);
+    assert!(ok, "{err}");
+    let end = Instant::now() + DEADLINE;
+    while pids.iter().any(|&p| alive(p)) {
+        if Instant::now() > end {
+            for &p in &pids {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(p as i32).unwrap(),
+                    rustix::process::Signal::KILL,
+                );
+            }
+            panic!("daemon still running after stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut lines = Vec::new();
+    let mut b = [0u8; 4096];
+    while let Ok(n) = syslog.recv(&mut b) {
+        lines.push(String::from_utf8_lossy(&b[..n]).into_owned());
+    }
+    let parent_pid = pids[0];
+    let has = |s: &str| lines.iter().any(|l| l.contains(s));
+    assert!(
+        has(&format!(
+            "<30>httpd[{parent_pid}]: parent[0]: listening on 127.0.0.1:{port}"
+        )),
+        "{lines:?}"
+    );
+    assert!(has("parent[0]: stop requested"), "{lines:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
