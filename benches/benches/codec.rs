@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use imsg_codec::{emit, split, Dialect, Header, SliceBuf, Status, HEADER_SIZE, MAX_IMSGSIZE};
+use imsg_codec::{Dialect, Framing, Header, SliceBuf, Status, HEADER_SIZE};
 
 const BUFFER_SIZE: usize = 1 << 20;
 const PAYLOAD_SIZE: usize = 16;
@@ -29,9 +29,10 @@ fn frame(i: usize) -> (Header, [u8; PAYLOAD_SIZE]) {
 fn stream(dialect: Dialect) -> Vec<u8> {
     let mut buf = vec![0u8; BUFFER_SIZE];
     let mut out = SliceBuf::new(&mut buf);
+    let framing = Framing::standard(dialect);
     for i in 0..FRAMES {
         let (header, payload) = frame(i);
-        emit(&mut out, dialect, MAX_IMSGSIZE, header, &payload).unwrap();
+        framing.emit(&mut out, header, &payload).unwrap();
     }
     assert_eq!(out.filled().len(), BUFFER_SIZE);
     buf
@@ -42,7 +43,8 @@ fn stream(dialect: Dialect) -> Vec<u8> {
 fn split_all(input: &[u8], dialect: Dialect) -> u64 {
     let mut rest = input;
     let mut sum = 0u64;
-    while let Ok(Status::Complete((frame, used))) = split(rest, dialect, MAX_IMSGSIZE) {
+    let framing = Framing::standard(dialect);
+    while let Ok(Status::Complete((frame, used))) = framing.split(rest) {
         sum += u64::from(frame.msg_type()) + frame.payload().len() as u64;
         rest = &rest[used..];
     }
@@ -76,8 +78,9 @@ fn codec(c: &mut Criterion) {
         group.bench_function(format!("emit_{dialect}"), |b| {
             b.iter(|| {
                 let mut out = SliceBuf::new(&mut out_buf);
+                let framing = Framing::standard(dialect);
                 for (header, payload) in black_box(&frames) {
-                    emit(&mut out, dialect, MAX_IMSGSIZE, *header, payload).unwrap();
+                    framing.emit(&mut out, *header, payload).unwrap();
                 }
                 black_box(out.filled().len())
             })

@@ -11,15 +11,15 @@
 //!
 //! ```
 //! use imsg_codec::detect::{detect, Detection};
-//! use imsg_codec::{emit, Dialect, Header, RawHeader, MAX_IMSGSIZE};
+//! use imsg_codec::{Dialect, Framing, Header, RawHeader, MAX_IMSGSIZE};
 //! use zerocopy::FromBytes;
 //! let mut wire = heapless::Vec::<u8, 32>::new();
-//! emit(&mut wire, Dialect::Current, MAX_IMSGSIZE, Header::new(1, 0, 0), b"").unwrap();
+//! Framing::standard(Dialect::Current).emit(&mut wire, Header::new(1, 0, 0), b"").unwrap();
 //! let (raw, _) = RawHeader::ref_from_prefix(&wire).unwrap();
 //! assert_eq!(detect(raw, MAX_IMSGSIZE), Detection::Undecided);
 //!
 //! wire.clear();
-//! emit(&mut wire, Dialect::Current, MAX_IMSGSIZE, Header::new(1, 0, 0).with_fd(true), b"").unwrap();
+//! Framing::standard(Dialect::Current).emit(&mut wire, Header::new(1, 0, 0).with_fd(true), b"").unwrap();
 //! let (raw, _) = RawHeader::ref_from_prefix(&wire).unwrap();
 //! assert_eq!(detect(raw, MAX_IMSGSIZE), Detection::Dialect(Dialect::Current));
 //! ```
@@ -82,10 +82,11 @@ pub fn detect(header: &RawHeader, max: usize) -> Detection {
 ///
 /// ```
 /// use imsg_codec::detect::{detect_stream, Detection};
-/// use imsg_codec::{emit, Dialect, Header, MAX_IMSGSIZE};
+/// use imsg_codec::{Dialect, Framing, Header, MAX_IMSGSIZE};
 /// let mut wire = heapless::Vec::<u8, 64>::new();
-/// emit(&mut wire, Dialect::Legacy, MAX_IMSGSIZE, Header::new(1, 0, 0), b"abc").unwrap();
-/// emit(&mut wire, Dialect::Legacy, MAX_IMSGSIZE, Header::new(2, 0, 0).with_fd(true), b"").unwrap();
+/// let legacy = Framing::standard(Dialect::Legacy);
+/// legacy.emit(&mut wire, Header::new(1, 0, 0), b"abc").unwrap();
+/// legacy.emit(&mut wire, Header::new(2, 0, 0).with_fd(true), b"").unwrap();
 /// assert_eq!(detect_stream(&wire[..19], MAX_IMSGSIZE), Detection::Undecided);
 /// assert_eq!(detect_stream(&wire, MAX_IMSGSIZE), Detection::Dialect(Dialect::Legacy));
 /// ```
@@ -106,12 +107,15 @@ pub fn detect_stream(stream: &[u8], max: usize) -> Detection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{emit, Header, SliceBuf, CURRENT_FD_MARK, MAX_IMSGSIZE};
+    use crate::{Framing, Header, SliceBuf, CURRENT_FD_MARK, MAX_IMSGSIZE};
 
     fn header_of(d: Dialect, hdr: Header, payload_len: usize, max: usize) -> [u8; 16] {
         let mut raw = [0u8; 70_000];
         let mut out = SliceBuf::new(&mut raw);
-        emit(&mut out, d, max, hdr, &[0u8; 70_000][..payload_len]).unwrap();
+        Framing::new(d, max.min(d.max_frame_len()))
+            .unwrap()
+            .emit(&mut out, hdr, &[0u8; 70_000][..payload_len])
+            .unwrap();
         out.filled()[..16].try_into().unwrap()
     }
 
@@ -179,9 +183,18 @@ mod tests {
         let mut raw = [0u8; 128];
         let mut out = SliceBuf::new(&mut raw);
         let d = Dialect::Current;
-        emit(&mut out, d, 128, Header::new(1, 0, 0), b"12345").unwrap();
-        emit(&mut out, d, 128, Header::new(2, 0, 0), b"").unwrap();
-        emit(&mut out, d, 128, Header::new(3, 0, 0).with_fd(true), b"x").unwrap();
+        Framing::new(d, 128)
+            .unwrap()
+            .emit(&mut out, Header::new(1, 0, 0), b"12345")
+            .unwrap();
+        Framing::new(d, 128)
+            .unwrap()
+            .emit(&mut out, Header::new(2, 0, 0), b"")
+            .unwrap();
+        Framing::new(d, 128)
+            .unwrap()
+            .emit(&mut out, Header::new(3, 0, 0).with_fd(true), b"x")
+            .unwrap();
         let wire = out.filled();
         assert_eq!(detect_stream(&wire[..37], 128), Detection::Undecided);
         assert_eq!(detect_stream(&wire[..37 + 16], 128), Detection::Dialect(d));

@@ -8,7 +8,7 @@
 use core::fmt;
 
 use crate::frame::Frame;
-use crate::{Error, Header};
+use crate::{FrameError, Header};
 
 /// A frame's header and payload, displayed as one `imsg-dump` line (no newline).
 ///
@@ -62,10 +62,11 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// This frame as one `imsg-dump` line (see [`DumpLine`]).
     ///
     /// ```
-    /// use imsg_codec::{emit, split, Dialect, Header};
+    /// use imsg_codec::{Dialect, Framing, Header};
+    /// let framing = Framing::standard(Dialect::Legacy);
     /// let mut wire = heapless::Vec::<u8, 32>::new();
-    /// emit(&mut wire, Dialect::Legacy, 16384, Header::new(106, 8, u32::MAX), b"").unwrap();
-    /// let (frame, _) = split(&wire, Dialect::Legacy, 16384).unwrap().complete().unwrap();
+    /// framing.emit(&mut wire, Header::new(106, 8, u32::MAX), b"").unwrap();
+    /// let (frame, _) = framing.split(&wire).unwrap().complete().unwrap();
     /// assert_eq!(frame.dump_line().to_string(), "type=106 len=16 peerid=8 pid=-1 fd=0 payload=");
     /// ```
     pub fn dump_line(&self) -> DumpLine<'_> {
@@ -78,8 +79,8 @@ impl<T: AsRef<[u8]>> Frame<T> {
 ///
 /// ```
 /// use imsg_codec::dump::StreamError;
-/// use imsg_codec::Error;
-/// let e = StreamError::Invalid { offset: 32, error: Error::TooShort { len: 3 } };
+/// use imsg_codec::FrameError;
+/// let e = StreamError::Invalid { offset: 32, error: FrameError::TooShort { len: 3 } };
 /// assert_eq!(e.to_string(), "offset 32: invalid frame: frame length 3 is below the 16-byte header");
 /// let e = StreamError::Truncated { offset: 16, needed: 4 };
 /// assert_eq!(e.to_string(), "offset 16: stream ends inside a frame (4 more bytes needed)");
@@ -98,7 +99,7 @@ pub enum StreamError {
         /// Offset of the first byte of the invalid frame.
         offset: u64,
         /// What is wrong with it.
-        error: Error,
+        error: FrameError,
     },
 }
 
@@ -125,12 +126,14 @@ impl fmt::Display for StreamError {
     }
 }
 
+/// The frame error is part of the message, not a `source`, so a chain is printed
+/// once.
 impl core::error::Error for StreamError {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{emit, split, Dialect, SliceBuf};
+    use crate::{Dialect, Framing, SliceBuf};
     use core::fmt::Write;
 
     /// A `fmt::Write` into a fixed array, so the tests need no allocator.
@@ -171,8 +174,9 @@ mod tests {
             let mut raw = [0u8; 64];
             let mut out = SliceBuf::new(&mut raw);
             let hdr = Header::new(u32::MAX, 0x1234_5678, 0x8000_0000).with_fd(true);
-            emit(&mut out, d, 64, hdr, &[0, 0x0f, 0xf0, 0xff]).unwrap();
-            let (frame, _) = split(out.filled(), d, 64).unwrap().complete().unwrap();
+            let framing = Framing::new(d, 64).unwrap();
+            framing.emit(&mut out, hdr, &[0, 0x0f, 0xf0, 0xff]).unwrap();
+            let (frame, _) = framing.split(out.filled()).unwrap().complete().unwrap();
             assert_eq!(
                 Line::<128>::of(frame.dump_line()).as_str(),
                 "type=4294967295 len=20 peerid=305419896 pid=-2147483648 fd=1 payload=000ff0ff"

@@ -3,17 +3,15 @@
 
 use core::fmt::{self, Write};
 
-use crate::{
-    emit, emitv, frames, split, Dialect, Frame, FrameBuilder, Header, SliceBuf, Status,
-    HEADER_SIZE, LEGACY_HASFD, MAX_IMSGSIZE,
-};
+use crate::{Dialect, Frame, Framing, SliceBuf, Status, HEADER_SIZE, LEGACY_HASFD, MAX_IMSGSIZE};
 
 /// Splits `data` in both dialects under a range of limits (fixed ones and two
 /// read from the data's first bytes) and panics if any answer is inconsistent:
-/// every accepted frame must re-emit byte for byte (through [`emit`], [`emitv`]
-/// and [`FrameBuilder`]), partial answers must count the missing bytes exactly,
-/// and errors may only come from a complete header that [`Header::parse`] also
-/// refuses. `scratch` must be at least `data.len()` bytes.
+/// every accepted frame must re-emit byte for byte (through `emit`, `emitv` and
+/// the builder), partial answers must count the missing bytes exactly, and errors
+/// may only come from a complete header that `parse_header` also refuses. Limits
+/// outside what a dialect allows must be refused by [`Framing::new`] and are
+/// clamped into range. `scratch` must be at least `data.len()` bytes.
 ///
 /// Legacy flag bits other than `IMSGF_HASFD` are ignored on receipt, as C does,
 /// so they are the one part of a frame that does not re-emit.
@@ -39,7 +37,13 @@ pub fn check_split(data: &[u8], scratch: &mut [u8]) {
     ];
     for dialect in [Dialect::Legacy, Dialect::Current] {
         for max in limits {
-            check_stream(data, dialect, max, scratch);
+            let in_range = (HEADER_SIZE..=dialect.max_frame_len()).contains(&max);
+            assert_eq!(Framing::new(dialect, max).is_ok(), in_range);
+            let max = max.clamp(HEADER_SIZE, dialect.max_frame_len());
+            match Framing::new(dialect, max) {
+                Ok(framing) => check_stream(data, framing, scratch),
+                Err(e) => panic!("clamped limit refused: {e}"),
+            }
         }
     }
 }
@@ -54,24 +58,23 @@ impl Write for Count {
     }
 }
 
-fn check_stream(data: &[u8], dialect: Dialect, max: usize, scratch: &mut [u8]) {
-    let cap = max.min(dialect.max_frame_len());
+fn check_stream(data: &[u8], framing: Framing, scratch: &mut [u8]) {
     let mut rest = data;
     let mut count = 0;
     loop {
-        match split(rest, dialect, max) {
+        match framing.split(rest) {
             Ok(Status::Complete((frame, used))) => {
-                assert!((HEADER_SIZE..=cap).contains(&used));
+                assert!((HEADER_SIZE..=framing.max_frame()).contains(&used));
                 assert_eq!(frame.as_bytes(), &rest[..used]);
                 assert_eq!(frame.payload().len(), used - HEADER_SIZE);
-                check_frame(frame, max, scratch);
+                check_frame(frame, framing, scratch);
                 rest = &rest[used..];
                 count += 1;
             }
             Ok(Status::Partial { needed }) => {
-                let want = match Header::parse(rest, dialect, max) {
-                    Ok(h) => h.len as usize - rest.len(),
-                    Err(_) => HEADER_SIZE - rest.len(),
+                let want = match framing.parse_header(rest) {
+                    Ok(Status::Complete(h)) => h.len as usize - rest.len(),
+                    _ => HEADER_SIZE - rest.len(),
                 };
                 assert!(needed > 0);
                 assert_eq!(needed, want);
@@ -82,23 +85,23 @@ fn check_stream(data: &[u8], dialect: Dialect, max: usize, scratch: &mut [u8]) {
                     rest.len() >= HEADER_SIZE,
                     "error {e:?} before a whole header"
                 );
-                assert_eq!(Header::parse(rest, dialect, max), Err(e));
+                assert_eq!(framing.parse_header(rest), Err(e));
                 break;
             }
         }
     }
     // The iterator agrees with the loop.
-    let mut it = frames(data, dialect, max);
+    let mut it = framing.frames(data);
     assert_eq!(it.by_ref().filter(|f| f.is_ok()).count(), count);
     assert_eq!(it.consumed(), data.len() - rest.len());
 }
 
-fn check_frame(frame: Frame<&[u8]>, max: usize, scratch: &mut [u8]) {
+fn check_frame(frame: Frame<&[u8]>, framing: Framing, scratch: &mut [u8]) {
     let dialect = frame.dialect();
     let bytes = frame.as_bytes();
     let header = frame.header();
-    assert_eq!(Frame::new_checked(bytes, dialect, max), Ok(frame));
-    assert_eq!(Header::parse(bytes, dialect, max), Ok(header));
+    assert_eq!(Frame::new_checked(bytes, &framing), Ok(frame));
+    assert_eq!(framing.parse_header(bytes), Ok(Status::Complete(header)));
     assert_eq!(header.len as usize, bytes.len());
     let mut line = Count(0);
     write!(line, "{}", frame.dump_line()).unwrap();
@@ -124,38 +127,34 @@ fn check_frame(frame: Frame<&[u8]>, max: usize, scratch: &mut [u8]) {
     let scratch = &mut scratch[..bytes.len()];
 
     let mut out = SliceBuf::new(scratch);
-    assert_eq!(
-        emit(&mut out, dialect, max, header, payload),
-        Ok(bytes.len())
-    );
+    assert_eq!(framing.emit(&mut out, header, payload), Ok(bytes.len()));
     expect_same(out.filled());
 
     let mut out = SliceBuf::new(scratch);
     let (a, b) = payload.split_at(payload.len() / 2);
-    assert_eq!(
-        emitv(&mut out, dialect, max, header, &[a, b]),
-        Ok(bytes.len())
-    );
+    assert_eq!(framing.emitv(&mut out, header, &[a, b]), Ok(bytes.len()));
     expect_same(out.filled());
 
     let mut out = SliceBuf::new(scratch);
-    let mut builder = FrameBuilder::new(&mut out, dialect, max, header).unwrap();
+    let mut builder = framing.builder(&mut out, header).unwrap();
     builder.add(payload).unwrap();
-    assert_eq!(builder.finish(), Ok(bytes.len()));
+    assert_eq!(builder.finish(), bytes.len());
     expect_same(out.filled());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Header;
 
     #[test]
     fn oracle_accepts_what_the_codec_does() {
         let mut data = [0u8; 64];
         let mut out = SliceBuf::new(&mut data);
         let h = Header::new(1, 8, u32::MAX);
-        emit(&mut out, Dialect::Legacy, 64, h, b"abc").unwrap();
-        emit(&mut out, Dialect::Legacy, 64, h.with_fd(true), b"").unwrap();
+        let framing = Framing::new(Dialect::Legacy, 64).unwrap();
+        framing.emit(&mut out, h, b"abc").unwrap();
+        framing.emit(&mut out, h.with_fd(true), b"").unwrap();
         let n = out.filled().len();
         let mut scratch = [0u8; 64];
         for end in 0..=n {

@@ -6,15 +6,21 @@
 //!
 //! This crate does no I/O. It turns bytes into frames and frames into bytes:
 //!
-//! - [`header`]: the header as bytes ([`RawHeader`]) and as meaning ([`Header`]).
-//! - [`frame`]: a checked view over one frame ([`Frame`]) and the stream splitter
-//!   ([`split`], [`frames`]) answering `Complete`, `Partial { needed }` or an error.
-//! - [`writer`]: encoders into storage the caller provides ([`emit`], [`emitv`],
-//!   [`FrameBuilder`]) and ibuf-style payload writers ([`Writer`]).
+//! - [`framing`]: [`Framing`], a dialect and a frame limit checked once; it owns
+//!   the splitter ([`Framing::split`], [`Framing::frames`]: `Complete`,
+//!   `Partial { needed }` or an error), the header parser and the encoders
+//!   ([`Framing::emit`], [`Framing::emitv`], [`Framing::builder`]).
+//! - [`header`]: the header as bytes ([`RawHeader`], one accessor per field) and
+//!   as meaning ([`Header`]).
+//! - [`frame`]: a checked view over one frame ([`Frame`]) and [`Status`].
+//! - [`writer`]: the frame builder ([`FrameBuilder`]) and ibuf-style payload
+//!   writers ([`Writer`]).
 //! - [`reader`]: ibuf-style payload readers ([`Reader`], [`exact`]).
 //! - [`storage`]: the [`FrameBuf`] trait over `&mut [u8]`, `heapless::Vec`,
 //!   `arrayvec::ArrayVec` and, with the `alloc` feature, `Vec<u8>`.
-//! - [`detect`]: which dialect a peer speaks, from the frames it sends ([`detect()`]).
+//! - [`error`]: one error type per concern.
+//! - [`detect`](mod@detect): which dialect a peer speaks, from the frames it sends
+//!   ([`detect()`]).
 //! - [`dump`]: the one-line text form of a frame that the `imsg-tools` programs
 //!   print ([`Frame::dump_line`]).
 //!
@@ -22,10 +28,11 @@
 //! `MAX_IMSGSIZE` is.
 //!
 //! ```
-//! use imsg_codec::{emit, split, Dialect, Header, Status, MAX_IMSGSIZE};
+//! use imsg_codec::{Dialect, Framing, Header, Status};
+//! let framing = Framing::standard(Dialect::Legacy);
 //! let mut wire = heapless::Vec::<u8, 64>::new();
-//! emit(&mut wire, Dialect::Legacy, MAX_IMSGSIZE, Header::new(200, 8, u32::MAX), b"hello").unwrap();
-//! match split(&wire, Dialect::Legacy, MAX_IMSGSIZE).unwrap() {
+//! framing.emit(&mut wire, Header::new(200, 8, u32::MAX), b"hello").unwrap();
+//! match framing.split(&wire).unwrap() {
 //!     Status::Complete((frame, used)) => {
 //!         assert_eq!((frame.msg_type(), frame.peerid(), frame.payload()), (200, 8, &b"hello"[..]));
 //!         assert_eq!(used, wire.len());
@@ -48,6 +55,7 @@ pub mod detect;
 pub mod dump;
 pub mod error;
 pub mod frame;
+pub mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod header;
@@ -56,11 +64,15 @@ pub mod storage;
 pub mod writer;
 
 pub use detect::{detect, Detection};
-pub use error::Error;
-pub use frame::{frames, split, Frame, Frames, Split, Status};
+pub use error::{
+    EmitError, FrameError, LimitError, NoSpace, OutOfBounds, ReadError, ShortRead, SizeMismatch,
+    WriteError,
+};
+pub use frame::{Frame, Frames, Split, Status};
+pub use framing::Framing;
 pub use header::{
     Dialect, Header, RawHeader, CURRENT_FD_MARK, HEADER_SIZE, LEGACY_HASFD, MAX_IMSGSIZE,
 };
 pub use reader::{exact, Reader};
 pub use storage::{FrameBuf, SliceBuf};
-pub use writer::{emit, emitv, FrameBuilder, Writer};
+pub use writer::{FrameBuilder, Writer};

@@ -5,10 +5,10 @@ use core::ffi::CStr;
 
 use zerocopy::FromBytes;
 
-use crate::Error;
+use crate::{ReadError, ShortRead, SizeMismatch};
 
 /// A read cursor over a payload (`ibuf_from_buffer` + `ibuf_get_*`). Every read
-/// past the end is [`Error::ShortRead`] and leaves the cursor where it was.
+/// past the end is [`ShortRead`] and leaves the cursor where it was.
 ///
 /// ```
 /// use imsg_codec::Reader;
@@ -30,7 +30,7 @@ pub struct Reader<'a> {
 macro_rules! get {
     ($(#[$m:meta])* $name:ident, $t:ty, $conv:ident) => {
         $(#[$m])*
-        pub fn $name(&mut self) -> Result<$t, Error> {
+        pub fn $name(&mut self) -> Result<$t, ShortRead> {
             let mut a = [0u8; core::mem::size_of::<$t>()];
             a.copy_from_slice(self.get(core::mem::size_of::<$t>())?);
             Ok(<$t>::$conv(a))
@@ -70,10 +70,10 @@ impl<'a> Reader<'a> {
     }
 
     /// Consumes `n` bytes and returns them without a copy (`ibuf_get_ibuf`).
-    pub fn get(&mut self, n: usize) -> Result<&'a [u8], Error> {
+    pub fn get(&mut self, n: usize) -> Result<&'a [u8], ShortRead> {
         let left = self.left();
         if n > left {
-            return Err(Error::ShortRead { wanted: n, left });
+            return Err(ShortRead { wanted: n, left });
         }
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -81,51 +81,56 @@ impl<'a> Reader<'a> {
     }
 
     /// Copies `dst.len()` bytes into `dst` (`ibuf_get`).
-    pub fn get_into(&mut self, dst: &mut [u8]) -> Result<(), Error> {
+    pub fn get_into(&mut self, dst: &mut [u8]) -> Result<(), ShortRead> {
         dst.copy_from_slice(self.get(dst.len())?);
         Ok(())
     }
 
     /// Skips `n` bytes (`ibuf_skip`).
-    pub fn skip(&mut self, n: usize) -> Result<(), Error> {
+    pub fn skip(&mut self, n: usize) -> Result<(), ShortRead> {
         self.get(n).map(|_| ())
     }
 
     /// Reads a plain-data value laid out as C lays out a struct (`ibuf_get` into a
     /// struct). Use [`exact`] when the whole payload must be exactly one `T`.
-    pub fn get_struct<T: FromBytes>(&mut self) -> Result<T, Error> {
-        let bytes = self.get(core::mem::size_of::<T>())?;
-        T::read_from_bytes(bytes).map_err(|_| Error::SizeMismatch {
-            expected: core::mem::size_of::<T>(),
-            actual: bytes.len(),
-        })
+    pub fn get_struct<T: FromBytes>(&mut self) -> Result<T, ShortRead> {
+        let n = core::mem::size_of::<T>();
+        let left = self.left();
+        match T::read_from_prefix(self.rest()) {
+            Ok((v, _)) => {
+                self.pos += n;
+                Ok(v)
+            }
+            Err(_) => Err(ShortRead { wanted: n, left }),
+        }
     }
 
     /// Consumes a fixed field of `len` bytes that must hold a NUL
     /// (`ibuf_get_strbuf`); returns the string before the first NUL, borrowed.
-    /// [`Error::StringOverflow`] if the field has no NUL (the field is consumed
-    /// either way only on success).
-    pub fn get_strbuf(&mut self, len: usize) -> Result<&'a CStr, Error> {
-        let field = self.rest().get(..len).ok_or(Error::ShortRead {
+    /// [`ReadError::StringOverflow`] if the field has no NUL (the field is
+    /// consumed only on success).
+    pub fn get_strbuf(&mut self, len: usize) -> Result<&'a CStr, ReadError> {
+        let field = self.rest().get(..len).ok_or(ShortRead {
             wanted: len,
             left: self.left(),
         })?;
-        let s = CStr::from_bytes_until_nul(field).map_err(|_| Error::StringOverflow)?;
+        let s = CStr::from_bytes_until_nul(field).map_err(|_| ReadError::StringOverflow)?;
         self.pos += len;
         Ok(s)
     }
 
     /// Consumes `len` bytes and returns them up to the first NUL, or all of them if
     /// there is none (`ibuf_get_string`, without the allocation).
-    pub fn get_string(&mut self, len: usize) -> Result<&'a [u8], Error> {
+    pub fn get_string(&mut self, len: usize) -> Result<&'a [u8], ShortRead> {
         let field = self.get(len)?;
         Ok(field.split(|&b| b == 0).next().unwrap_or(field))
     }
 
     /// Reads a NUL-terminated string from the rest of the payload, consuming it
     /// and its NUL (how tmux sends `TERM`, `CWD`, `ENVIRON`, command arguments).
-    pub fn get_cstr(&mut self) -> Result<&'a CStr, Error> {
-        let s = CStr::from_bytes_until_nul(self.rest()).map_err(|_| Error::StringOverflow)?;
+    /// [`ReadError::StringOverflow`] if no NUL follows.
+    pub fn get_cstr(&mut self) -> Result<&'a CStr, ReadError> {
+        let s = CStr::from_bytes_until_nul(self.rest()).map_err(|_| ReadError::StringOverflow)?;
         self.pos += s.to_bytes_with_nul().len();
         Ok(s)
     }
@@ -157,15 +162,15 @@ impl<'a> Reader<'a> {
 }
 
 /// The whole payload as exactly one `T` (`IMSG_SIZE_CHECK` + copy,
-/// `imsg_get_data`): [`Error::SizeMismatch`] unless the sizes are equal.
+/// `imsg_get_data`): [`SizeMismatch`] unless the sizes are equal.
 ///
 /// ```
-/// use imsg_codec::{exact, Error};
+/// use imsg_codec::{exact, SizeMismatch};
 /// assert_eq!(exact::<u32>(&7u32.to_ne_bytes()), Ok(7));
-/// assert_eq!(exact::<u32>(&[0; 3]), Err(Error::SizeMismatch { expected: 4, actual: 3 }));
+/// assert_eq!(exact::<u32>(&[0; 3]), Err(SizeMismatch { expected: 4, actual: 3 }));
 /// ```
-pub fn exact<T: FromBytes>(payload: &[u8]) -> Result<T, Error> {
-    T::read_from_bytes(payload).map_err(|_| Error::SizeMismatch {
+pub fn exact<T: FromBytes>(payload: &[u8]) -> Result<T, SizeMismatch> {
+    T::read_from_bytes(payload).map_err(|_| SizeMismatch {
         expected: core::mem::size_of::<T>(),
         actual: payload.len(),
     })
@@ -176,25 +181,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn short_reads_case_g() {
+    fn short_reads() {
         let mut r = Reader::new(&[1, 2, 3]);
-        assert_eq!(r.get_n32(), Err(Error::ShortRead { wanted: 4, left: 3 }));
+        assert_eq!(r.get_n32(), Err(ShortRead { wanted: 4, left: 3 }));
         assert_eq!(r.position(), 0);
         assert_eq!(r.get_n16(), Ok(0x0102));
-        assert_eq!(r.get_h16(), Err(Error::ShortRead { wanted: 2, left: 1 }));
-        assert_eq!(r.skip(2), Err(Error::ShortRead { wanted: 2, left: 1 }));
+        assert_eq!(r.get_h16(), Err(ShortRead { wanted: 2, left: 1 }));
+        assert_eq!(r.skip(2), Err(ShortRead { wanted: 2, left: 1 }));
         r.skip(1).unwrap();
         assert!(r.is_empty());
     }
 
     #[test]
-    fn strbuf_requires_nul_case_g() {
+    fn strbuf_requires_nul() {
         let mut r = Reader::new(b"abcd");
-        assert_eq!(r.get_strbuf(4), Err(Error::StringOverflow));
+        assert_eq!(r.get_strbuf(4), Err(ReadError::StringOverflow));
         assert_eq!(r.position(), 0);
         assert_eq!(
             r.get_strbuf(5),
-            Err(Error::ShortRead { wanted: 5, left: 4 })
+            Err(ReadError::ShortRead(ShortRead { wanted: 5, left: 4 }))
         );
         assert_eq!(r.get_string(4), Ok(&b"abcd"[..]));
         let mut r = Reader::new(b"ab\0d");
@@ -206,7 +211,7 @@ mod tests {
         let mut r = Reader::new(b"TERM=x\0PATH=/\0tail");
         assert_eq!(r.get_cstr().unwrap().to_bytes(), b"TERM=x");
         assert_eq!(r.get_cstr().unwrap().to_bytes(), b"PATH=/");
-        assert_eq!(r.get_cstr(), Err(Error::StringOverflow));
+        assert_eq!(r.get_cstr(), Err(ReadError::StringOverflow));
         assert_eq!(r.rest(), b"tail");
     }
 

@@ -2,11 +2,11 @@
 //! a cursor over `&mut [u8]` ([`SliceBuf`]), `heapless::Vec`, `arrayvec::ArrayVec`
 //! and (feature `alloc`) `Vec<u8>`.
 
-use crate::Error;
+use crate::NoSpace;
 
 /// Growable byte storage that encoders append frames to.
 ///
-/// Appends either succeed whole or fail with [`Error::NoSpace`] leaving the
+/// Appends either succeed whole or fail with [`NoSpace`] leaving the
 /// storage as it was.
 pub trait FrameBuf {
     /// Bytes held.
@@ -21,10 +21,10 @@ pub trait FrameBuf {
     fn spare(&self) -> usize;
 
     /// Appends `data`.
-    fn put(&mut self, data: &[u8]) -> Result<(), Error>;
+    fn put(&mut self, data: &[u8]) -> Result<(), NoSpace>;
 
     /// Appends `n` zero bytes and returns them for filling in.
-    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error>;
+    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], NoSpace>;
 
     /// Appends `n` bytes of unspecified value and returns them, to be overwritten
     /// whole: one room check for a frame the encoder then writes in place.
@@ -35,7 +35,7 @@ pub trait FrameBuf {
     /// Like every append, it succeeds whole (the slice is exactly `n` bytes long)
     /// or fails with [`Error::NoSpace`] leaving the storage as it was.
     #[inline]
-    fn put_unfilled(&mut self, n: usize) -> Result<&mut [u8], Error> {
+    fn put_unfilled(&mut self, n: usize) -> Result<&mut [u8], NoSpace> {
         self.put_zeroed(n)
     }
 
@@ -46,17 +46,17 @@ pub trait FrameBuf {
     fn truncate(&mut self, len: usize);
 }
 
-fn no_space(needed: usize, available: usize) -> Error {
-    Error::NoSpace { needed, available }
+fn no_space(needed: usize, available: usize) -> NoSpace {
+    NoSpace { needed, available }
 }
 
 /// A write cursor over a caller's `&mut [u8]`.
 ///
 /// ```
-/// use imsg_codec::{emit, Dialect, Header, SliceBuf};
+/// use imsg_codec::{Dialect, Framing, Header, SliceBuf};
 /// let mut bytes = [0u8; 32];
 /// let mut out = SliceBuf::new(&mut bytes);
-/// emit(&mut out, Dialect::Legacy, 16384, Header::new(1, 2, 3), b"hi").unwrap();
+/// Framing::standard(Dialect::Legacy).emit(&mut out, Header::new(1, 2, 3), b"hi").unwrap();
 /// assert_eq!(out.filled().len(), 18);
 /// ```
 #[derive(Debug)]
@@ -89,7 +89,7 @@ impl FrameBuf for SliceBuf<'_> {
     }
 
     #[inline]
-    fn put(&mut self, data: &[u8]) -> Result<(), Error> {
+    fn put(&mut self, data: &[u8]) -> Result<(), NoSpace> {
         // Straight into place: no zero fill first (the hot path of `emit`). One
         // `get_mut` is both the room check and the slicing.
         let end = self.len.wrapping_add(data.len());
@@ -104,7 +104,7 @@ impl FrameBuf for SliceBuf<'_> {
     }
 
     #[inline]
-    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error> {
+    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], NoSpace> {
         let spare = self.spare();
         if n > spare {
             return Err(no_space(n, spare));
@@ -117,7 +117,7 @@ impl FrameBuf for SliceBuf<'_> {
     }
 
     #[inline]
-    fn put_unfilled(&mut self, n: usize) -> Result<&mut [u8], Error> {
+    fn put_unfilled(&mut self, n: usize) -> Result<&mut [u8], NoSpace> {
         // As `put`: one `get_mut` is both the room check and the slicing, and the
         // bytes are left as they are (the caller overwrites them).
         let (start, spare) = (self.len, self.spare());
@@ -154,7 +154,7 @@ impl<const N: usize> FrameBuf for heapless::Vec<u8, N> {
     }
 
     #[inline]
-    fn put(&mut self, data: &[u8]) -> Result<(), Error> {
+    fn put(&mut self, data: &[u8]) -> Result<(), NoSpace> {
         // heapless checks the capacity once, then copies.
         match self.extend_from_slice(data) {
             Ok(()) => Ok(()),
@@ -163,7 +163,7 @@ impl<const N: usize> FrameBuf for heapless::Vec<u8, N> {
     }
 
     #[inline]
-    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error> {
+    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], NoSpace> {
         let start = self.as_slice().len();
         let spare = FrameBuf::spare(self);
         if n > spare {
@@ -194,14 +194,14 @@ impl<const N: usize> FrameBuf for arrayvec::ArrayVec<u8, N> {
     }
 
     #[inline]
-    fn put(&mut self, data: &[u8]) -> Result<(), Error> {
+    fn put(&mut self, data: &[u8]) -> Result<(), NoSpace> {
         match self.try_extend_from_slice(data) {
             Ok(()) => Ok(()),
             Err(_) => Err(no_space(data.len(), self.remaining_capacity())),
         }
     }
 
-    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error> {
+    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], NoSpace> {
         let start = self.as_slice().len();
         let spare = self.remaining_capacity();
         if n > spare {
@@ -233,31 +233,15 @@ impl FrameBuf for alloc::vec::Vec<u8> {
     }
 
     #[inline]
-    fn put(&mut self, data: &[u8]) -> Result<(), Error> {
+    fn put(&mut self, data: &[u8]) -> Result<(), NoSpace> {
         self.extend_from_slice(data);
         Ok(())
     }
 
     #[inline]
-    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], Error> {
+    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], NoSpace> {
         let start = self.as_slice().len();
         self.resize(start + n, 0);
-        Ok(&mut self[start..])
-    }
-
-    #[inline]
-    fn put_unfilled(&mut self, n: usize) -> Result<&mut [u8], Error> {
-        // A `Vec` has no initialised room past its length, so the bytes are zeroed;
-        // a small frame is zeroed with one fixed-size fill (a few stores, where
-        // `resize` calls `memset`) when the allocation has room for it.
-        const SMALL: usize = 64;
-        let start = self.as_slice().len();
-        if n <= SMALL && self.capacity() - start >= SMALL {
-            self.extend_from_slice(&[0; SMALL]);
-            self.truncate(start + n);
-        } else {
-            self.resize(start + n, 0);
-        }
         Ok(&mut self[start..])
     }
 
@@ -288,7 +272,7 @@ mod tests {
         let err = b.put(&[0u8; 64]).unwrap_err();
         assert_eq!(
             err,
-            Error::NoSpace {
+            NoSpace {
                 needed: 64,
                 available: cap - 5
             }

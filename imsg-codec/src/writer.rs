@@ -1,12 +1,13 @@
 //! Encoding: ibuf-style payload writers ([`Writer`]), the `imsg_create` /
 //! `imsg_add` / `imsg_close` idiom ([`FrameBuilder`]), and one-call encoders
-//! ([`emit`], `imsg_compose`; [`emitv`], `imsg_composev`).
+//! ([`Framing::emit`], `imsg_compose`; [`Framing::emitv`], `imsg_composev`).
 
 use core::ops::{Deref, DerefMut};
 
 use zerocopy::{Immutable, IntoBytes};
 
-use crate::{Dialect, Error, FrameBuf, Header, HEADER_SIZE};
+use crate::header::RawHeader;
+use crate::{EmitError, FrameBuf, Framing, Header, NoSpace, OutOfBounds, WriteError, HEADER_SIZE};
 
 /// An ibuf-style writer appending to a [`FrameBuf`], with positions counted from
 /// where it started and an optional cap on how much it may write.
@@ -35,11 +36,11 @@ pub struct Writer<'b, B: FrameBuf + ?Sized> {
 macro_rules! add_set {
     ($(#[$an:meta])* $add:ident, $(#[$sn:meta])* $set:ident, $t:ty, $conv:ident) => {
         $(#[$an])*
-        pub fn $add(&mut self, v: $t) -> Result<(), Error> {
+        pub fn $add(&mut self, v: $t) -> Result<(), NoSpace> {
             self.add(&v.$conv())
         }
         $(#[$sn])*
-        pub fn $set(&mut self, pos: usize, v: $t) -> Result<(), Error> {
+        pub fn $set(&mut self, pos: usize, v: $t) -> Result<(), OutOfBounds> {
             self.set(pos, &v.$conv())
         }
     };
@@ -89,9 +90,9 @@ impl<'b, B: FrameBuf + ?Sized> Writer<'b, B> {
     }
 
     #[inline]
-    fn room(&self, n: usize) -> Result<(), Error> {
+    fn room(&self, n: usize) -> Result<(), NoSpace> {
         if n > self.cap - self.len() {
-            Err(Error::NoSpace {
+            Err(NoSpace {
                 needed: n,
                 available: self.cap - self.len(),
             })
@@ -102,47 +103,47 @@ impl<'b, B: FrameBuf + ?Sized> Writer<'b, B> {
 
     /// Appends bytes (`ibuf_add`).
     #[inline]
-    pub fn add(&mut self, data: &[u8]) -> Result<(), Error> {
+    pub fn add(&mut self, data: &[u8]) -> Result<(), NoSpace> {
         self.room(data.len())?;
         self.buf.put(data)
     }
 
     /// Appends `n` zero bytes (`ibuf_add_zero`).
-    pub fn add_zero(&mut self, n: usize) -> Result<(), Error> {
+    pub fn add_zero(&mut self, n: usize) -> Result<(), NoSpace> {
         self.reserve(n).map(|_| ())
     }
 
     /// Appends `n` zero bytes and returns them to fill in (`ibuf_reserve`).
-    pub fn reserve(&mut self, n: usize) -> Result<&mut [u8], Error> {
+    pub fn reserve(&mut self, n: usize) -> Result<&mut [u8], NoSpace> {
         self.room(n)?;
         self.buf.put_zeroed(n)
     }
 
     /// Appends the bytes of a plain-data value, as C appends a struct.
-    pub fn add_struct<T: IntoBytes + Immutable + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
+    pub fn add_struct<T: IntoBytes + Immutable + ?Sized>(&mut self, v: &T) -> Result<(), NoSpace> {
         self.add(v.as_bytes())
     }
 
     /// Appends `s` in a fixed field of `width` bytes, NUL-padded; `s` must leave room
-    /// for at least one NUL (`ibuf_add_strbuf`, [`Error::StringOverflow`] otherwise).
-    pub fn add_strbuf(&mut self, s: &[u8], width: usize) -> Result<(), Error> {
+    /// for at least one NUL (`ibuf_add_strbuf`, [`WriteError::StringOverflow`] otherwise).
+    pub fn add_strbuf(&mut self, s: &[u8], width: usize) -> Result<(), WriteError> {
         let s = s.split(|&b| b == 0).next().unwrap_or(s);
         if s.len() >= width {
-            return Err(Error::StringOverflow);
+            return Err(WriteError::StringOverflow);
         }
         self.reserve(width)?[..s.len()].copy_from_slice(s);
         Ok(())
     }
 
     /// Overwrites bytes at `pos` within what was written (`ibuf_set`).
-    pub fn set(&mut self, pos: usize, data: &[u8]) -> Result<(), Error> {
+    pub fn set(&mut self, pos: usize, data: &[u8]) -> Result<(), OutOfBounds> {
         let size = self.len();
         match pos.checked_add(data.len()) {
             Some(end) if end <= size => {
                 self.written()[pos..end].copy_from_slice(data);
                 Ok(())
             }
-            _ => Err(Error::OutOfBounds {
+            _ => Err(OutOfBounds {
                 offset: pos,
                 len: data.len(),
                 size,
@@ -151,7 +152,7 @@ impl<'b, B: FrameBuf + ?Sized> Writer<'b, B> {
     }
 
     /// Shrinks to `len` bytes, or zero-extends up to it (`ibuf_truncate`).
-    pub fn truncate(&mut self, len: usize) -> Result<(), Error> {
+    pub fn truncate(&mut self, len: usize) -> Result<(), NoSpace> {
         match len.checked_sub(self.len()) {
             Some(grow) => self.add_zero(grow),
             None => {
@@ -198,48 +199,42 @@ impl<'b, B: FrameBuf + ?Sized> Writer<'b, B> {
         set_h64, u64, to_ne_bytes);
 }
 
-/// A frame whose payload is added in pieces: `imsg_create`, then `imsg_add` (the
-/// [`Writer`] methods, through `Deref`), then `imsg_close` ([`FrameBuilder::finish`]).
+/// A frame whose payload is added in pieces: `imsg_create`
+/// ([`Framing::builder`]), then `imsg_add` (the [`Writer`] methods, through
+/// `Deref`), then `imsg_close` ([`FrameBuilder::finish`]).
 ///
-/// The length and descriptor flag are stamped by `finish`. A builder dropped
-/// without `finish`, or whose `finish` fails, takes its bytes back out of the
-/// storage: the storage never holds half a frame.
+/// The payload is capped at the framing's limit. The length and descriptor flag
+/// are stamped by `finish`. A builder dropped without `finish` takes its bytes
+/// back out of the storage: the storage never holds half a frame.
 ///
 /// ```
-/// use imsg_codec::{split, Dialect, FrameBuilder, Header};
+/// use imsg_codec::{Dialect, Framing, Header};
+/// let framing = Framing::standard(Dialect::Current);
 /// let mut buf = arrayvec::ArrayVec::<u8, 64>::new();
-/// let mut b = FrameBuilder::new(&mut buf, Dialect::Current, 16384, Header::new(7, 0, 1)).unwrap();
+/// let mut b = framing.builder(&mut buf, Header::new(7, 0, 1)).unwrap();
 /// b.add_h32(5).unwrap();
 /// b.add(b"xyz").unwrap();
-/// assert_eq!(b.finish().unwrap(), 23);
-/// let (frame, _) = split(&buf, Dialect::Current, 16384).unwrap().complete().unwrap();
+/// assert_eq!(b.finish(), 23);
+/// let (frame, _) = framing.split(&buf).unwrap().complete().unwrap();
 /// assert_eq!(frame.payload().len(), 7);
 /// ```
 #[derive(Debug)]
 pub struct FrameBuilder<'b, B: FrameBuf + ?Sized> {
     payload: Writer<'b, B>,
     header: Header,
-    dialect: Dialect,
+    framing: Framing,
     done: bool,
 }
 
-impl<'b, B: FrameBuf + ?Sized> FrameBuilder<'b, B> {
-    /// Starts a frame in `buf` whose total size may reach `max` bytes (header
-    /// included; capped at what `dialect` can express).
+impl Framing {
+    /// Starts a frame in `buf` (`imsg_create`); [`NoSpace`] if `buf` cannot hold
+    /// even the header.
     #[inline]
-    pub fn new(
+    pub fn builder<'b, B: FrameBuf + ?Sized>(
+        &self,
         buf: &'b mut B,
-        dialect: Dialect,
-        max: usize,
         header: Header,
-    ) -> Result<FrameBuilder<'b, B>, Error> {
-        let max = max.min(dialect.max_frame_len());
-        if max < HEADER_SIZE {
-            return Err(Error::TooLong {
-                len: HEADER_SIZE,
-                max,
-            });
-        }
+    ) -> Result<FrameBuilder<'b, B>, NoSpace> {
         // Room for the header, stamped by `finish`.
         buf.put(&[0; HEADER_SIZE])?;
         let start = buf.len();
@@ -247,41 +242,132 @@ impl<'b, B: FrameBuf + ?Sized> FrameBuilder<'b, B> {
             payload: Writer {
                 buf,
                 start,
-                cap: max - HEADER_SIZE,
+                cap: self.max_frame() - HEADER_SIZE,
             },
             header,
-            dialect,
+            framing: *self,
             done: false,
         })
     }
 
     /// Starts a frame with room checked up front for `datalen` payload bytes, as
-    /// `imsg_create` does (`ERANGE` when `datalen + 16` is above `max`).
-    pub fn with_len(
+    /// `imsg_create` does (`ERANGE`, [`EmitError::TooLong`], when `datalen + 16`
+    /// is above the limit).
+    pub fn builder_with_len<'b, B: FrameBuf + ?Sized>(
+        &self,
         buf: &'b mut B,
-        dialect: Dialect,
-        max: usize,
         header: Header,
         datalen: usize,
-    ) -> Result<FrameBuilder<'b, B>, Error> {
-        let max = max.min(dialect.max_frame_len());
+    ) -> Result<FrameBuilder<'b, B>, EmitError> {
         let total = datalen.saturating_add(HEADER_SIZE);
-        if total > max {
-            return Err(Error::TooLong { len: total, max });
+        if total > self.max_frame() {
+            return Err(EmitError::TooLong {
+                len: total,
+                max: self.max_frame(),
+            });
         }
-        FrameBuilder::new(buf, dialect, max, header)
+        Ok(self.builder(buf, header)?)
     }
 
+    /// Appends one frame with `payload` to `buf` (`imsg_compose` without the
+    /// descriptor, which travels outside the bytes). The header's `len` is filled
+    /// in; its `has_fd` is written as the dialect's flag. Refuses a frame above the
+    /// limit with [`EmitError::TooLong`]; on any error `buf` is unchanged. Returns
+    /// the frame's total length.
+    ///
+    /// ```
+    /// use imsg_codec::{Dialect, Framing, Header};
+    /// let mut buf = heapless::Vec::<u8, 64>::new();
+    /// let framing = Framing::standard(Dialect::Legacy);
+    /// assert_eq!(framing.emit(&mut buf, Header::new(12, 8, u32::MAX), &[]), Ok(16));
+    /// let small = Framing::new(Dialect::Legacy, 20).unwrap();
+    /// assert!(small.emit(&mut buf, Header::new(1, 0, 0), &[0; 5]).is_err());
+    /// assert_eq!(buf.len(), 16);
+    /// ```
+    #[inline]
+    pub fn emit<B: FrameBuf + ?Sized>(
+        &self,
+        buf: &mut B,
+        header: Header,
+        payload: &[u8],
+    ) -> Result<usize, EmitError> {
+        self.emitv(buf, header, &[payload])
+    }
+
+    /// Appends one frame whose payload is the concatenation of `parts`
+    /// (`imsg_composev`). Same rules as [`emit`](Framing::emit).
+    ///
+    /// ```
+    /// use imsg_codec::{Dialect, Framing, Header};
+    /// let framing = Framing::standard(Dialect::Current);
+    /// let mut buf = heapless::Vec::<u8, 64>::new();
+    /// framing.emitv(&mut buf, Header::new(1, 0, 0), &[b"ab", b"", b"c"]).unwrap();
+    /// let (frame, _) = framing.split(&buf).unwrap().complete().unwrap();
+    /// assert_eq!(frame.payload(), b"abc");
+    /// ```
+    #[inline]
+    pub fn emitv<B: FrameBuf + ?Sized>(
+        &self,
+        buf: &mut B,
+        header: Header,
+        parts: &[&[u8]],
+    ) -> Result<usize, EmitError> {
+        let total = parts
+            .iter()
+            .try_fold(HEADER_SIZE, |acc, p| acc.checked_add(p.len()))
+            .unwrap_or(usize::MAX);
+        if total > self.max_frame() {
+            return Err(EmitError::TooLong {
+                len: total,
+                max: self.max_frame(),
+            });
+        }
+        let start = buf.len();
+        // One reservation for the whole frame, then header and parts in place.
+        let dst = buf.put_unfilled(total)?;
+        let Some((head, mut body)) = dst.split_first_chunk_mut::<HEADER_SIZE>() else {
+            return Err(lost_room(buf, start, total));
+        };
+        // 16 <= total <= max <= the dialect's largest frame: the length fits.
+        RawHeader::from_array_mut(head)
+            .write_fitting(&header.with_len(total as u32), self.dialect());
+        for p in parts {
+            match body.split_at_mut_checked(p.len()) {
+                Some((to, rest)) => {
+                    to.copy_from_slice(p);
+                    body = rest;
+                }
+                None => return Err(lost_room(buf, start, total)),
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// A storage whose `put_unfilled` gave a slice of the wrong length: its bytes are
+/// taken back and the error says what was asked for.
+#[cold]
+#[inline(never)]
+fn lost_room<B: FrameBuf + ?Sized>(buf: &mut B, start: usize, total: usize) -> EmitError {
+    buf.truncate(start);
+    EmitError::NoSpace(NoSpace {
+        needed: total,
+        available: buf.spare(),
+    })
+}
+
+impl<'b, B: FrameBuf + ?Sized> FrameBuilder<'b, B> {
     /// Sets whether the header, stamped by [`finish`](FrameBuilder::finish), says a
     /// descriptor travels with this frame (`imsg_close` on a buffer with an fd).
     ///
     /// ```
-    /// use imsg_codec::{split, Dialect, FrameBuilder, Header};
+    /// use imsg_codec::{Dialect, Framing, Header};
+    /// let framing = Framing::standard(Dialect::Legacy);
     /// let mut buf = heapless::Vec::<u8, 32>::new();
-    /// let mut b = FrameBuilder::new(&mut buf, Dialect::Legacy, 16384, Header::new(1, 0, 0)).unwrap();
+    /// let mut b = framing.builder(&mut buf, Header::new(1, 0, 0)).unwrap();
     /// b.set_has_fd(true);
-    /// b.finish().unwrap();
-    /// let (frame, _) = split(&buf, Dialect::Legacy, 16384).unwrap().complete().unwrap();
+    /// b.finish();
+    /// let (frame, _) = framing.split(&buf).unwrap().complete().unwrap();
     /// assert!(frame.has_fd());
     /// ```
     #[inline]
@@ -292,37 +378,25 @@ impl<'b, B: FrameBuf + ?Sized> FrameBuilder<'b, B> {
     /// Stamps the header (length, descriptor flag) and leaves the frame in the
     /// storage; returns its total length.
     #[inline]
-    pub fn finish(mut self) -> Result<usize, Error> {
+    pub fn finish(mut self) -> usize {
+        // The payload's cap keeps the total within the limit.
         let total = HEADER_SIZE + self.payload.len();
-        // The payload's cap keeps `total` within the limit; checked all the same
-        // before the length is cast and written unchecked.
-        let max = self.dialect.max_frame_len();
-        if total > max {
-            return Err(Error::TooLong { len: total, max });
-        }
-        let head = self
-            .header
-            .with_len(total as u32)
-            .wire_bytes_unchecked(self.dialect);
         let start = self.payload.start - HEADER_SIZE;
-        let bytes = self.payload.buf.bytes_mut();
-        let size = bytes.len();
-        match bytes
+        let header = self.header.with_len(total as u32);
+        let dialect = self.framing.dialect();
+        // The builder holds the storage exclusively from `builder` on, and a
+        // `Writer` never shrinks below its start: the header's bytes are there.
+        if let Some(head) = self
+            .payload
+            .buf
+            .bytes_mut()
             .get_mut(start..)
             .and_then(|b| b.first_chunk_mut::<HEADER_SIZE>())
         {
-            Some(dst) => *dst = head,
-            // Only a storage that lost bytes under the builder gets here.
-            None => {
-                return Err(Error::OutOfBounds {
-                    offset: start,
-                    len: HEADER_SIZE,
-                    size,
-                })
-            }
+            RawHeader::from_array_mut(head).write_fitting(&header, dialect);
         }
         self.done = true;
-        Ok(total)
+        total
     }
 }
 
@@ -352,201 +426,23 @@ impl<B: FrameBuf + ?Sized> Drop for FrameBuilder<'_, B> {
     }
 }
 
-/// Appends one frame with `payload` to `buf` (`imsg_compose` without the
-/// descriptor, which travels outside the bytes). The header's `len` is filled in;
-/// its `has_fd` is written as the dialect's flag. Refuses a frame whose total
-/// size is above `max` (header included) with [`Error::TooLong`]; on any error
-/// `buf` is unchanged. Returns the frame's total length.
-///
-/// ```
-/// use imsg_codec::{emit, Dialect, Header};
-/// let mut buf = heapless::Vec::<u8, 64>::new();
-/// let n = emit(&mut buf, Dialect::Legacy, 16384, Header::new(12, 8, u32::MAX), &[]).unwrap();
-/// assert_eq!(n, 16);
-/// assert!(emit(&mut buf, Dialect::Legacy, 20, Header::new(1, 0, 0), &[0; 5]).is_err());
-/// assert_eq!(buf.len(), 16);
-/// ```
-#[inline]
-pub fn emit<B: FrameBuf + ?Sized>(
-    buf: &mut B,
-    dialect: Dialect,
-    max: usize,
-    header: Header,
-    payload: &[u8],
-) -> Result<usize, Error> {
-    // A payload is at most isize::MAX bytes: the sum cannot overflow.
-    let total = HEADER_SIZE + payload.len();
-    frame_check(buf, dialect, max, total)?;
-    let start = buf.len();
-    // One reservation for the whole frame, then header and payload in place.
-    let dst = buf.put_unfilled(total)?;
-    match dst.split_first_chunk_mut::<HEADER_SIZE>() {
-        Some((h, body)) if body.len() == payload.len() => {
-            *h = head_bytes(header, dialect, total);
-            copy_small(body, payload);
-            Ok(total)
-        }
-        _ => Err(lost_room(buf, start, total)),
-    }
-}
-
-/// A storage whose `put_unfilled` gave a slice of the wrong length: its bytes are
-/// taken back and the error says what was asked for.
-#[cold]
-#[inline(never)]
-fn lost_room<B: FrameBuf + ?Sized>(buf: &mut B, start: usize, total: usize) -> Error {
-    buf.truncate(start);
-    Error::NoSpace {
-        needed: total,
-        available: buf.spare(),
-    }
-}
-
-/// `dst.copy_from_slice(src)` for slices of equal length, with up to 32 bytes
-/// copied inline by overlapping word moves: for a small payload, a call to
-/// `memcpy` costs more than the copy.
-///
-/// Words, not 16-byte slice copies: LLVM merges constant-size slice copies of the
-/// branches into one variable-length `memcpy` call, which is what this avoids.
-#[inline(always)]
-fn copy_small(dst: &mut [u8], src: &[u8]) {
-    // Through a register: a word is loaded, then stored (`n >= 8` resp. `n >= 4`
-    // and `dst.len() == n` keep every index in bounds).
-    #[inline(always)]
-    fn w64(dst: &mut [u8], d: usize, src: &[u8]) {
-        let w = u64::from_ne_bytes(src[d..d + 8].try_into().unwrap_or([0; 8]));
-        dst[d..d + 8].copy_from_slice(&w.to_ne_bytes());
-    }
-    #[inline(always)]
-    fn w32(dst: &mut [u8], d: usize, src: &[u8]) {
-        let w = u32::from_ne_bytes(src[d..d + 4].try_into().unwrap_or([0; 4]));
-        dst[d..d + 4].copy_from_slice(&w.to_ne_bytes());
-    }
-    let n = src.len();
-    if dst.len() != n || n > 32 {
-        dst.copy_from_slice(src);
-    } else if n >= 16 {
-        w64(dst, 0, src);
-        w64(dst, 8, src);
-        w64(dst, n - 16, src);
-        w64(dst, n - 8, src);
-    } else if n >= 8 {
-        w64(dst, 0, src);
-        w64(dst, n - 8, src);
-    } else if n >= 4 {
-        w32(dst, 0, src);
-        w32(dst, n - 4, src);
-    } else if n > 0 {
-        dst[0] = src[0];
-        dst[n / 2] = src[n / 2];
-        dst[n - 1] = src[n - 1];
-    }
-}
-
-/// The checks every encoder makes before writing a byte, once: `total` within
-/// `max` (capped at what `dialect` can express) and within the storage's room.
-/// Since `total` is then known to fit the dialect, the header is built after it
-/// without checking the length a second time ([`head_bytes`]).
-#[inline(always)]
-fn frame_check<B: FrameBuf + ?Sized>(
-    buf: &B,
-    dialect: Dialect,
-    max: usize,
-    total: usize,
-) -> Result<(), Error> {
-    let max = max.min(dialect.max_frame_len());
-    if total > max {
-        return Err(Error::TooLong { len: total, max });
-    }
-    let spare = buf.spare();
-    if total > spare {
-        return Err(Error::NoSpace {
-            needed: total,
-            available: spare,
-        });
-    }
-    Ok(())
-}
-
-/// The header's 16 wire bytes for a frame of `total` bytes that [`frame_check`]
-/// passed. Built where they are stored, so the words go straight into place.
-#[inline(always)]
-fn head_bytes(header: Header, dialect: Dialect, total: usize) -> [u8; HEADER_SIZE] {
-    // 16 <= total <= dialect.max_frame_len() < 2^31: fits the length field.
-    header.with_len(total as u32).wire_bytes_unchecked(dialect)
-}
-
-/// Appends one frame whose payload is the concatenation of `parts`
-/// (`imsg_composev`). Same rules as [`emit`].
-///
-/// ```
-/// use imsg_codec::{emitv, split, Dialect, Header};
-/// let mut buf = heapless::Vec::<u8, 64>::new();
-/// emitv(&mut buf, Dialect::Current, 16384, Header::new(1, 0, 0), &[b"ab", b"", b"c"]).unwrap();
-/// let (frame, _) = split(&buf, Dialect::Current, 16384).unwrap().complete().unwrap();
-/// assert_eq!(frame.payload(), b"abc");
-/// ```
-#[inline]
-pub fn emitv<B: FrameBuf + ?Sized>(
-    buf: &mut B,
-    dialect: Dialect,
-    max: usize,
-    header: Header,
-    parts: &[&[u8]],
-) -> Result<usize, Error> {
-    let total = parts
-        .iter()
-        .try_fold(HEADER_SIZE, |acc, p| acc.checked_add(p.len()))
-        .unwrap_or(usize::MAX);
-    frame_check(buf, dialect, max, total)?;
-    let start = buf.len();
-    let dst = buf.put_unfilled(total)?;
-    let Some((h, mut body)) = dst.split_first_chunk_mut::<HEADER_SIZE>() else {
-        return Err(lost_room(buf, start, total));
-    };
-    *h = head_bytes(header, dialect, total);
-    for p in parts {
-        match body.split_at_mut_checked(p.len()) {
-            Some((to, rest)) => {
-                copy_small(to, p);
-                body = rest;
-            }
-            None => return Err(lost_room(buf, start, total)),
-        }
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{split, SliceBuf, MAX_IMSGSIZE};
-
-    #[test]
-    fn small_copies_of_every_size() {
-        let src: [u8; 80] = core::array::from_fn(|i| i as u8 + 1);
-        for n in 0..=80 {
-            let mut dst = [0xeeu8; 82];
-            copy_small(&mut dst[1..n + 1], &src[..n]);
-            assert_eq!(&dst[1..n + 1], &src[..n], "n = {n}");
-            assert_eq!((dst[0], dst[n + 1]), (0xee, 0xee), "n = {n}");
-        }
-    }
+    use crate::{Dialect, SliceBuf};
 
     #[test]
     fn emitv_writes_every_part_over_stale_bytes() {
+        let framing = Framing::standard(Dialect::Current);
         let mut raw = [0xaau8; 256];
         let mut out = SliceBuf::new(&mut raw);
         let parts: [&[u8]; 4] = [b"a", &[2; 17], b"", &[3; 40]];
         let h = Header::new(9, 8, 7).with_fd(true);
-        assert_eq!(emitv(&mut out, Dialect::Current, 16384, h, &parts), Ok(74));
+        assert_eq!(framing.emitv(&mut out, h, &parts), Ok(74));
         let mut arr = arrayvec::ArrayVec::<u8, 128>::new();
-        emitv(&mut arr, Dialect::Current, 16384, h, &parts).unwrap();
+        framing.emitv(&mut arr, h, &parts).unwrap();
         assert_eq!(out.filled(), arr.as_slice());
-        let (f, _) = split(out.filled(), Dialect::Current, 16384)
-            .unwrap()
-            .complete()
-            .unwrap();
+        let (f, _) = framing.split(out.filled()).unwrap().complete().unwrap();
         assert_eq!(f.payload(), [&parts[..]].concat().concat());
         assert!(f.has_fd());
         assert_eq!((f.msg_type(), f.peerid(), f.pid()), (9, 8, 7));
@@ -554,11 +450,11 @@ mod tests {
 
     #[test]
     fn builder_rolls_back_when_dropped() {
+        let framing = Framing::new(Dialect::Legacy, 64).unwrap();
         let mut buf = heapless::Vec::<u8, 64>::new();
         buf.extend_from_slice(b"keep").unwrap();
         {
-            let mut b =
-                FrameBuilder::new(&mut buf, Dialect::Legacy, 64, Header::new(1, 0, 0)).unwrap();
+            let mut b = framing.builder(&mut buf, Header::new(1, 0, 0)).unwrap();
             b.add(b"lost").unwrap();
         }
         assert_eq!(buf.as_slice(), b"keep");
@@ -566,28 +462,30 @@ mod tests {
 
     #[test]
     fn builder_caps_payload_at_max() {
+        let framing = Framing::new(Dialect::Legacy, 20).unwrap();
         let mut buf = heapless::Vec::<u8, 256>::new();
-        let mut b = FrameBuilder::new(&mut buf, Dialect::Legacy, 20, Header::new(1, 0, 0)).unwrap();
+        let mut b = framing.builder(&mut buf, Header::new(1, 0, 0)).unwrap();
         b.add(&[1; 4]).unwrap();
         assert_eq!(b.left(), 0);
-        assert!(matches!(b.add_n8(1), Err(Error::NoSpace { .. })));
-        assert_eq!(b.finish(), Ok(20));
+        assert!(b.add_n8(1).is_err());
+        assert_eq!(b.finish(), 20);
     }
 
     #[test]
     fn create_checks_datalen_like_c() {
+        let framing = Framing::new(Dialect::Legacy, 100).unwrap();
         let mut buf = heapless::Vec::<u8, 256>::new();
         let h = Header::new(1, 0, 0);
-        assert!(FrameBuilder::with_len(&mut buf, Dialect::Legacy, 100, h, 84).is_ok());
+        assert!(framing.builder_with_len(&mut buf, h, 84).is_ok());
         assert_eq!(
-            FrameBuilder::with_len(&mut buf, Dialect::Legacy, 100, h, 85).unwrap_err(),
-            Error::TooLong { len: 101, max: 100 }
+            framing.builder_with_len(&mut buf, h, 85).unwrap_err(),
+            EmitError::TooLong { len: 101, max: 100 }
         );
         assert!(buf.is_empty());
     }
 
     #[test]
-    fn writer_values_case_g() {
+    fn writer_values() {
         let mut raw = [0u8; 64];
         let mut out = SliceBuf::new(&mut raw);
         let mut w = Writer::new(&mut out);
@@ -598,11 +496,11 @@ mod tests {
         w.add_h16(0x1122).unwrap();
         w.add_h32(0x3344_5566).unwrap();
         w.add_h64(7).unwrap();
-        assert_eq!(w.add_strbuf(b"abc", 3), Err(Error::StringOverflow));
+        assert_eq!(w.add_strbuf(b"abc", 3), Err(WriteError::StringOverflow));
         w.add_strbuf(b"abc", 4).unwrap();
         assert_eq!(
             w.set_n32(w.len() - 3, 1),
-            Err(Error::OutOfBounds {
+            Err(OutOfBounds {
                 offset: 30,
                 len: 4,
                 size: 33
@@ -625,31 +523,17 @@ mod tests {
     fn emit_leaves_storage_unchanged_on_error() {
         let mut raw = [0u8; 20];
         let mut out = SliceBuf::new(&mut raw);
+        let framing = Framing::standard(Dialect::Legacy);
         assert!(matches!(
-            emit(
-                &mut out,
-                Dialect::Legacy,
-                MAX_IMSGSIZE,
-                Header::new(1, 0, 0),
-                &[0; 8]
-            ),
-            Err(Error::NoSpace { .. })
+            framing.emit(&mut out, Header::new(1, 0, 0), &[0; 8]),
+            Err(EmitError::NoSpace(_))
         ));
         assert_eq!(out.len(), 0);
         assert_eq!(
-            emit(
-                &mut out,
-                Dialect::Legacy,
-                70000,
-                Header::new(1, 0, 0),
-                &[0; 4]
-            ),
+            framing.emit(&mut out, Header::new(1, 0, 0), &[0; 4]),
             Ok(20)
         );
-        let (f, _) = split(out.filled(), Dialect::Legacy, MAX_IMSGSIZE)
-            .unwrap()
-            .complete()
-            .unwrap();
+        let (f, _) = framing.split(out.filled()).unwrap().complete().unwrap();
         assert_eq!(f.payload(), [0; 4]);
     }
 }

@@ -5,9 +5,17 @@
 //! (`Header` and payload to bytes).
 
 use imsg_codec::{
-    emit, emitv, split, Dialect, Error, Frame, FrameBuilder, Header, RawHeader, SliceBuf, Status,
+    Dialect, EmitError, Frame, FrameError, Framing, Header, RawHeader, SliceBuf, Split, Status,
     MAX_IMSGSIZE,
 };
+
+fn framing(d: Dialect, max: usize) -> Framing {
+    Framing::new(d, max).unwrap()
+}
+
+fn split(bytes: &[u8], d: Dialect, max: usize) -> Result<Split<'_>, FrameError> {
+    framing(d, max).split(bytes)
+}
 use zerocopy::FromBytes;
 
 /// tmux's `MSG_IDENTIFY_STDIN` with a descriptor: type 104, peerid 8, pid -1,
@@ -163,7 +171,7 @@ fn goldens() -> [Golden; 4] {
 #[test]
 fn deconstruct() {
     for g in goldens() {
-        let frame = Frame::new_checked(g.bytes, g.dialect, MAX_IMSGSIZE).unwrap();
+        let frame = Frame::new_checked(g.bytes, &Framing::standard(g.dialect)).unwrap();
         assert_eq!(frame.msg_type(), g.header.ty);
         assert_eq!(frame.total_len(), g.header.len as usize);
         assert_eq!(frame.has_fd(), g.header.has_fd);
@@ -205,8 +213,8 @@ fn construct() {
 fn parse() {
     for g in goldens() {
         assert_eq!(
-            Header::parse(g.bytes, g.dialect, MAX_IMSGSIZE),
-            Ok(g.header)
+            Framing::standard(g.dialect).parse_header(g.bytes),
+            Ok(Status::Complete(g.header))
         );
         let Ok(Status::Complete((frame, used))) = split(g.bytes, g.dialect, MAX_IMSGSIZE) else {
             panic!("{:?} does not split", g.header);
@@ -219,7 +227,7 @@ fn parse() {
         assert!(split(g.bytes, g.dialect, len).is_ok());
         assert_eq!(
             split(g.bytes, g.dialect, len - 1),
-            Err(Error::TooLong { len, max: len - 1 })
+            Err(FrameError::TooLong { len, max: len - 1 })
         );
     }
 }
@@ -231,24 +239,22 @@ fn emit_all_ways() {
         let hdr = g.header.with_len(0);
         let mut raw = [0u8; 64];
         let mut out = SliceBuf::new(&mut raw);
-        assert_eq!(
-            emit(&mut out, g.dialect, MAX_IMSGSIZE, hdr, g.payload),
-            Ok(g.bytes.len())
-        );
+        let f = Framing::standard(g.dialect);
+        assert_eq!(f.emit(&mut out, hdr, g.payload), Ok(g.bytes.len()));
         assert_eq!(out.filled(), g.bytes);
 
         let mut raw = [0u8; 64];
         let mut out = SliceBuf::new(&mut raw);
         let (a, b) = g.payload.split_at(1);
-        emitv(&mut out, g.dialect, MAX_IMSGSIZE, hdr, &[a, &[], b]).unwrap();
+        f.emitv(&mut out, hdr, &[a, &[], b]).unwrap();
         assert_eq!(out.filled(), g.bytes);
 
         let mut out = heapless::Vec::<u8, 64>::new();
-        let mut builder = FrameBuilder::new(&mut out, g.dialect, MAX_IMSGSIZE, hdr).unwrap();
+        let mut builder = f.builder(&mut out, hdr).unwrap();
         for byte in g.payload {
             builder.add_n8(*byte).unwrap();
         }
-        assert_eq!(builder.finish(), Ok(g.bytes.len()));
+        assert_eq!(builder.finish(), g.bytes.len());
         assert_eq!(out.as_slice(), g.bytes);
 
         let mut head = [0u8; 16];
@@ -261,14 +267,14 @@ fn emit_all_ways() {
 #[cfg(target_endian = "little")]
 fn goldens_in_the_other_dialect() {
     // Descriptor frames are where the dialects part: each is reported as the other
-    // dialect (IMSG-FACTS §6.3 D).
+    // dialect.
     for (bytes, d) in [
         (&stdin_fd::LEGACY, Dialect::Legacy),
         (&stdin_fd::CURRENT, Dialect::Current),
     ] {
         assert_eq!(
             split(bytes, d.other(), MAX_IMSGSIZE),
-            Err(Error::DialectMismatch {
+            Err(FrameError::DialectMismatch {
                 expected: d.other(),
                 peer: d
             })
@@ -290,25 +296,27 @@ fn big_current(len: u32) -> Vec<u8> {
 fn current_frame_beyond_legacy_range() {
     // 140000 bytes: only the current dialect can say it.
     let bytes = big_current(140_000);
-    let frame = Frame::new_checked(&bytes[..], Dialect::Current, 140_000).unwrap();
+    let frame = Frame::new_checked(&bytes[..], &framing(Dialect::Current, 140_000)).unwrap();
     assert_eq!((frame.total_len(), frame.has_fd()), (140_000, false));
     for max in [139_999, MAX_IMSGSIZE] {
         assert_eq!(
             split(&bytes, Dialect::Current, max),
-            Err(Error::TooLong { len: 140_000, max })
+            Err(FrameError::TooLong { len: 140_000, max })
         );
     }
     let mut out = vec![0u8; 140_000];
     let mut buf = SliceBuf::new(&mut out);
     let hdr = Header::new(1, 0, 0);
     assert_eq!(
-        emit(&mut buf, Dialect::Legacy, usize::MAX, hdr, &bytes[16..]),
-        Err(Error::TooLong {
+        framing(Dialect::Legacy, 65535).emit(&mut buf, hdr, &bytes[16..]),
+        Err(EmitError::TooLong {
             len: 140_000,
             max: 65535
         })
     );
-    emit(&mut buf, Dialect::Current, usize::MAX, hdr, &bytes[16..]).unwrap();
+    framing(Dialect::Current, 0x7fff_ffff)
+        .emit(&mut buf, hdr, &bytes[16..])
+        .unwrap();
     assert_eq!(buf.filled(), &bytes[..]);
 }
 
@@ -319,7 +327,11 @@ fn current_frame_that_reads_as_legacy_descriptor_frame() {
     // well-formed descriptor frame. No reader can tell these apart; only the
     // channel's agreed dialect can.
     let bytes = big_current(70_000);
-    let h = Header::parse(&bytes, Dialect::Legacy, MAX_IMSGSIZE).unwrap();
+    let h = Framing::standard(Dialect::Legacy)
+        .parse_header(&bytes)
+        .unwrap()
+        .complete()
+        .unwrap();
     assert_eq!((h.len, h.has_fd), (0x1170, true));
     assert!(split(&bytes, Dialect::Current, 70_000).is_ok());
     // Over the limit, where the frame is invalid anyway, the current reader blames
@@ -327,7 +339,7 @@ fn current_frame_that_reads_as_legacy_descriptor_frame() {
     // bytes or more).
     assert_eq!(
         split(&bytes, Dialect::Current, 69_999),
-        Err(Error::DialectMismatch {
+        Err(FrameError::DialectMismatch {
             expected: Dialect::Current,
             peer: Dialect::Legacy
         })

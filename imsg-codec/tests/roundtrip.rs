@@ -3,9 +3,17 @@
 //! partial answer says exactly how many bytes are missing.
 
 use imsg_codec::{
-    emit, emitv, frames, split, Dialect, Error, FrameBuilder, Header, SliceBuf, Status,
-    HEADER_SIZE, MAX_IMSGSIZE,
+    Dialect, EmitError, FrameError, Framing, Header, SliceBuf, Split, Status, HEADER_SIZE,
+    MAX_IMSGSIZE,
 };
+
+fn framing(d: Dialect, max: usize) -> Framing {
+    Framing::new(d, max).unwrap()
+}
+
+fn split(bytes: &[u8], d: Dialect, max: usize) -> Result<Split<'_>, FrameError> {
+    framing(d, max).split(bytes)
+}
 use proptest::prelude::*;
 
 /// One frame to send: its header (length left to the encoder) and payload.
@@ -38,21 +46,22 @@ fn msg(max_payload: usize) -> impl Strategy<Value = Msg> {
 }
 
 /// Encodes `m` at the end of `out` the way `m.how` says.
-fn encode(out: &mut SliceBuf<'_>, d: Dialect, max: usize, m: &Msg) -> Result<usize, Error> {
+fn encode(out: &mut SliceBuf<'_>, d: Dialect, max: usize, m: &Msg) -> Result<usize, EmitError> {
+    let f = framing(d, max);
     match m.how {
-        0 => emit(out, d, max, m.header, &m.payload),
+        0 => f.emit(out, m.header, &m.payload),
         1 => {
             let third = m.payload.len() / 3;
             let (a, rest) = m.payload.split_at(third);
             let (b, c) = rest.split_at(third);
-            emitv(out, d, max, m.header, &[a, b, &[], c])
+            f.emitv(out, m.header, &[a, b, &[], c])
         }
         _ => {
-            let mut b = FrameBuilder::new(out, d, max, m.header)?;
+            let mut b = f.builder(out, m.header)?;
             for piece in m.payload.chunks(7) {
                 b.add(piece)?;
             }
-            b.finish()
+            Ok(b.finish())
         }
     }
 }
@@ -141,7 +150,8 @@ proptest! {
         prop_assert_eq!(&got, &expected);
 
         // The whole stream at once through the iterator, too.
-        let mut it = frames(&stream, d, max);
+        let f = framing(d, max);
+        let mut it = f.frames(&stream);
         let whole: Vec<(Header, Vec<u8>)> = it
             .by_ref()
             .map(|f| {
@@ -168,8 +178,8 @@ proptest! {
         let err = encode(&mut out, d, max, &m).unwrap_err();
         // FrameBuilder finds out piece by piece; the others up front.
         match m.how {
-            2 => prop_assert!(matches!(err, Error::NoSpace { .. }), "{:?}", err),
-            _ => prop_assert_eq!(err, Error::TooLong { len: total(&m), max }),
+            2 => prop_assert!(matches!(err, EmitError::NoSpace(_)), "{:?}", err),
+            _ => prop_assert_eq!(err, EmitError::TooLong { len: total(&m), max }),
         }
         prop_assert_eq!(out.filled().len(), 0, "nothing half-written");
     }
@@ -186,7 +196,7 @@ proptest! {
         }
     }
 
-    /// IMSG-FACTS §6.3 D: on a little-endian host, a descriptor frame (up to tmux's
+    /// On a little-endian host, a descriptor frame (up to tmux's
     /// limit) read in the other dialect is reported as the other dialect; a frame
     /// without one reads the same in both.
     #[test]
@@ -194,11 +204,11 @@ proptest! {
     fn other_dialect_is_detected(d in dialect(), m in msg(MAX_IMSGSIZE - HEADER_SIZE)) {
         let mut storage = vec![0u8; total(&m)];
         let mut out = SliceBuf::new(&mut storage);
-        emit(&mut out, d, MAX_IMSGSIZE, m.header, &m.payload).unwrap();
+        Framing::standard(d).emit(&mut out, m.header, &m.payload).unwrap();
         let bytes = out.filled();
         let read = split(bytes, d.other(), MAX_IMSGSIZE);
         if m.header.has_fd {
-            prop_assert_eq!(read, Err(Error::DialectMismatch { expected: d.other(), peer: d }));
+            prop_assert_eq!(read, Err(FrameError::DialectMismatch { expected: d.other(), peer: d }));
         } else {
             let (frame, used) = read.unwrap().complete().unwrap();
             prop_assert_eq!(used, bytes.len());

@@ -24,18 +24,19 @@ fn committed_tmux_capture_decodes_field_by_field() {
 fn committed_tmux_capture_is_rejected_as_current() {
     // The first descriptor-carrying frame (STDIN, the 7th) is where the dialects
     // part; the current reader must say the peer speaks legacy.
-    use imsg_codec::{frames, Dialect, Error, MAX_IMSGSIZE};
-    let mut it = frames(CAPTURE, Dialect::Current, MAX_IMSGSIZE);
+    use imsg_codec::{Dialect, FrameError, Framing};
+    let current = Framing::standard(Dialect::Current);
+    let mut it = current.frames(CAPTURE);
     let ok: Vec<u32> = it
         .by_ref()
         .map_while(Result::ok)
         .map(|f| f.msg_type())
         .collect();
     assert_eq!(ok, [100, 111, 101, 109, 102, 108]);
-    let mut it = frames(&CAPTURE[it.consumed()..], Dialect::Current, MAX_IMSGSIZE);
+    let mut it = current.frames(&CAPTURE[it.consumed()..]);
     assert_eq!(
         it.next(),
-        Some(Err(Error::DialectMismatch {
+        Some(Err(FrameError::DialectMismatch {
             expected: Dialect::Current,
             peer: Dialect::Legacy
         }))

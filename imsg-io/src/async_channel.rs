@@ -76,7 +76,7 @@ impl AsyncChannel {
     ///
     /// Errors are those of [`Channel::read`] and [`Channel::get`]. After
     /// [`Error::DescriptorsLost`] the channel can still be used; after
-    /// [`Error::UnexpectedEof`] or [`Error::Codec`] it cannot. While the
+    /// [`Error::UnexpectedEof`] or [`Error::Frame`] it cannot. While the
     /// descriptor guard refuses to read, this retries every [`FD_GUARD_RETRY`].
     pub async fn recv(&mut self) -> Result<Option<OwnedMessage>, Error> {
         loop {

@@ -3,13 +3,15 @@
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+use std::collections::VecDeque;
+
 use imsg_codec::detect::{detect_stream, Detection};
-use imsg_codec::{Dialect, FrameBuilder, Header, Writer};
+use imsg_codec::{Dialect, FrameBuilder, Framing, Header, Writer};
 
 use crate::fd_guard;
 use crate::recv_buffer::{RecvBuffer, DEFAULT_RECV_BUFFER};
 pub use crate::send_queue::SendBuf;
-use crate::send_queue::{FrameLog, QueueParts, SendQueue};
+use crate::send_queue::{QueueParts, SendQueue};
 use crate::socket::{self, Transport};
 use crate::{Config, Error, Message, OwnedMessage};
 use rustix::io::Errno;
@@ -94,13 +96,11 @@ impl Channel {
     /// A channel over `fd`, a connected `AF_UNIX` stream socket (`imsgbuf_init`;
     /// `imsgbuf_allow_fdpass` and `imsgbuf_set_maxsize` are in `config`).
     ///
-    /// Errors: [`Error::Codec`] if `config.max_frame` is out of bounds for the
-    /// dialect; [`Error::Io`] (`ENOTSOCK`) if `fd` is not a socket but descriptor
+    /// Errors: [`Error::Io`] (`ENOTSOCK`) if `fd` is not a socket but descriptor
     /// passing is asked for. Other descriptors (a pipe, say) work without
     /// descriptor passing, with `read`/`write`.
     pub fn new(fd: impl Into<OwnedFd>, config: Config) -> Result<Channel, Error> {
         let fd = fd.into();
-        config.validate()?;
         let transport = match (socket::is_socket(fd.as_fd())?, config.fdpass) {
             (true, true) => Transport::SocketFdpass,
             (true, false) => Transport::Socket,
@@ -110,8 +110,8 @@ impl Channel {
         Ok(Channel {
             fd,
             transport,
-            send: SendQueue::new(config.dialect),
-            recv: RecvBuffer::new(DEFAULT_RECV_BUFFER),
+            send: SendQueue::new(config.framing),
+            recv: RecvBuffer::new(config.framing, DEFAULT_RECV_BUFFER),
             guard_blocked: false,
             detecting: false,
             learnt: None,
@@ -140,10 +140,12 @@ impl Channel {
     }
 
     /// Learns the peer's dialect from what it sends (`on`), instead of trusting
-    /// [`Config::dialect`], which is then only the dialect used until a frame tells.
+    /// the dialect of [`Config::framing`], which is then only the dialect used until
+    /// a frame tells. A frame limit the learnt dialect cannot express is capped at
+    /// its largest frame.
     ///
     /// Frames without a descriptor read the same in both dialects; the first frame
-    /// the peer sends with one decides (see [`imsg_codec::detect`]). From then on
+    /// the peer sends with one decides (see [`imsg_codec::detect()`]). From then on
     /// the channel reads in that dialect and sends in it too (frames queued before
     /// are sent as they were encoded). With a limit of 65,552 bytes or more a legacy
     /// descriptor frame could also be a long current frame: it is then read as
@@ -168,16 +170,17 @@ impl Channel {
         self.detecting = on;
     }
 
-    /// The dialect frames are read in now: [`Config::dialect`], or the one learnt
+    /// The dialect frames are read in now: the configured one, or the one learnt
     /// (see [`set_detect_dialect`](Channel::set_detect_dialect)).
     pub fn dialect(&self) -> Dialect {
-        self.config.dialect
+        self.config.framing.dialect()
     }
 
     /// Looks for a header that decides the peer's dialect in the unread bytes and
     /// the `extra` just received.
     fn learn_dialect(&mut self, extra: usize) {
-        let found = match detect_stream(self.recv.unread_with(extra), self.config.max_frame) {
+        let max = self.config.framing.max_frame();
+        let found = match detect_stream(self.recv.unread_with(extra), max) {
             Detection::Dialect(d) => d,
             Detection::Ambiguous => Dialect::Current,
             Detection::Undecided | Detection::Invalid => return,
@@ -185,7 +188,8 @@ impl Channel {
         log::debug!("peer speaks the {found} imsg dialect");
         self.detecting = false;
         self.detected = true;
-        self.config.dialect = found;
+        self.config = self.config.clone().with_dialect(found);
+        self.recv.set_framing(self.config.framing);
         self.learnt = Some(found);
         self.send_in_learnt_dialect();
     }
@@ -194,7 +198,12 @@ impl Channel {
     fn send_in_learnt_dialect(&mut self) {
         if let Some(d) = self.learnt {
             if self.send.len() == 0 {
-                self.send.set_dialect(d);
+                self.send.set_framing(
+                    self.config
+                        .framing
+                        .with_dialect(d)
+                        .unwrap_or(Framing::standard(d)),
+                );
                 self.learnt = None;
             }
         }
@@ -209,7 +218,7 @@ impl Channel {
     ///
     /// [`DialectHint`](crate::DialectHint) words it for an error message.
     pub fn peer_may_speak(&self) -> Option<Dialect> {
-        (self.fd_unanswered && !self.detected).then(|| self.config.dialect.other())
+        (self.fd_unanswered && !self.detected).then(|| self.dialect().other())
     }
 
     fn header(&self, ty: u32, peerid: u32, pid: i32) -> Header {
@@ -231,9 +240,8 @@ impl Channel {
     /// is closed once sent.
     ///
     /// Errors leave the queue unchanged and close `fd`:
-    /// [`Error::FdPassingDisabled`], or [`Error::Codec`] with
-    /// [`TooLong`](imsg_codec::Error::TooLong) if `16 + payload.len()` is above
-    /// [`Config::max_frame`].
+    /// [`Error::FdPassingDisabled`], or [`Error::TooLong`] if `16 + payload.len()`
+    /// is above the frame limit ([`Config::framing`]).
     #[inline]
     pub fn compose(
         &mut self,
@@ -260,14 +268,13 @@ impl Channel {
         self.check_fd(&fd)?;
         self.send_in_learnt_dialect();
         let header = self.header(ty, peerid, pid);
-        self.send
-            .compose(self.config.max_frame, header, parts, fd)?;
+        self.send.compose(header, parts, fd)?;
         Ok(())
     }
 
     /// Starts a frame whose payload is written in pieces (`imsg_create`); the
     /// builder dereferences to an [`imsg_codec::Writer`] (`imsg_add`, `ibuf_add_*`)
-    /// capped at [`Config::max_frame`]. [`MessageBuilder::close`] queues it
+    /// capped at the frame limit ([`Config::framing`]). [`MessageBuilder::close`] queues it
     /// (`imsg_close`); dropping the builder without closing queues nothing.
     ///
     /// ```
@@ -286,26 +293,23 @@ impl Channel {
     pub fn create(&mut self, ty: u32, peerid: u32, pid: i32) -> MessageBuilder<'_> {
         self.send_in_learnt_dialect();
         let header = self.header(ty, peerid, pid);
-        let (dialect, max, fdpass) = (
-            self.send.dialect(),
-            self.config.max_frame,
-            self.config.fdpass,
-        );
+        let fdpass = self.config.fdpass;
         let QueueParts {
+            framing,
             buf,
-            log,
+            lens,
             fds,
             base,
         } = self.send.parts();
         let start = imsg_codec::FrameBuf::len(buf);
-        let builder = match FrameBuilder::new(buf, dialect, max, header) {
+        let builder = match framing.builder(buf, header) {
             Ok(b) => b,
-            // `Config::validate` keeps max >= 16 and a Vec never runs out of room.
-            Err(e) => unreachable!("frame builder refused a valid config: {e}"),
+            // The send buffer grows as needed: it always has room for a header.
+            Err(e) => unreachable!("the send buffer refused a header: {e}"),
         };
         MessageBuilder {
             builder,
-            log,
+            lens,
             fds,
             base,
             start,
@@ -408,20 +412,19 @@ impl Channel {
     ///
     /// Errors: [`Error::UnexpectedEof`] when the stream ended inside a frame;
     /// [`Error::DescriptorsLost`] on `MSG_CTRUNC` (the bytes are kept, see there);
-    /// [`Error::Codec`] if the frame being received has a bad header (also reported
+    /// [`Error::Frame`] if the frame being received has a bad header (also reported
     /// by `get`); [`Error::Io`] for other failures.
     pub fn read(&mut self) -> Result<ReadStatus, Error> {
         self.guard_blocked = false;
         if self.detecting {
             self.learn_dialect(0);
         }
-        let (dialect, max) = (self.config.dialect, self.config.max_frame);
         if self.transport == Transport::SocketFdpass && fd_guard::exhausted(self.fd.as_fd()) {
             log::debug!("descriptor guard: too few free descriptors, not reading");
             self.guard_blocked = true;
             return Ok(ReadStatus::WouldBlock);
         }
-        let space = self.recv.spare(dialect, max)?;
+        let space = self.recv.spare()?;
         let got = match socket::recv(self.fd.as_fd(), self.transport, space) {
             Ok(got) => got,
             Err(Errno::AGAIN) => return Ok(ReadStatus::WouldBlock),
@@ -432,29 +435,23 @@ impl Channel {
             return self.end_of_stream();
         }
         self.fd_unanswered = false;
-        let (dialect, max) = if self.detecting {
+        if self.detecting {
             self.learn_dialect(got.bytes);
-            (self.config.dialect, max)
-        } else {
-            (dialect, max)
-        };
+        }
         if got.truncated {
             // The descriptors that did arrive are closed: which frame they belong
             // to is uncertain once some were lost.
             drop(got.fd);
-            self.recv.commit(got.bytes, None, dialect, max);
+            self.recv.commit(got.bytes, None);
             return Err(Error::DescriptorsLost);
         }
-        self.recv.commit(got.bytes, got.fd, dialect, max);
+        self.recv.commit(got.bytes, got.fd);
         Ok(ReadStatus::Read(got.bytes))
     }
 
     fn end_of_stream(&mut self) -> Result<ReadStatus, Error> {
         self.recv.set_eof();
-        match self
-            .recv
-            .incomplete_tail(self.config.dialect, self.config.max_frame)
-        {
+        match self.recv.incomplete_tail() {
             0 => Ok(ReadStatus::Eof),
             buffered => Err(Error::UnexpectedEof { buffered }),
         }
@@ -471,13 +468,13 @@ impl Channel {
     ///
     /// A descriptor that arrived with the frame is in the message; a frame flagged
     /// for a descriptor that did not arrive has `flagged_fd()` true and no
-    /// descriptor. Errors: [`Error::Codec`] for a frame with a bad header
-    /// (length below 16 or above [`Config::max_frame`], or a frame of the other
-    /// dialect: [`DialectMismatch`](imsg_codec::Error::DialectMismatch)). The stream
+    /// descriptor. Errors: [`Error::Frame`] for a frame with a bad header
+    /// (length below 16 or above the frame limit, or a frame of the other
+    /// dialect: [`DialectMismatch`](imsg_codec::FrameError::DialectMismatch)). The stream
     /// cannot be resynchronised after that.
     #[inline]
     pub fn get(&mut self) -> Result<Option<Message<'_>>, Error> {
-        let Some(f) = self.recv.take(self.config.dialect, self.config.max_frame)? else {
+        let Some(f) = self.recv.take()? else {
             return Ok(None);
         };
         Ok(Some(Message {
@@ -552,8 +549,8 @@ impl Channel {
 #[derive(Debug)]
 pub struct MessageBuilder<'a> {
     builder: FrameBuilder<'a, SendBuf>,
-    log: &'a mut FrameLog,
-    fds: &'a mut std::collections::VecDeque<(u64, OwnedFd)>,
+    lens: &'a mut VecDeque<usize>,
+    fds: &'a mut VecDeque<(u64, OwnedFd)>,
     base: u64,
     start: usize,
     fdpass: bool,
@@ -569,15 +566,14 @@ impl MessageBuilder<'_> {
         }
         let MessageBuilder {
             mut builder,
-            log,
+            lens,
             fds,
             base,
             start,
             ..
         } = self;
         builder.set_has_fd(fd.is_some());
-        builder.finish()?;
-        log.record(start, base);
+        lens.push_back(builder.finish());
         if let Some(fd) = fd {
             fds.push_back((base + start as u64, fd));
         }

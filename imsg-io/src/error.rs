@@ -3,12 +3,20 @@
 use std::fmt;
 use std::io;
 
+use imsg_codec::{EmitError, FrameError, LimitError, NoSpace};
+
 /// Everything a channel can report.
+///
+/// Each variant's message includes the text of the error it wraps, so
+/// [`source`](std::error::Error::source) skips that error and goes on with its
+/// own cause: a chain printed level by level (anyhow's `{:#}`) says each thing once.
 ///
 /// ```
 /// use imsg_io::Error;
 /// let e: Error = std::io::Error::from(std::io::ErrorKind::BrokenPipe).into();
 /// assert!(matches!(e, Error::Io(_)));
+/// assert_eq!(e.to_string(), "imsg channel I/O: broken pipe");
+/// assert!(std::error::Error::source(&e).is_none());
 /// assert_eq!(Error::PeerClosed.to_string(),
 ///     "peer closed the connection; the queued messages and their descriptors were discarded");
 /// ```
@@ -16,10 +24,23 @@ use std::io;
 #[non_exhaustive]
 pub enum Error {
     /// A frame from the peer is malformed (bad length, other dialect, over the
-    /// limit), or the caller's frame or setting is out of bounds. A malformed frame
-    /// from the peer leaves the stream unsynchronised: every later
+    /// limit). The stream is unsynchronised from there: every later
     /// [`get`](crate::Channel::get) returns the same error; close the channel.
-    Codec(imsg_codec::Error),
+    Frame(FrameError),
+    /// A frame limit outside what the dialect allows
+    /// ([`Config::with_max_frame`](crate::Config::with_max_frame)).
+    Limit(LimitError),
+    /// A frame to queue is above the channel's frame limit (C: `ERANGE`). Nothing
+    /// was queued and its descriptor was closed.
+    TooLong {
+        /// The frame's total length, header included.
+        len: usize,
+        /// The channel's limit, header included.
+        max: usize,
+    },
+    /// A message builder's payload reached the frame limit
+    /// ([`Channel::create`](crate::Channel::create)); what did not fit was not added.
+    NoSpace(NoSpace),
     /// A system call failed.
     Io(io::Error),
     /// Writing failed with `EPIPE` or `ECONNRESET`: the peer is gone. The whole send
@@ -48,7 +69,13 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Codec(e) => write!(f, "imsg frame: {e}"),
+            Error::Frame(e) => write!(f, "invalid imsg frame from the peer: {e}"),
+            Error::Limit(e) => write!(f, "channel settings: {e}"),
+            Error::TooLong { len, max } => write!(
+                f,
+                "frame of {len} bytes is above the channel's limit of {max} bytes"
+            ),
+            Error::NoSpace(e) => write!(f, "message above the frame limit: {e}"),
             Error::Io(e) => write!(f, "imsg channel I/O: {e}"),
             Error::PeerClosed => f.write_str(
                 "peer closed the connection; the queued messages and their descriptors were \
@@ -101,18 +128,29 @@ impl fmt::Display for DialectHint {
 }
 
 impl std::error::Error for Error {
+    /// The cause of the wrapped error (whose text this error's message already
+    /// includes), if it has one.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Codec(e) => Some(e),
-            Error::Io(e) => Some(e),
+            Error::Io(e) => e.source(),
             _ => None,
         }
     }
 }
 
 impl From<io::Error> for Error {
+    /// Wraps `e`; an `io::Error` that itself wraps a channel error gives that
+    /// error back instead of wrapping it twice.
     fn from(e: io::Error) -> Self {
-        Error::Io(e)
+        if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return Error::Io(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|b| b.downcast::<Error>()) {
+            Some(Ok(inner)) => *inner,
+            Some(Err(other)) => Error::Io(io::Error::new(kind, other)),
+            None => Error::Io(kind.into()),
+        }
     }
 }
 
@@ -122,8 +160,79 @@ impl From<rustix::io::Errno> for Error {
     }
 }
 
-impl From<imsg_codec::Error> for Error {
-    fn from(e: imsg_codec::Error) -> Self {
-        Error::Codec(e)
+impl From<FrameError> for Error {
+    fn from(e: FrameError) -> Self {
+        Error::Frame(e)
+    }
+}
+
+impl From<LimitError> for Error {
+    fn from(e: LimitError) -> Self {
+        Error::Limit(e)
+    }
+}
+
+impl From<NoSpace> for Error {
+    fn from(e: NoSpace) -> Self {
+        Error::NoSpace(e)
+    }
+}
+
+impl From<EmitError> for Error {
+    fn from(e: EmitError) -> Self {
+        match e {
+            EmitError::TooLong { len, max } => Error::TooLong { len, max },
+            EmitError::NoSpace(e) => Error::NoSpace(e),
+            // `EmitError` may grow; what it says is kept as text.
+            other => Error::Io(io::Error::other(other.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// Walks `e`'s chain and checks that no level's message contains the message
+    /// of the level below it.
+    fn assert_no_repeat(e: &(dyn std::error::Error + 'static)) {
+        let mut level = e;
+        while let Some(next) = level.source() {
+            let (outer, inner) = (level.to_string(), next.to_string());
+            assert!(
+                !outer.contains(&inner),
+                "{outer:?} repeats its source {inner:?}"
+            );
+            level = next;
+        }
+    }
+
+    #[test]
+    fn chains_say_each_thing_once() {
+        let pipe = || io::Error::from(io::ErrorKind::BrokenPipe);
+        let cases = [
+            Error::Io(pipe()),
+            Error::from(io::Error::other(Error::Io(pipe()))),
+            Error::Frame(FrameError::TooShort { len: 3 }),
+            Error::Limit(LimitError {
+                max: 3,
+                dialect: imsg_codec::Dialect::Legacy,
+            }),
+            Error::NoSpace(NoSpace {
+                needed: 4,
+                available: 1,
+            }),
+            Error::PeerClosed,
+        ];
+        for e in &cases {
+            assert_no_repeat(e);
+            // The io::Error a caller may wrap a channel error in is a level too.
+            assert_no_repeat(&io::Error::other(Error::Io(pipe())));
+        }
+        // An io::Error wrapping a channel error is unwrapped, not nested.
+        let e = Error::from(io::Error::other(Error::Io(pipe())));
+        assert_eq!(e.to_string(), "imsg channel I/O: broken pipe");
+        assert!(e.source().is_none());
     }
 }

@@ -5,8 +5,8 @@
 //! program gets from `imsgbuf_*` and `imsg_*`, with `OwnedFd` for every descriptor,
 //! slices for payloads and [`Error`] for every failure.
 //!
-//! - [`config`]: [`Config`] (dialect, size limit as a **total** frame size,
-//!   descriptor passing, own pid).
+//! - [`config`]: [`Config`] ([`Framing`]: dialect and size limit as a **total**
+//!   frame size; descriptor passing, own pid).
 //! - [`channel`]: [`Channel`] (send queue, receive buffer), [`MessageBuilder`],
 //!   [`ReadStatus`].
 //! - [`message`]: received [`Message`] (borrowed payload) and [`OwnedMessage`].
@@ -55,5 +55,5 @@ pub use channel::{Channel, MessageBuilder, ReadStatus};
 pub use config::Config;
 pub use error::{DialectHint, Error};
 pub use fd_guard::FD_HEADROOM;
-pub use imsg_codec::{Dialect, Header, Reader, MAX_IMSGSIZE};
+pub use imsg_codec::{Dialect, Framing, Header, Reader, MAX_IMSGSIZE};
 pub use message::{Message, OwnedMessage};

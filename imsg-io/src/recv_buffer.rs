@@ -4,14 +4,15 @@
 //! A descriptor belongs to the frame whose first byte arrived in the same
 //! `recvmsg` (the sender starts a `sendmsg` at each frame that carries one). So each
 //! received descriptor is kept with the stream range `[start, end)` of the read that
-//! brought it, and the first flagged frame that starts in that range takes it. It is
-//! kept until such a frame is complete, even when the read ended inside that frame's
-//! header, and closed as soon as no frame starting in its range can claim it.
+//! brought it, and the last flagged frame that starts in that range takes it (see
+//! [`RecvBuffer::take`] for why the last). It is kept until that frame is complete,
+//! even when the read ended inside the frame's header, and closed as soon as no
+//! frame starting in its range can claim it.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
-use imsg_codec::{split, Dialect, Header, Status, HEADER_SIZE};
+use imsg_codec::{Framing, Header, Status, HEADER_SIZE};
 
 use crate::Error;
 
@@ -38,8 +39,8 @@ pub(crate) struct TakenFrame<'a> {
 /// The header and total length of the frame at the start of `held` if all of it
 /// is there; `None` if more bytes are needed; the codec's error for a bad header.
 #[inline]
-fn frame_at(held: &[u8], dialect: Dialect, max: usize) -> Result<Option<(Header, usize)>, Error> {
-    Ok(match split(held, dialect, max)? {
+fn frame_at(held: &[u8], framing: &Framing) -> Result<Option<(Header, usize)>, Error> {
+    Ok(match framing.split(held)? {
         Status::Partial { .. } => None,
         Status::Complete((frame, used)) => Some((frame.header(), used)),
     })
@@ -47,6 +48,7 @@ fn frame_at(held: &[u8], dialect: Dialect, max: usize) -> Result<Option<(Header,
 
 #[derive(Debug)]
 pub(crate) struct RecvBuffer {
+    framing: Framing,
     /// Storage, all of it initialised; `buf[rpos..wpos]` is data not yet taken.
     buf: Vec<u8>,
     rpos: usize,
@@ -61,8 +63,9 @@ pub(crate) struct RecvBuffer {
 }
 
 impl RecvBuffer {
-    pub fn new(min_size: usize) -> RecvBuffer {
+    pub fn new(framing: Framing, min_size: usize) -> RecvBuffer {
         RecvBuffer {
+            framing,
             buf: Vec::new(),
             rpos: 0,
             wpos: 0,
@@ -84,6 +87,11 @@ impl RecvBuffer {
         }
     }
 
+    /// Reads the frames not yet taken with `framing` (the peer's dialect was learnt).
+    pub fn set_framing(&mut self, framing: Framing) {
+        self.framing = framing;
+    }
+
     /// Bytes received and not yet taken as frames.
     #[inline]
     pub fn buffered(&self) -> usize {
@@ -102,19 +110,20 @@ impl RecvBuffer {
     }
 
     /// The total length of the frame at the read position, if its header is there.
-    fn current_frame_len(&self, dialect: Dialect, max: usize) -> Result<Option<usize>, Error> {
+    fn current_frame_len(&self) -> Result<Option<usize>, Error> {
         let held = &self.buf[self.rpos..self.wpos];
-        if held.len() < HEADER_SIZE {
-            return Ok(None);
-        }
-        Ok(Some(Header::parse(held, dialect, max)?.len as usize))
+        Ok(self
+            .framing
+            .parse_header(held)?
+            .complete()
+            .map(|h| h.len as usize))
     }
 
     /// Makes room for the next read and returns it: compacts, and grows the buffer
     /// up to the size of the frame being received (at most `max`). A bad header at
     /// the read position is reported here too, so a broken stream cannot make the
     /// buffer grow.
-    pub fn spare(&mut self, dialect: Dialect, max: usize) -> Result<&mut [u8], Error> {
+    pub fn spare(&mut self) -> Result<&mut [u8], Error> {
         if self.rpos == self.wpos {
             self.base += self.wpos as u64;
             self.rpos = 0;
@@ -123,7 +132,7 @@ impl RecvBuffer {
         if self.buf.len() < self.min_size {
             self.buf.resize(self.min_size, 0);
         }
-        let want = self.current_frame_len(dialect, max)?.unwrap_or(HEADER_SIZE);
+        let want = self.current_frame_len()?.unwrap_or(HEADER_SIZE);
         let free = self.buf.len() - self.wpos;
         if self.rpos > 0 && (free < self.buf.len() / 2 || self.buf.len() - self.rpos < want) {
             self.buf.copy_within(self.rpos..self.wpos, 0);
@@ -143,11 +152,11 @@ impl RecvBuffer {
 
     /// Records a read of `n` bytes into the spare space and the descriptor it
     /// brought. A descriptor that no frame can claim is closed at once.
-    pub fn commit(&mut self, n: usize, fd: Option<OwnedFd>, dialect: Dialect, max: usize) {
+    pub fn commit(&mut self, n: usize, fd: Option<OwnedFd>) {
         let start = self.wpos;
         self.wpos += n;
         if let Some(fd) = fd {
-            if self.frame_starts_within(start, self.wpos, dialect, max) {
+            if self.frame_starts_within(start, self.wpos) {
                 self.pending.push_back(PendingFd {
                     start: self.base + start as u64,
                     end: self.base + self.wpos as u64,
@@ -161,18 +170,14 @@ impl RecvBuffer {
 
     /// Whether a frame starts in `buf[from..to]`, walking the headers from the read
     /// position. An invalid header answers no (the stream is broken from there).
-    fn frame_starts_within(&self, from: usize, to: usize, dialect: Dialect, max: usize) -> bool {
+    fn frame_starts_within(&self, from: usize, to: usize) -> bool {
         let mut s = self.rpos;
         while s < from {
-            let held = &self.buf[s..self.wpos];
-            if held.len() < HEADER_SIZE {
-                // The header of the frame at s is incomplete, so the next frame
-                // starts past everything received.
-                return false;
-            }
-            match Header::parse(held, dialect, max) {
-                Ok(h) => s += h.len as usize,
-                Err(_) => return false,
+            // An incomplete header at s: the next frame starts past everything
+            // received.
+            match self.framing.parse_header(&self.buf[s..self.wpos]) {
+                Ok(Status::Complete(h)) => s += h.len as usize,
+                Ok(Status::Partial { .. }) | Err(_) => return false,
             }
         }
         s < to
@@ -189,14 +194,14 @@ impl RecvBuffer {
     /// When a later frame starting in that read has an incomplete header, this
     /// frame is held back (`None`) until the header is complete or the stream ends.
     #[inline]
-    pub fn take(&mut self, dialect: Dialect, max: usize) -> Result<Option<TakenFrame<'_>>, Error> {
+    pub fn take(&mut self) -> Result<Option<TakenFrame<'_>>, Error> {
         if !self.pending.is_empty() {
-            return self.take_with_fds(dialect, max);
+            return self.take_with_fds();
         }
         // No descriptor waiting (the common case): no descriptor bookkeeping.
         let start = self.rpos;
         let held = &self.buf[start..self.wpos];
-        let Some((header, used)) = frame_at(held, dialect, max)? else {
+        let Some((header, used)) = frame_at(held, &self.framing)? else {
             return Ok(None);
         };
         self.rpos = start + used;
@@ -209,16 +214,12 @@ impl RecvBuffer {
 
     /// [`take`](RecvBuffer::take) while received descriptors wait for their frame.
     #[inline(never)]
-    fn take_with_fds(
-        &mut self,
-        dialect: Dialect,
-        max: usize,
-    ) -> Result<Option<TakenFrame<'_>>, Error> {
+    fn take_with_fds(&mut self) -> Result<Option<TakenFrame<'_>>, Error> {
         let start = self.rpos;
-        let Some((header, used)) = frame_at(&self.buf[start..self.wpos], dialect, max)? else {
+        let Some((header, used)) = frame_at(&self.buf[start..self.wpos], &self.framing)? else {
             return Ok(None);
         };
-        let Some(fd) = self.claim(header.has_fd, used, dialect, max) else {
+        let Some(fd) = self.claim(header.has_fd, used) else {
             return Ok(None);
         };
         self.rpos = start + used;
@@ -234,13 +235,7 @@ impl RecvBuffer {
 
     /// The descriptor of the frame of `used` bytes at the read position:
     /// `Some(Some(fd))`, `Some(None)` for none, `None` to hold the frame back.
-    fn claim(
-        &mut self,
-        flagged: bool,
-        used: usize,
-        dialect: Dialect,
-        max: usize,
-    ) -> Option<Option<OwnedFd>> {
+    fn claim(&mut self, flagged: bool, used: usize) -> Option<Option<OwnedFd>> {
         let at = self.base + self.rpos as u64;
         self.close_strays(at);
         let Some(end) = self
@@ -251,7 +246,7 @@ impl RecvBuffer {
         else {
             return Some(None);
         };
-        match self.later_flagged_frame(self.rpos + used, end, dialect, max) {
+        match self.later_flagged_frame(self.rpos + used, end) {
             Some(true) => Some(None),
             Some(false) => Some(self.pending.pop_front().map(|p| p.fd)),
             None => None,
@@ -269,22 +264,13 @@ impl RecvBuffer {
     /// Whether a flagged frame starts in `[from, end)` (`from` a buffer index of a
     /// frame start, `end` a stream offset): `None` if a header there is incomplete
     /// and the stream may still complete it.
-    fn later_flagged_frame(
-        &self,
-        from: usize,
-        end: u64,
-        dialect: Dialect,
-        max: usize,
-    ) -> Option<bool> {
+    fn later_flagged_frame(&self, from: usize, end: u64) -> Option<bool> {
         let mut s = from;
         while self.base + (s as u64) < end {
-            let held = &self.buf[s..self.wpos];
-            if held.len() < HEADER_SIZE {
-                return if self.eof { Some(false) } else { None };
-            }
-            match Header::parse(held, dialect, max) {
-                Ok(h) if h.has_fd => return Some(true),
-                Ok(h) => s += h.len as usize,
+            match self.framing.parse_header(&self.buf[s..self.wpos]) {
+                Ok(Status::Partial { .. }) => return if self.eof { Some(false) } else { None },
+                Ok(Status::Complete(h)) if h.has_fd => return Some(true),
+                Ok(Status::Complete(h)) => s += h.len as usize,
                 Err(_) => return Some(false),
             }
         }
@@ -298,10 +284,10 @@ impl RecvBuffer {
 
     /// Bytes of an incomplete frame at the end of the buffer (0 if the buffer holds
     /// only complete frames or an invalid header, which `take` reports).
-    pub fn incomplete_tail(&self, dialect: Dialect, max: usize) -> usize {
+    pub fn incomplete_tail(&self) -> usize {
         let mut s = self.rpos;
         loop {
-            match split(&self.buf[s..self.wpos], dialect, max) {
+            match self.framing.split(&self.buf[s..self.wpos]) {
                 Ok(Status::Complete((_, used))) => s += used,
                 Ok(Status::Partial { .. }) => return self.wpos - s,
                 Err(_) => return 0,

@@ -7,17 +7,12 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use imsg_codec::{emitv, Dialect, Frame, FrameBuf, Header, HEADER_SIZE};
+use imsg_codec::{EmitError, FrameBuf, Framing, Header, NoSpace};
 
 /// Sent bytes are dropped from the front of the buffer when everything was sent,
 /// or once they are at least this many and at least half of the buffer (so each
 /// byte is moved at most about once).
 const COMPACT_MIN: usize = 64 * 1024;
-
-/// A frame start is noted at least this many bytes after the previous note, so
-/// that counting the frames a partial write completed walks at most this many
-/// bytes of headers (plus one frame).
-const MARK_EVERY: usize = 4096;
 
 /// An idle buffer larger than this is given back to the allocator.
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
@@ -92,14 +87,14 @@ impl FrameBuf for SendBuf {
     }
 
     #[inline]
-    fn put(&mut self, data: &[u8]) -> Result<(), imsg_codec::Error> {
+    fn put(&mut self, data: &[u8]) -> Result<(), NoSpace> {
         self.room(data.len()).copy_from_slice(data);
         self.end += data.len();
         Ok(())
     }
 
     #[inline]
-    fn put_unfilled(&mut self, n: usize) -> Result<&mut [u8], imsg_codec::Error> {
+    fn put_unfilled(&mut self, n: usize) -> Result<&mut [u8], NoSpace> {
         let start = self.end;
         let end = start.wrapping_add(n);
         // The two comparisons are the whole room check and let the slicing go
@@ -113,7 +108,7 @@ impl FrameBuf for SendBuf {
         Ok(&mut self.bytes[start..end])
     }
 
-    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], imsg_codec::Error> {
+    fn put_zeroed(&mut self, n: usize) -> Result<&mut [u8], NoSpace> {
         let start = self.end;
         self.room(n).fill(0);
         self.end += n;
@@ -129,76 +124,33 @@ impl FrameBuf for SendBuf {
     }
 }
 
-/// The count of frames queued, and a sparse index of their starts.
-#[derive(Debug, Default)]
-pub(crate) struct FrameLog {
-    /// Frames ever queued on this channel.
-    pushed: u64,
-    /// Some frame starts, at least [`MARK_EVERY`] bytes apart and not yet
-    /// written past: (stream offset, frames queued before that frame).
-    marks: VecDeque<(u64, u64)>,
-    /// Buffer index from which the next frame start is noted (kept as an index,
-    /// so the test per frame is one comparison).
-    mark_from: usize,
-}
-
-impl FrameLog {
-    /// Records a frame queued at buffer index `start`, the buffer starting at
-    /// stream offset `base`.
-    #[inline]
-    pub fn record(&mut self, start: usize, base: u64) {
-        if start >= self.mark_from {
-            self.mark(start, base);
-        }
-        self.pushed += 1;
-    }
-
-    #[inline(never)]
-    fn mark(&mut self, start: usize, base: u64) {
-        self.marks.push_back((base + start as u64, self.pushed));
-        self.mark_from = start + MARK_EVERY;
-    }
-
-    /// The first `n` bytes of the buffer were dropped.
-    fn dropped(&mut self, n: usize) {
-        self.mark_from = self.mark_from.saturating_sub(n);
-    }
-}
-
 /// Queued frames, not yet fully written.
 ///
-/// Frames are counted without a per-frame record: queueing one is a counter
-/// increment (and, every [`MARK_EVERY`] bytes, a note of where a frame starts);
-/// a write that empties the queue completes them all, and a partial write jumps
-/// to the last noted frame start it passed and walks the headers from there.
+/// Like C's queue of `ibuf`s, the length of every queued frame is kept, in order:
+/// a write pops the lengths of the frames it completed.
 #[derive(Debug)]
 pub(crate) struct SendQueue {
-    /// Dialect of the headers.
-    dialect: Dialect,
+    /// Dialect and frame limit of the frames queued.
+    framing: Framing,
     /// Frames back to back; `buf[..sent]` is already written.
     buf: SendBuf,
     /// Bytes at the front of `buf` already written.
     sent: usize,
     /// Stream offset of `buf[0]`.
     base: u64,
-    /// Frames ever queued, and where some start.
-    log: FrameLog,
-    /// Frames ever completely written (or discarded).
-    done: u64,
-    /// Stream offset of the first frame not completely written (the end of the
-    /// stream when there is none).
-    head: u64,
-    /// Stream offset of that frame's end, once read from its header (always known
-    /// when its header may have been dropped from the buffer).
-    head_end: Option<u64>,
+    /// Total length of each frame not completely written, oldest first.
+    lens: VecDeque<usize>,
+    /// Bytes of the oldest frame already written.
+    head_written: usize,
     /// Descriptors not yet sent, each with the stream offset of its frame's first byte.
     fds: VecDeque<(u64, OwnedFd)>,
 }
 
 /// The parts of a queue a frame builder appends to (see `MessageBuilder`).
 pub(crate) struct QueueParts<'a> {
+    pub framing: Framing,
     pub buf: &'a mut SendBuf,
-    pub log: &'a mut FrameLog,
+    pub lens: &'a mut VecDeque<usize>,
     pub fds: &'a mut VecDeque<(u64, OwnedFd)>,
     pub base: u64,
 }
@@ -208,7 +160,7 @@ impl QueueParts<'_> {
     /// the current end, with its descriptor.
     #[inline]
     pub fn commit(&mut self, start: usize, fd: Option<OwnedFd>) {
-        self.log.record(start, self.base);
+        self.lens.push_back(self.buf.end - start);
         if let Some(fd) = fd {
             self.fds.push_back((self.base + start as u64, fd));
         }
@@ -216,36 +168,28 @@ impl QueueParts<'_> {
 }
 
 impl SendQueue {
-    /// The dialect frames are queued in.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
+    /// Queues later frames with `framing` (frames already queued are sent as they
+    /// were encoded).
+    pub fn set_framing(&mut self, framing: Framing) {
+        self.framing = framing;
     }
 
-    /// Queues later frames in `dialect`. Only when the queue is empty: the frames
-    /// already queued are walked in the dialect they were written in.
-    pub fn set_dialect(&mut self, dialect: Dialect) {
-        debug_assert_eq!(self.len(), 0);
-        self.dialect = dialect;
-    }
-
-    /// An empty queue for frames of `dialect`.
-    pub fn new(dialect: Dialect) -> SendQueue {
+    /// An empty queue for frames of `framing`.
+    pub fn new(framing: Framing) -> SendQueue {
         SendQueue {
-            dialect,
+            framing,
             buf: SendBuf::default(),
             sent: 0,
             base: 0,
-            log: FrameLog::default(),
-            done: 0,
-            head: 0,
-            head_end: None,
+            lens: VecDeque::new(),
+            head_written: 0,
             fds: VecDeque::new(),
         }
     }
 
     /// Frames queued and not fully written.
     pub fn len(&self) -> usize {
-        (self.log.pushed - self.done) as usize
+        self.lens.len()
     }
 
     /// Bytes queued and not yet written.
@@ -255,37 +199,28 @@ impl SendQueue {
     }
 
     /// Appends one frame whose payload is the concatenation of `parts`, refusing
-    /// one above `max` bytes in total (the codec's [`emitv`]); the queue is
-    /// unchanged on error (and `fd` closed).
+    /// one above the frame limit; the queue is unchanged on error (and `fd`
+    /// closed).
     #[inline]
     pub fn compose(
         &mut self,
-        max: usize,
         header: Header,
         parts: &[&[u8]],
         fd: Option<OwnedFd>,
-    ) -> Result<(), imsg_codec::Error> {
+    ) -> Result<(), EmitError> {
         let start = self.buf.end;
-        emitv(
-            &mut self.buf,
-            self.dialect,
-            max,
-            header.with_fd(fd.is_some()),
-            parts,
-        )?;
-        self.append_parts().commit(start, fd);
+        self.framing
+            .emitv(&mut self.buf, header.with_fd(fd.is_some()), parts)?;
+        self.parts().commit(start, fd);
         Ok(())
     }
 
     /// Access for appending one frame with a builder.
     pub fn parts(&mut self) -> QueueParts<'_> {
-        self.append_parts()
-    }
-
-    fn append_parts(&mut self) -> QueueParts<'_> {
         QueueParts {
+            framing: self.framing,
             buf: &mut self.buf,
-            log: &mut self.log,
+            lens: &mut self.lens,
             fds: &mut self.fds,
             base: self.base,
         }
@@ -295,7 +230,7 @@ impl SendQueue {
     /// (not including) the next frame that carries a descriptor, or, if the first
     /// unsent byte starts such a frame, that frame and everything after it up to the
     /// following descriptor, with the descriptor. None when empty.
-    pub fn next_chunk(&mut self) -> Option<(&[u8], Option<BorrowedFd<'_>>)> {
+    pub fn next_chunk(&self) -> Option<(&[u8], Option<BorrowedFd<'_>>)> {
         if self.sent == self.buf.end {
             return None;
         }
@@ -320,85 +255,35 @@ impl SendQueue {
         if fd_sent {
             self.fds.pop_front();
         }
+        self.head_written += n;
+        while let Some(&len) = self.lens.front() {
+            if self.head_written < len {
+                break;
+            }
+            self.head_written -= len;
+            self.lens.pop_front();
+        }
         if self.sent == self.buf.end {
-            // Everything went: no header walk.
-            self.done = self.log.pushed;
-            self.log.marks.clear();
-            self.log.dropped(self.sent);
             self.base += self.sent as u64;
-            self.head = self.base;
-            self.head_end = None;
             self.sent = 0;
             self.buf.end = 0;
             self.buf.shrink(SHRINK_ABOVE, COMPACT_MIN);
-            return;
+        } else if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
+            self.buf.drop_front(self.sent);
+            self.base += self.sent as u64;
+            self.sent = 0;
         }
-        // Count the frames the write completed: jump to the last noted frame
-        // start the write reached, then walk the headers. The frame at `head`
-        // starts before `pos`, which is inside the buffer, so its header is there
-        // unless its end is already known. (A noted start is never before `head`:
-        // the notes up to the previous `pos` were consumed then, and compaction
-        // keeps the bytes after that.)
-        let pos = self.base + self.sent as u64;
-        let mut jump = None;
-        while let Some(&(start, before)) = self.log.marks.front() {
-            if start > pos {
-                break;
-            }
-            jump = Some((start, before));
-            self.log.marks.pop_front();
-        }
-        if let Some((start, before)) = jump {
-            if start > self.head {
-                self.head = start;
-                self.done = before;
-                self.head_end = None;
-            }
-        }
-        loop {
-            let end = match self.head_end {
-                Some(end) => end,
-                None => {
-                    let at = (self.head - self.base) as usize;
-                    let head = &self.buf.filled()[at..at + HEADER_SIZE];
-                    let end =
-                        self.head + Frame::new_unchecked(head, self.dialect).total_len() as u64;
-                    self.head_end = Some(end);
-                    end
-                }
-            };
-            if end > pos {
-                break;
-            }
-            self.done += 1;
-            self.head = end;
-            self.head_end = None;
-        }
-        if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
-            self.compact();
-        }
-    }
-
-    /// Drops the sent bytes from the front of the buffer.
-    fn compact(&mut self) {
-        self.buf.drop_front(self.sent);
-        self.log.dropped(self.sent);
-        self.base += self.sent as u64;
-        self.sent = 0;
     }
 
     /// Discards everything queued, closing the queued descriptors. Returns how many
     /// frames were discarded.
     pub fn clear(&mut self) -> usize {
         let frames = self.len();
-        self.log.dropped(self.buf.end);
         self.base += self.buf.end as u64;
         self.buf.end = 0;
         self.sent = 0;
-        self.done = self.log.pushed;
-        self.log.marks.clear();
-        self.head = self.base;
-        self.head_end = None;
+        self.lens.clear();
+        self.head_written = 0;
         self.fds.clear();
         frames
     }
@@ -407,6 +292,7 @@ impl SendQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use imsg_codec::{Dialect, HEADER_SIZE};
 
     fn devnull() -> OwnedFd {
         rustix::fs::open(
@@ -419,43 +305,35 @@ mod tests {
 
     fn push(q: &mut SendQueue, len: usize, fd: Option<OwnedFd>) {
         let payload = vec![0; len - HEADER_SIZE];
-        q.compose(16384, Header::new(1, 0, 0), &[&payload], fd)
-            .unwrap();
+        q.compose(Header::new(1, 0, 0), &[&payload], fd).unwrap();
     }
 
     #[test]
     fn frames_land_whole_across_growth_and_builder_use() {
-        use imsg_codec::{split, FrameBuilder, Header, Status};
-        let mut q = SendQueue::new(Dialect::Current);
+        use imsg_codec::Status;
+        let framing = Framing::standard(Dialect::Current);
+        let mut q = SendQueue::new(framing);
         let mut want: Vec<Vec<u8>> = Vec::new();
         for i in 0..3000usize {
             let parts: Vec<Vec<u8>> = (0..i % 4)
                 .map(|k| vec![(i + k) as u8; (i * 7 + k) % 45])
                 .collect();
             let slices: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
-            q.compose(16384, Header::new(i as u32, 0, 0), &slices, None)
+            q.compose(Header::new(i as u32, 0, 0), &slices, None)
                 .unwrap();
             want.push(parts.concat());
             if i % 100 == 0 {
                 // An abandoned builder leaves nothing; a finished one leaves its frame.
-                drop(FrameBuilder::new(
-                    &mut q.buf,
-                    Dialect::Current,
-                    16384,
-                    Header::new(1, 0, 0),
-                ));
-                let mut b =
-                    FrameBuilder::new(&mut q.buf, Dialect::Current, 16384, Header::new(2, 0, 0))
-                        .unwrap();
+                drop(framing.builder(&mut q.buf, Header::new(1, 0, 0)));
+                let mut b = framing.builder(&mut q.buf, Header::new(2, 0, 0)).unwrap();
                 b.add(&[9; 40]).unwrap();
-                b.finish().unwrap();
+                b.finish();
                 want.push(vec![9; 40]);
             }
         }
         let mut held = q.buf.filled();
         for w in &want {
-            let Status::Complete((frame, used)) = split(held, Dialect::Current, 16384).unwrap()
-            else {
+            let Status::Complete((frame, used)) = framing.split(held).unwrap() else {
                 panic!("incomplete frame");
             };
             assert_eq!(frame.payload(), &w[..]);
@@ -466,7 +344,7 @@ mod tests {
 
     #[test]
     fn frame_count_follows_partial_writes_and_compaction() {
-        let mut q = SendQueue::new(Dialect::Legacy);
+        let mut q = SendQueue::new(Framing::standard(Dialect::Legacy));
         let mut ends = std::collections::VecDeque::new(); // stream end of each queued frame
         let (mut queued_to, mut written) = (0u64, 0u64);
         let mut step = 7usize;
@@ -499,7 +377,7 @@ mod tests {
 
     #[test]
     fn chunks_stop_at_descriptor_frames() {
-        let mut q = SendQueue::new(Dialect::Legacy);
+        let mut q = SendQueue::new(Framing::standard(Dialect::Legacy));
         push(&mut q, 20, None);
         push(&mut q, 30, None);
         push(&mut q, 40, Some(devnull()));

@@ -127,10 +127,10 @@ fn compose_refuses_oversized_and_fd_without_fdpass() {
     tx.compose(1, 0, 0, None, b"keep").unwrap();
     assert!(matches!(
         tx.compose(1, 0, 0, None, &[0; 16384 - 15]),
-        Err(Error::Codec(imsg_codec::Error::TooLong {
+        Err(Error::TooLong {
             len: 16385,
             max: 16384
-        }))
+        })
     ));
     tx.compose(1, 0, 0, None, &[0; 16384 - 16]).unwrap();
     assert!(matches!(
@@ -293,12 +293,12 @@ fn oversized_and_mismatched_frames_are_typed_errors() {
     assert!(matches!(first, Ok(ReadStatus::Read(16))), "{first:?}");
     assert!(matches!(
         rx.get(),
-        Err(Error::Codec(imsg_codec::Error::TooLong {
+        Err(Error::Frame(imsg_codec::FrameError::TooLong {
             len: 101,
             max: 100
         }))
     ));
-    assert!(matches!(rx.read(), Err(Error::Codec(_))));
+    assert!(matches!(rx.read(), Err(Error::Frame(_))));
 
     // A current-dialect descriptor frame on a legacy channel.
     let (mut a, b) = UnixStream::pair().unwrap();
@@ -309,7 +309,7 @@ fn oversized_and_mismatched_frames_are_typed_errors() {
     rx.read().unwrap();
     assert!(matches!(
         rx.get(),
-        Err(Error::Codec(imsg_codec::Error::DialectMismatch {
+        Err(Error::Frame(imsg_codec::FrameError::DialectMismatch {
             expected: Dialect::Legacy,
             peer: Dialect::Current
         }))

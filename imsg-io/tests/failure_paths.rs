@@ -330,13 +330,13 @@ fn oversized_frame() {
             for _ in 0..2 {
                 assert!(matches!(
                     rx.get(),
-                    Err(Error::Codec(imsg_codec::Error::TooLong {
+                    Err(Error::Frame(imsg_codec::FrameError::TooLong {
                         len: 1001,
                         max: 1000
                     }))
                 ));
             }
-            assert!(matches!(rx.read(), Err(Error::Codec(_))));
+            assert!(matches!(rx.read(), Err(Error::Frame(_))));
         }
     });
 }

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use imsg_codec::{frames, Dialect, MAX_IMSGSIZE};
+use imsg_codec::{Dialect, Framing};
 use imsg_io::{Channel, Config};
 use proto::{msg, Argv, ClientIo, ClientMessage, Exit, Identity, ProtoError, ServerMessage};
 
@@ -24,7 +24,7 @@ const CAPTURE: &[u8] = include_bytes!("../testdata/tmux-3.3a-client.bin");
 fn real_client_capture_decodes_and_reencodes_byte_for_byte() {
     let mut seen = Vec::new();
     let mut scratch = Vec::new();
-    for frame in frames(CAPTURE, Dialect::Legacy, MAX_IMSGSIZE) {
+    for frame in Framing::standard(Dialect::Legacy).frames(CAPTURE) {
         let frame = frame.unwrap();
         assert_eq!(frame.peerid(), proto::PROTOCOL_VERSION);
         assert_eq!(frame.pid(), u32::MAX);

@@ -40,10 +40,9 @@ impl std::str::FromStr for DialectChoice {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "auto" => Ok(DialectChoice::Auto),
-            _ => s
-                .parse()
-                .map(DialectChoice::Fixed)
-                .map_err(|_| format!("--dialect: {s:?} is not legacy, current or auto")),
+            "legacy" => Ok(DialectChoice::Fixed(Dialect::Legacy)),
+            "current" => Ok(DialectChoice::Fixed(Dialect::Current)),
+            _ => Err(format!("--dialect: {s:?} is not legacy, current or auto")),
         }
     }
 }

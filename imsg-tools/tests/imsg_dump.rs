@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use imsg_codec::{emit, Dialect, Header, MAX_IMSGSIZE};
+use imsg_codec::{Dialect, Framing, Header, MAX_IMSGSIZE};
 
 struct Run {
     stdout: String,
@@ -61,7 +61,7 @@ fn run(args: &[&str], stdin: &[u8]) -> Run {
 
 fn frame(d: Dialect, hdr: Header, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    emit(&mut v, d, MAX_IMSGSIZE, hdr, payload).unwrap();
+    Framing::standard(d).emit(&mut v, hdr, payload).unwrap();
     v
 }
 

@@ -16,9 +16,7 @@
 use core::fmt::{self, Write};
 use core::panic::PanicInfo;
 
-use imsg_codec::{
-    emit, frames, Dialect, FrameBuilder, Header, Reader, SliceBuf, Status, MAX_IMSGSIZE,
-};
+use imsg_codec::{Dialect, Framing, Header, Reader, SliceBuf, Status};
 
 #[panic_handler]
 fn panic(_info: &PanicInfo) -> ! {
@@ -50,29 +48,21 @@ impl Write for Line {
 fn exercise(dialect: Dialect) -> Option<()> {
     let mut storage = [0u8; 256];
     let mut out = SliceBuf::new(&mut storage);
-    emit(
-        &mut out,
-        dialect,
-        MAX_IMSGSIZE,
-        Header::new(101, 8, u32::MAX),
-        b"dumb\0",
-    )
-    .ok()?;
-    let mut b = FrameBuilder::new(
-        &mut out,
-        dialect,
-        MAX_IMSGSIZE,
-        Header::new(200, 8, u32::MAX),
-    )
-    .ok()?;
+    let framing = Framing::standard(dialect);
+    framing
+        .emit(&mut out, Header::new(101, 8, u32::MAX), b"dumb\0")
+        .ok()?;
+    let mut b = framing
+        .builder(&mut out, Header::new(200, 8, u32::MAX))
+        .ok()?;
     b.add_h32(1).ok()?;
     b.add(b"hi\0").ok()?;
-    b.finish().ok()?;
+    b.finish();
     let stdin = Header::new(104, 8, u32::MAX).with_fd(true);
-    emit(&mut out, dialect, MAX_IMSGSIZE, stdin, &[]).ok()?;
+    framing.emit(&mut out, stdin, &[]).ok()?;
     let wire = out.filled();
 
-    let mut it = frames(wire, dialect, MAX_IMSGSIZE);
+    let mut it = framing.frames(wire);
     let term = it.next()?.ok()?;
     let command = it.next()?.ok()?;
     let fd = it.next()?.ok()?;
@@ -87,7 +77,7 @@ fn exercise(dialect: Dialect) -> Option<()> {
         return None;
     }
     // A short stream is "partial", not an error.
-    match imsg_codec::split(&wire[..5], dialect, MAX_IMSGSIZE).ok()? {
+    match framing.split(&wire[..5]).ok()? {
         Status::Partial { needed: 11 } => {}
         _ => return None,
     }

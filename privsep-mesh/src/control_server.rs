@@ -20,12 +20,13 @@
 //! - replies wait in a per-client queue of [`ControlSettings::max_queued`]; a client
 //!   that does not read them (queue full, or one write blocked for
 //!   [`ControlSettings::write_timeout`]) is disconnected and logged;
-//! - accepting pauses while descriptors run low (`EMFILE`/`ENFILE`, or the client
-//!   count reaching what `RLIMIT_NOFILE` leaves room for) and resumes when a client
-//!   leaves or after [`ACCEPT_BACKOFF`] (control.c's accept back-off).
+//! - accepting pauses while descriptors run low (`EMFILE`/`ENFILE`, or fewer than
+//!   [`ControlSettings::fd_reserve`] left under `RLIMIT_NOFILE`) and resumes when a
+//!   client leaves or after [`ACCEPT_BACKOFF`] (control.c's accept back-off).
 
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,10 +44,6 @@ use crate::tokio_run::Outbox;
 /// How long accepting pauses after `EMFILE`/`ENFILE` unless a client leaves first.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Descriptors each client costs the control process: its socket and the duplicate
-/// the reactor watches.
-const FDS_PER_CLIENT: u64 = 2;
-
 /// Limits of a [`ControlServer`].
 #[derive(Clone, Debug)]
 pub struct ControlSettings {
@@ -58,8 +55,8 @@ pub struct ControlSettings {
     pub max_queued: usize,
     /// Longest a reply may wait for a client to read before it is disconnected.
     pub write_timeout: Duration,
-    /// Descriptors kept free for the rest of the process: accepting pauses when the
-    /// clients would leave fewer.
+    /// Descriptors kept free for the rest of the process: accepting pauses when
+    /// fewer are left.
     pub fd_reserve: u64,
 }
 
@@ -174,11 +171,7 @@ impl ControlServer {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::UnixListener::from_std(listener)?;
         let me = self.clone();
-        let max_clients = max_clients(self.shared.settings.fd_reserve);
-        tokio::spawn(async move {
-            me.accept_loop(listener, access, outbox, route, max_clients)
-                .await
-        });
+        tokio::spawn(async move { me.accept_loop(listener, access, outbox, route).await });
         Ok(())
     }
 
@@ -212,18 +205,25 @@ impl ControlServer {
         access: Access,
         outbox: Outbox,
         route: Route,
-        max_clients: usize,
     ) {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
         loop {
-            if self.clients() >= max_clients {
-                log::warn!("control: {max_clients} clients, descriptors low: accept paused");
-                self.pause().await;
-                continue;
-            }
             match listener.accept().await {
-                Ok((stream, _)) => self.start_client(stream, access, outbox.clone(), route.clone()),
+                Ok((stream, _)) => {
+                    // The kernel hands out the lowest free number, so the new
+                    // descriptor's number is about how many are open (BSD's
+                    // getdtablecount, which Linux lacks; /proc is not in the chroot).
+                    let fd = stream.as_raw_fd() as u64;
+                    self.start_client(stream, access, outbox.clone(), route.clone());
+                    if fd + self.shared.settings.fd_reserve >= limit {
+                        log::warn!("control: descriptors low ({fd} of {limit}): accept paused");
+                        self.pause().await;
+                    }
+                }
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                    log::warn!("control: accept: {e}: paused");
+                    log::warn!("control: accept: {e}: accept paused");
                     self.pause().await;
                 }
                 Err(e) => {
@@ -339,13 +339,4 @@ impl ControlServer {
             }
         }
     }
-}
-
-/// How many clients the descriptor limit leaves room for, keeping `reserve` free.
-fn max_clients(reserve: u64) -> usize {
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(1 << 20);
-    let open = std::fs::read_dir("/proc/self/fd").map_or(64, |d| d.count() as u64);
-    (limit.saturating_sub(open + reserve) / FDS_PER_CLIENT) as usize
 }

@@ -413,6 +413,7 @@ impl Mesh {
                 let v = control::decode_verbose(msg.payload())
                     .map_err(|e| proto(ProtocolError::Payload(e)))?;
                 log::set_max_level(control::level_for_verbose(v));
+                log::debug!("log verbosity {v}");
                 Ok(())
             }
             control::PROCFD if from_parent => {

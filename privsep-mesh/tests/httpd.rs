@@ -96,11 +96,26 @@ impl Daemon {
     /// `httpd -d` on an ephemeral loopback port, with a main and a restricted control
     /// socket and an access log in a fresh directory.
     fn start(name: &str, extra: &[&str]) -> Daemon {
+        Daemon::start_limited(name, extra, None)
+    }
+
+    /// With `RLIMIT_NOFILE` set to `nofile` for every process of the daemon.
+    fn start_limited(name: &str, extra: &[&str], nofile: Option<u32>) -> Daemon {
         let dir = tmpdir(name);
         let csock = dir.join("httpd.sock");
         let rsock = dir.join("httpd-ro.sock");
         let log = dir.join("access.log");
-        let mut child = Command::new(example("httpd"))
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(example("httpd"));
+                c
+            }
+            None => Command::new(example("httpd")),
+        };
+        let mut child = cmd
             .args(["-d", "-l", "127.0.0.1:0", "--servers", "3"])
             .arg("-s")
             .arg(&csock)
@@ -512,6 +527,30 @@ fn hostile_control_clients_are_dropped() {
     d.assert_group_gone();
 }
 
+/// control.c's accept back-off: with few descriptors, accepting pauses instead of
+/// failing or spinning, and resumes when clients leave.
+#[test]
+fn accept_pauses_when_descriptors_run_low() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start_limited("fdlow", &[], Some(64));
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        held.push(UnixStream::connect(&d.csock).unwrap());
+    }
+    d.wait_log("accept paused", Duration::from_secs(20));
+    // Still serving HTTP meanwhile.
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(get(&mut s, "/", &mut Vec::new()).unwrap().0, 200);
+    drop(held);
+    let (ok, out, err) = d.ctl(&d.csock, "show stats");
+    assert!(ok && out.contains("total requests 1"), "{out}{err}");
+    let (ok, _, _) = d.ctl(&d.csock, "stop");
+    assert!(ok);
+    assert!(d.wait_exit(DEADLINE).success());
+    d.assert_group_gone();
+}
+
 #[test]
 fn unprivileged_user_and_restricted_socket() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -562,7 +601,47 @@ fn unprivileged_user_and_restricted_socket() {
             "reload never reached the servers: {body}"
         );
     }
+    // SIGHUP to the parent reloads too.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(d.pgid() as i32).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = get(&mut s, "/", &mut Vec::new()).unwrap();
+        if body.contains("generation 3") {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "SIGHUP never reached the servers: {body}"
+        );
+    }
+    // Verbosity reaches every process (proc.c's IMSG_CTL_VERBOSE).
+    assert_eq!(d.log_lines("debug: "), 0, "brief by default");
     assert!(d.ctl(&d.csock, "log verbose").0);
+    for who in [
+        "control[0]",
+        "logger[0]",
+        "server[0]",
+        "server[1]",
+        "server[2]",
+    ] {
+        d.wait_log(&format!("{who} "), Duration::from_secs(10));
+        let line = format!("httpd {who}");
+        let end = Instant::now() + Duration::from_secs(10);
+        while !d
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with(&line) && l.contains("debug: log verbosity 1"))
+        {
+            assert!(Instant::now() < end, "{who} never went verbose");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     assert!(d.ctl(&d.csock, "log brief").0);
     let (ok, _, _) = d.ctl(&d.csock, "stop");
     assert!(ok);

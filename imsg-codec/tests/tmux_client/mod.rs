@@ -3,7 +3,7 @@
 
 use std::ffi::CStr;
 
-use imsg_codec::{emit, exact, split, Dialect, Frame, Reader, SliceBuf, Status, MAX_IMSGSIZE};
+use imsg_codec::{exact, Dialect, Frame, Framing, Reader, SliceBuf, Status};
 
 // tmux 3.3a's message types (tmux.h), as listed in ../shared/PEERS.md.
 pub const MSG_IDENTIFY_FLAGS: u32 = 100;
@@ -35,7 +35,10 @@ pub fn frames_until_command(stream: &[u8]) -> Option<Vec<Frame<&[u8]>>> {
     let mut out = Vec::new();
     let mut rest = stream;
     loop {
-        match split(rest, Dialect::Legacy, MAX_IMSGSIZE).expect("tmux sent an invalid frame") {
+        match Framing::standard(Dialect::Legacy)
+            .split(rest)
+            .expect("tmux sent an invalid frame")
+        {
             Status::Complete((frame, used)) => {
                 rest = &rest[used..];
                 let ty = frame.msg_type();
@@ -75,7 +78,9 @@ pub fn check_display_message_hi(stream: &[u8], run: &Run) {
         let mut again = vec![0u8; f.total_len()];
         let mut out = SliceBuf::new(&mut again);
         let hdr = f.header();
-        emit(&mut out, Dialect::Legacy, MAX_IMSGSIZE, hdr, f.payload()).unwrap();
+        Framing::standard(Dialect::Legacy)
+            .emit(&mut out, hdr, f.payload())
+            .unwrap();
         assert_eq!(out.filled(), f.as_bytes());
     }
 

@@ -42,7 +42,11 @@ fn parse_args(mut args: impl Iterator<Item = std::ffi::OsString>) -> Option<Args
     let mut first = args.next()?;
     let mut dialect = Dialect::Legacy;
     if first.as_os_str() == "--dialect" {
-        dialect = args.next()?.to_str()?.parse().ok()?;
+        dialect = match args.next()?.to_str()? {
+            "legacy" => Dialect::Legacy,
+            "current" => Dialect::Current,
+            _ => return None,
+        };
         first = args.next()?;
     }
     if first.as_os_str() != "-S" {

@@ -189,9 +189,9 @@ impl From<io::Error> for ProtoError {
     }
 }
 
-impl From<imsg_codec::Error> for ProtoError {
-    fn from(e: imsg_codec::Error) -> ProtoError {
-        ProtoError::Channel(imsg_io::Error::Codec(e))
+impl From<imsg_codec::NoSpace> for ProtoError {
+    fn from(e: imsg_codec::NoSpace) -> ProtoError {
+        ProtoError::Channel(imsg_io::Error::NoSpace(e))
     }
 }
 

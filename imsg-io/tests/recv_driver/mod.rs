@@ -49,7 +49,7 @@ impl Rx {
                     let _ = (m.msg_type(), m.peerid(), m.pid(), m.reader().left());
                 }
                 Ok(None) => return Flow::Go,
-                Err(Error::Codec(_)) => return Flow::Stop,
+                Err(Error::Frame(_)) => return Flow::Stop,
                 Err(e) => panic!("get: {e}"),
             }
         }
@@ -67,7 +67,7 @@ impl Rx {
                     assert!(!self.ch.fd_guard_blocked(), "descriptor guard tripped");
                     return Flow::Go;
                 }
-                Ok(ReadStatus::Eof) | Err(Error::UnexpectedEof { .. }) | Err(Error::Codec(_)) => {
+                Ok(ReadStatus::Eof) | Err(Error::UnexpectedEof { .. }) | Err(Error::Frame(_)) => {
                     self.take_all();
                     return Flow::Stop;
                 }

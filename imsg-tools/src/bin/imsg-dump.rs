@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use imsg_codec::detect::{detect_stream, Detection};
 use imsg_codec::dump::StreamError;
-use imsg_codec::{split, Dialect, Status, HEADER_SIZE, MAX_IMSGSIZE};
+use imsg_codec::{Dialect, Framing, Status, HEADER_SIZE, MAX_IMSGSIZE};
 use imsg_tools::names::Names;
 use imsg_tools::record::Record;
 use imsg_tools::{DialectChoice, Output};
@@ -138,7 +138,11 @@ fn dump(
                     Detection::Undecided | Detection::Invalid => {}
                 }
             }
-            match split(&buf[pos..], dialect, max) {
+            // `max` (at least 16) was checked against the widest dialect this run
+            // may use; a detected legacy peer caps it at legacy's largest frame.
+            let framing = Framing::new(dialect, max.min(dialect.max_frame_len()))
+                .unwrap_or(Framing::standard(dialect));
+            match framing.split(&buf[pos..]) {
                 Ok(Status::Complete((frame, used))) => {
                     let record = Record {
                         header: frame.header(),
