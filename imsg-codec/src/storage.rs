@@ -33,7 +33,7 @@ pub trait FrameBuf {
     /// before), never uninitialised memory. The default is [`put_zeroed`](FrameBuf::put_zeroed);
     /// storages that already hold initialised room override it to skip the fill.
     /// Like every append, it succeeds whole (the slice is exactly `n` bytes long)
-    /// or fails with [`Error::NoSpace`] leaving the storage as it was.
+    /// or fails with [`NoSpace`] leaving the storage as it was.
     #[inline]
     fn put_unfilled(&mut self, n: usize) -> Result<&mut [u8], NoSpace> {
         self.put_zeroed(n)

@@ -1,21 +1,24 @@
 //! [`AsyncChannel`]: a [`Channel`] driven by tokio (feature `tokio`).
 
+use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use tokio::io::unix::AsyncFd;
+use tokio::time::Sleep;
 
-use crate::channel::{WriteOutcome, NOBUFS_RETRY};
-use crate::{Channel, Error, OwnedMessage, ReadStatus};
-
-/// How long [`AsyncChannel::recv`] waits before reading again while the
-/// descriptor guard refuses to read (the socket stays readable meanwhile, so
-/// waiting for readability would spin).
-pub const FD_GUARD_RETRY: Duration = Duration::from_millis(10);
+use crate::{Channel, Error, OwnedMessage, ReadStatus, WriteStatus, FD_GUARD_RETRY, WRITE_RETRY};
 
 /// A [`Channel`] in tokio's reactor through [`AsyncFd`]: async receive and flush;
 /// queueing stays synchronous through [`channel_mut`](AsyncChannel::channel_mut).
+///
+/// For an event loop over several channels (and other sources),
+/// [`poll_read`](AsyncChannel::poll_read) and [`poll_flush`](AsyncChannel::poll_flush)
+/// wait for readable and writable, or, when the descriptor guard refuses to read
+/// or the kernel asks to retry a write, for the retry delay. The runtime must have
+/// I/O and time enabled.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -42,6 +45,23 @@ pub const FD_GUARD_RETRY: Duration = Duration::from_millis(10);
 pub struct AsyncChannel {
     ch: Channel,
     io: AsyncFd<OwnedFd>,
+    /// Armed while a read waits out the descriptor guard.
+    read_retry: Option<Pin<Box<Sleep>>>,
+    /// Armed while a write waits out `ENOBUFS`/`ETOOMANYREFS`.
+    write_retry: Option<Pin<Box<Sleep>>>,
+}
+
+/// Polls the retry timer in `slot`, arming it first if needed; `Ready` (and the
+/// slot emptied) once it fired.
+fn poll_retry(
+    slot: &mut Option<Pin<Box<Sleep>>>,
+    delay: std::time::Duration,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let sleep = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+    ready!(sleep.as_mut().poll(cx));
+    *slot = None;
+    Poll::Ready(())
 }
 
 impl AsyncChannel {
@@ -53,7 +73,12 @@ impl AsyncChannel {
         // SAFETY: `watched` is an open descriptor owned by the `AsyncFd` from here
         // on; this type never closes, replaces or hands it out while registered.
         let io = unsafe { AsyncFd::register(watched) }.map_err(|e| e.into_parts().1)?;
-        Ok(AsyncChannel { ch, io })
+        Ok(AsyncChannel {
+            ch,
+            io,
+            read_retry: None,
+            write_retry: None,
+        })
     }
 
     /// The channel, e.g. for its settings or queue length.
@@ -72,30 +97,82 @@ impl AsyncChannel {
         self.ch
     }
 
+    /// One read as soon as one can proceed: waits until the socket is readable
+    /// (or, while the descriptor guard refuses, for [`FD_GUARD_RETRY`]) and answers
+    /// [`ReadStatus::Read`] or [`ReadStatus::Eof`]; never `WouldBlock` or
+    /// `FdGuard`. Take the messages with [`get`](crate::ChannelCore::get) after.
+    /// Errors are those of [`Channel::read`].
+    pub fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<ReadStatus, Error>> {
+        loop {
+            if self.read_retry.is_some() {
+                ready!(poll_retry(&mut self.read_retry, FD_GUARD_RETRY, cx));
+            }
+            let mut guard = ready!(self.io.poll_read_ready(cx))?;
+            match self.ch.read() {
+                Ok(ReadStatus::WouldBlock) => guard.clear_ready(),
+                // The socket is still readable: keep the readiness, wait on the
+                // timer instead.
+                Ok(ReadStatus::FdGuard) => {
+                    drop(guard);
+                    ready!(poll_retry(&mut self.read_retry, FD_GUARD_RETRY, cx));
+                }
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// [`poll_read`](AsyncChannel::poll_read) as a future.
+    pub async fn read(&mut self) -> Result<ReadStatus, Error> {
+        poll_fn(|cx| self.poll_read(cx)).await
+    }
+
+    /// Writes until the queue is empty, waiting for writability in between (and
+    /// for [`WRITE_RETRY`] after [`WriteStatus::RetryLater`]). Errors are those of
+    /// [`Channel::write`].
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        loop {
+            if self.write_retry.is_some() {
+                ready!(poll_retry(&mut self.write_retry, WRITE_RETRY, cx));
+            }
+            match self.ch.write()? {
+                WriteStatus::Empty => return Poll::Ready(Ok(())),
+                WriteStatus::Wrote(_) => {}
+                WriteStatus::RetryLater => {
+                    ready!(poll_retry(&mut self.write_retry, WRITE_RETRY, cx));
+                }
+                WriteStatus::WouldBlock => {
+                    let mut guard = ready!(self.io.poll_write_ready(cx))?;
+                    match self.ch.write()? {
+                        WriteStatus::Empty => return Poll::Ready(Ok(())),
+                        WriteStatus::WouldBlock => guard.clear_ready(),
+                        WriteStatus::Wrote(_) | WriteStatus::RetryLater => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`poll_flush`](AsyncChannel::poll_flush) as a future.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
     /// The next message, reading as needed; `None` at end of file.
     ///
-    /// Errors are those of [`Channel::read`] and [`Channel::get`]. After
-    /// [`Error::DescriptorsLost`] the channel can still be used; after
-    /// [`Error::UnexpectedEof`] or [`Error::Frame`] it cannot. While the
-    /// descriptor guard refuses to read, this retries every [`FD_GUARD_RETRY`].
+    /// Errors are those of [`Channel::read`] and [`get`](crate::ChannelCore::get).
+    /// After [`Error::DescriptorsLost`] the channel can still be used; after
+    /// [`Error::UnexpectedEof`] or [`Error::Frame`] it cannot.
     pub async fn recv(&mut self) -> Result<Option<OwnedMessage>, Error> {
         loop {
             if let Some(m) = self.ch.get_owned()? {
                 return Ok(Some(m));
             }
-            let mut ready = self.io.readable().await?;
-            let ch = &mut self.ch;
-            match ch.read() {
-                Ok(ReadStatus::Read(_)) => {}
-                Ok(ReadStatus::Eof) => return ch.get_owned(),
-                Ok(ReadStatus::WouldBlock) if ch.fd_guard_blocked() => {
-                    drop(ready);
-                    tokio::time::sleep(FD_GUARD_RETRY).await;
-                }
-                Ok(ReadStatus::WouldBlock) => ready.clear_ready(),
+            match self.read().await {
+                Ok(ReadStatus::Eof) => return self.ch.get_owned(),
+                Ok(_) => {}
                 Err(e @ Error::UnexpectedEof { .. }) => {
                     // Frames held back until the end of the stream come first.
-                    return match ch.get_owned()? {
+                    return match self.ch.get_owned()? {
                         Some(m) => Ok(Some(m)),
                         None => Err(e),
                     };
@@ -116,24 +193,5 @@ impl AsyncChannel {
     ) -> Result<(), Error> {
         self.channel_mut().compose(ty, peerid, pid, fd, payload)?;
         self.flush().await
-    }
-
-    /// Writes until the queue is empty, waiting for writability in between.
-    pub async fn flush(&mut self) -> Result<(), Error> {
-        loop {
-            match self.ch.write_once()? {
-                WriteOutcome::Empty => return Ok(()),
-                WriteOutcome::Wrote(_) => {}
-                WriteOutcome::NoBuffers => tokio::time::sleep(NOBUFS_RETRY).await,
-                WriteOutcome::WouldBlock => {
-                    let mut ready = self.io.writable().await?;
-                    match self.ch.write_once()? {
-                        WriteOutcome::Empty => return Ok(()),
-                        WriteOutcome::WouldBlock => ready.clear_ready(),
-                        WriteOutcome::Wrote(_) | WriteOutcome::NoBuffers => {}
-                    }
-                }
-            }
-        }
     }
 }

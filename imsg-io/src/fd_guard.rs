@@ -1,4 +1,4 @@
-//! The descriptor-exhaustion guard (DESIGN §2): before a read that can bring a
+//! The descriptor-exhaustion guard: before a read that can bring a
 //! descriptor, make sure the kernel will have a slot to put it in.
 //!
 //! Linux gives a received descriptor the lowest free number below the soft

@@ -7,12 +7,17 @@
 //!
 //! - [`config`]: [`Config`] ([`Framing`]: dialect and size limit as a **total**
 //!   frame size; descriptor passing, own pid).
-//! - [`channel`]: [`Channel`] (send queue, receive buffer), [`MessageBuilder`],
-//!   [`ReadStatus`].
+//! - [`channel_core`]: [`ChannelCore`], the channel without I/O (send queue, receive
+//!   buffer: bytes and descriptors in, frames out; what to write next), and
+//!   [`MessageBuilder`].
+//! - [`channel`]: [`Channel`], a core driven by system calls on a socket it owns
+//!   (blocking or non-blocking), with [`ReadStatus`] and [`WriteStatus`] saying
+//!   what to wait for next.
 //! - [`message`]: received [`Message`] (borrowed payload) and [`OwnedMessage`].
 //! - [`error`]: the [`Error`] enum.
 //! - `async_channel` (feature `tokio`): `AsyncChannel`, a channel in tokio's
-//!   reactor through `AsyncFd` (async `recv`, `send`, `flush`).
+//!   reactor through `AsyncFd` (async `recv`, `send`, `flush`, and `poll_read`,
+//!   `poll_flush` for event loops).
 //! - [`raw`]: raw sends of arbitrary bytes and descriptors, for tests and tools.
 //! - the descriptor-exhaustion guard ([`FD_HEADROOM`]).
 //!
@@ -40,6 +45,7 @@
 #[cfg(feature = "tokio")]
 pub mod async_channel;
 pub mod channel;
+pub mod channel_core;
 pub mod config;
 pub mod error;
 mod fd_guard;
@@ -51,7 +57,8 @@ mod socket;
 
 #[cfg(feature = "tokio")]
 pub use async_channel::AsyncChannel;
-pub use channel::{Channel, MessageBuilder, ReadStatus};
+pub use channel::{Channel, ReadStatus, WriteStatus, FD_GUARD_RETRY, WRITE_RETRY};
+pub use channel_core::{ChannelCore, MessageBuilder, Transmit};
 pub use config::Config;
 pub use error::{DialectHint, Error};
 pub use fd_guard::FD_HEADROOM;

@@ -134,3 +134,85 @@ async fn works_across_tasks() {
     })
     .await;
 }
+
+mod child_process;
+
+const GUARD_CHILD_ENV: &str = "IMSG_IO_ASYNC_GUARD_CHILD";
+
+/// Sets the soft descriptor limit so that exactly `free` descriptors can still be
+/// opened; returns the limit as it was.
+fn leave_free_descriptors(free: u64) -> rustix::process::Rlimit {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let probe = std::fs::File::open("/dev/null").unwrap();
+    // Lowest free number after `probe`: everything below it is in use.
+    let lowest = rustix::io::fcntl_dupfd_cloexec(&probe, 0).unwrap();
+    let n = std::os::fd::AsRawFd::as_raw_fd(&lowest) as u64;
+    drop((lowest, probe));
+    // `probe`'s number (n - 1) is free again too.
+    let old = getrlimit(Resource::Nofile);
+    let new = Rlimit {
+        current: Some(n - 1 + free),
+        maximum: old.maximum,
+    };
+    setrlimit(Resource::Nofile, new).unwrap();
+    old
+}
+
+/// Entry point of the child process of `guard_refusal_does_not_stall_recv`; does
+/// nothing unless that test started it (it changes this process's descriptor
+/// limit).
+#[test]
+fn guard_refusal_child_entry() {
+    if std::env::var_os(GUARD_CHILD_ENV).is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (a, b) = UnixStream::pair().unwrap();
+        let cfg = Config::default().with_fdpass(true);
+        let mut tx = Channel::new(a, cfg.clone()).unwrap();
+        let mut rx = AsyncChannel::new(Channel::new(b, cfg).unwrap()).unwrap();
+        tx.compose(
+            7,
+            0,
+            0,
+            Some(std::fs::File::open("/dev/null").unwrap().into()),
+            b"fd",
+        )
+        .unwrap();
+        tx.flush().unwrap();
+        // One free slot: the guard (which wants two) refuses to read.
+        let old = leave_free_descriptors(1);
+        let refused = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await;
+        assert!(refused.is_err(), "read past the guard: {refused:?}");
+        // Room again: the message must come without the peer sending anything more.
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, old).unwrap();
+        let start = std::time::Instant::now();
+        let got = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+        let mut m = got
+            .expect("the message did not arrive within 1 s of the limit being raised")
+            .unwrap()
+            .expect("a message");
+        assert_eq!((m.msg_type(), m.payload()), (7, &b"fd"[..]));
+        assert!(m.take_fd().is_some());
+        println!(
+            "guard child: message {} ms after the limit was raised",
+            start.elapsed().as_millis()
+        );
+        drop(tx);
+    });
+}
+
+/// A receiver at its descriptor limit gets a descriptor message once the limit is
+/// raised, without the peer sending again: a refused read must not count as a
+/// drained socket.
+#[test]
+fn guard_refusal_does_not_stall_recv() {
+    let (status, out) =
+        child_process::run_test_in_child("guard_refusal_child_entry", GUARD_CHILD_ENV);
+    assert!(status.success(), "child failed: {out}");
+    assert!(out.contains("guard child: message"), "{out}");
+}

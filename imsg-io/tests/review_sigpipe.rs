@@ -1,4 +1,4 @@
-//! Review test: "SIGPIPE never kills the process" (issue 3), checked with SIGPIPE at
+//! "SIGPIPE never kills the process", checked with SIGPIPE at
 //! its DEFAULT disposition.
 //!
 //! A Rust test binary starts with SIGPIPE ignored (the runtime does that before

@@ -393,3 +393,144 @@ fn clients_and_daemon_going_away() {
     assert!(lines[1].starts_with("2 < type=2 "), "{lines:#?}");
     assert!(lines[2].starts_with("4 > type=4 "), "{lines:#?}");
 }
+
+/// CPU time (user + system, in clock ticks) process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A client that hung up completely while the daemon keeps its end open: the tap
+/// waits for the daemon without spinning on the dead client's socket.
+#[test]
+fn waiting_for_the_daemon_after_the_client_left_does_not_spin() {
+    let dir = TempDir::new("tapspin");
+    let daemon_path = dir.path().join("daemon");
+    let tap_path = dir.path().join("tap");
+    let listener = daemon_listener(&daemon_path);
+    let tap = Tap::start(&["--once"], &tap_path, &daemon_path);
+    let pid = tap.child.as_ref().unwrap().id();
+    let cfg = Config::default().with_fdpass(true);
+    let client = Channel::new(UnixStream::connect(&tap_path).unwrap(), cfg.clone()).unwrap();
+    let mut daemon = Channel::new(accept(&listener), cfg).unwrap();
+    drop(client);
+    assert!(matches!(daemon.read().unwrap(), ReadStatus::Eof));
+    let before = cpu_ticks(pid);
+    thread::sleep(Duration::from_millis(500));
+    let used = cpu_ticks(pid) - before;
+    drop(daemon);
+    let out = tap.finish();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // 500 ms of spinning would be about 50 ticks; waiting is none.
+    assert!(used < 10, "the tap used {used} ticks while waiting");
+}
+
+/// A bgpd started for one test (`bgpd -d -f CONF`, control socket in its own
+/// directory, listening on a private port), stopped by pid when dropped.
+struct Bgpd {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Bgpd {
+    /// Starts bgpd with one passive neighbor, `demo-peer`; `None` when Debian's
+    /// openbgpd is not installed (outside CI, which installs it).
+    fn start(dir: &Path) -> Option<Bgpd> {
+        if !Path::new("/usr/sbin/bgpd").exists() {
+            assert!(std::env::var_os("CI").is_none(), "CI must install openbgpd");
+            eprintln!("skipped: /usr/sbin/bgpd is not installed (apt-get install openbgpd)");
+            return None;
+        }
+        // bgpd's children chroot here (the Debian service makes it).
+        std::fs::create_dir_all("/run/openbgpd").unwrap();
+        let socket = dir.join("bgpd.sock");
+        let conf = dir.join("bgpd.conf");
+        let port = 20_000 + std::process::id() % 20_000;
+        std::fs::write(
+            &conf,
+            format!(
+                "AS 65001\nrouter-id 192.0.2.1\nlisten on 127.0.0.1 port {port}\n\
+                 socket \"{}\"\nneighbor 192.0.2.2 {{\n\tremote-as 65002\n\
+                 \tdescr \"demo-peer\"\n\tpassive\n}}\n",
+                socket.display()
+            ),
+        )
+        .unwrap();
+        // bgpd refuses a configuration file others can read.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let child = Command::new("/usr/sbin/bgpd")
+            .arg("-d")
+            .arg("-f")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn bgpd");
+        let bgpd = Bgpd { child, socket };
+        let until = deadline();
+        while UnixStream::connect(&bgpd.socket).is_err() {
+            assert!(
+                Instant::now() < until,
+                "bgpd never opened its control socket"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        Some(bgpd)
+    }
+}
+
+impl Drop for Bgpd {
+    fn drop(&mut self) {
+        let pid = Pid::from_raw(self.child.id() as i32).unwrap();
+        let _ = kill_process(pid, Signal::TERM);
+        let until = Instant::now() + Duration::from_secs(10);
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
+            if Instant::now() > until {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Debian's bgpctl through the tap to a real bgpd (OpenBGPD 7.7): `show summary`
+/// works, and the tap names the frames from bgpd's own table.
+#[test]
+fn real_bgpctl_through_the_tap_to_a_real_bgpd() {
+    let dir = TempDir::new("tapbgpd");
+    let Some(bgpd) = Bgpd::start(dir.path()) else {
+        return;
+    };
+    let tap_path = dir.path().join("tap.sock");
+    let tap = Tap::start(&["--once", "--names", "bgpd"], &tap_path, &bgpd.socket);
+    let mut cmd = Command::new("/usr/sbin/bgpctl");
+    cmd.arg("-s").arg(&tap_path).args(["show", "summary"]);
+    let out = run(cmd, "bgpctl show summary");
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stdout).contains("demo-peer"), "{out:?}");
+    let out = tap.finish();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines = frames(&out);
+    assert!(
+        lines[0].starts_with("1 > type=13(IMSG_CTL_SHOW_NEIGHBOR) len=16 "),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].starts_with("1 < type=13(IMSG_CTL_SHOW_NEIGHBOR) len="),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with("1 < type=1(IMSG_CTL_END) len=16 "),
+        "{lines:#?}"
+    );
+    drop(bgpd);
+}

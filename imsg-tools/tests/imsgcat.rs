@@ -834,3 +834,36 @@ fn hang_up_after_a_descriptor_frame_names_the_other_dialect() {
         "{err:?}"
     );
 }
+
+/// `--names` and `--json` as in imsg-dump, plus whether the descriptor arrived.
+#[test]
+fn names_and_json() {
+    let dir = TempDir::new("catjson");
+    let sock = dir.path().join("sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let cat = spawn(&[
+        "--connect",
+        path_str(&sock),
+        "--names",
+        "tmux",
+        "--json",
+        "--timeout",
+        "20",
+    ]);
+    let mut chan = Channel::new(accept(&listener), Config::default().with_fdpass(true)).unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    chan.compose(110, 8, -1, Some(null.into()), b"").unwrap();
+    chan.compose(999, 0, 2, None, b"\x01").unwrap();
+    chan.flush().unwrap();
+    drop(chan);
+    let out = cat.finish();
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr), out.status.code()),
+        (
+            "{\"type\":110,\"name\":\"MSG_IDENTIFY_STDOUT\",\"len\":16,\"peerid\":8,\"pid\":-1,\"fd\":1,\"fd_arrived\":true,\"payload\":\"\"}\n\
+             {\"type\":999,\"len\":17,\"peerid\":0,\"pid\":2,\"fd\":0,\"fd_arrived\":false,\"payload\":\"01\"}\n",
+            "",
+            Some(0)
+        )
+    );
+}

@@ -10,7 +10,7 @@
 //! through; the function forwards it into the mesh (peer id = client id, as
 //! control.c does), answers it at once, or refuses it. Requests a restricted socket
 //! does not allow are refused before the function sees them, with a
-//! [`REFUSED`](crate::control_socket::REFUSED) frame. Replies that other processes
+//! [`REFUSED`] frame. Replies that other processes
 //! send back arrive in the control process's handler with the client id as peer id,
 //! which hands them to [`ControlServer::reply`].
 //!

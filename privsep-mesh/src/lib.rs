@@ -38,6 +38,13 @@
 //! With the `tokio` feature, a process marked [`ProcSpec::tokio`] runs the same loop in
 //! a current-thread tokio runtime ([`tokio_run`]), so its handler can spawn tasks.
 //!
+//! For a real daemon (OpenBSD's control.c and log.c): [`control_socket`] binds control
+//! sockets before privileges drop (stale-socket check, modes 0660/0666, peer
+//! credentials, what a restricted socket allows), `control_server` (feature `tokio`)
+//! serves their clients in the control process with bounded queues and an accept
+//! back-off, [`syslog_log`] logs to syslog from inside a chroot, and [`daemon`]
+//! detaches (`daemon(3)`). The `httpd` and `httpctl` examples put them together.
+//!
 //! The dispatch path ([`Mesh::dispatch`]) never exits: protocol errors are
 //! [`Error::Protocol`] values, which the event loop turns into a log line and a
 //! non-zero exit.

@@ -53,10 +53,7 @@ pub(crate) enum ReadEnd {
     FdGuard,
 }
 
-/// How long a loop waits before reading again from a channel whose read the
-/// descriptor guard refused (nothing says when a descriptor is closed or the limit
-/// raised, so the loop looks again on a timer).
-pub(crate) const FD_GUARD_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+pub(crate) use imsg_io::FD_GUARD_RETRY;
 
 /// One process's end of the mesh.
 pub struct Mesh {
@@ -329,13 +326,9 @@ impl Mesh {
         if drained? {
             return Ok((Flow::Shutdown, ReadEnd::More));
         }
-        let guard = self
-            .channels
-            .get(&peer)
-            .is_some_and(Channel::fd_guard_blocked);
         Ok(match status {
             ReadStatus::Eof => (Flow::Closed(peer), ReadEnd::More),
-            ReadStatus::WouldBlock if guard => (Flow::Continue, ReadEnd::FdGuard),
+            ReadStatus::FdGuard => (Flow::Continue, ReadEnd::FdGuard),
             ReadStatus::WouldBlock => (Flow::Continue, ReadEnd::Drained),
             ReadStatus::Read(_) => (Flow::Continue, ReadEnd::More),
         })
@@ -614,7 +607,7 @@ impl Mesh {
         for ch in self.channels.values_mut() {
             while ch.queue_len() > 0 {
                 match ch.write() {
-                    Ok(n) if n > 0 => continue,
+                    Ok(imsg_io::WriteStatus::Wrote(n)) if n > 0 => continue,
                     _ => break,
                 }
             }

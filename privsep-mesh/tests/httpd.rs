@@ -498,6 +498,28 @@ fn disconnected(c: &mut UnixStream) -> bool {
 fn hostile_control_clients_are_dropped() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut d = Daemon::start("hostile", &[]);
+    let (ok, out, err) = d.ctl(&d.csock, "show procs");
+    assert!(ok, "{err}");
+    let control: u32 = out
+        .lines()
+        .find(|l| l.starts_with("control "))
+        .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .expect("control's pid");
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{control}/fd"))
+            .unwrap()
+            .count()
+    };
+    // Once the `show procs` client has gone.
+    let mut fds_before = fds();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = fds();
+        if now == fds_before {
+            break;
+        }
+        fds_before = now;
+    }
     // A frame shorter than its own header.
     let mut garbage = raw_client(&d.csock, &header(101, 3));
     // A frame far over the control socket's limit.
@@ -521,6 +543,16 @@ fn hostile_control_clients_are_dropped() {
     let (ok, out, err) = d.ctl(&d.csock, "show stats");
     assert!(ok && out.contains("total requests"), "{err}");
     assert!(d.log_lines("imsg frame") >= 2, "malformed frames logged");
+    // Every dropped client's descriptors were closed.
+    let end = Instant::now() + Duration::from_secs(10);
+    while fds() != fds_before {
+        assert!(
+            Instant::now() < end,
+            "control holds {} descriptors, {fds_before} before",
+            fds()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (ok, _, _) = d.ctl(&d.csock, "stop");
     assert!(ok);
     assert!(d.wait_exit(DEADLINE).success());

@@ -5,7 +5,7 @@ use std::ffi::CStr;
 
 use imsg_codec::{exact, Dialect, Frame, Framing, Reader, SliceBuf, Status};
 
-// tmux 3.3a's message types (tmux.h), as listed in ../shared/PEERS.md.
+// tmux 3.3a's message types (tmux.h).
 pub const MSG_IDENTIFY_FLAGS: u32 = 100;
 pub const MSG_IDENTIFY_TERM: u32 = 101;
 pub const MSG_IDENTIFY_TTYNAME: u32 = 102;

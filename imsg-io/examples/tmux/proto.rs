@@ -687,24 +687,26 @@ pub fn recv(
     chan: &mut Channel,
     deadline: Option<Instant>,
 ) -> Result<Option<OwnedMessage>, ProtoError> {
+    let mut guard = false;
     loop {
         if let Some(m) = chan.get_owned()? {
             return Ok(Some(m));
         }
-        if chan.fd_guard_blocked() {
+        if guard {
             // Too few free descriptors to read safely; the socket stays readable,
             // so waiting for it would spin. Give the process time to close some.
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(ProtoError::Timeout);
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::thread::sleep(imsg_io::FD_GUARD_RETRY);
         } else {
             wait_ready(chan.as_fd(), PollFlags::IN, deadline)?;
         }
-        match chan.read()? {
+        guard = match chan.read()? {
             ReadStatus::Eof => return Ok(None),
-            ReadStatus::Read(_) | ReadStatus::WouldBlock => {}
-        }
+            ReadStatus::FdGuard => true,
+            ReadStatus::Read(_) | ReadStatus::WouldBlock => false,
+        };
     }
 }
 

@@ -63,10 +63,8 @@ impl Rx {
             }
             match self.ch.read() {
                 Ok(ReadStatus::Read(_)) | Err(Error::DescriptorsLost) => {}
-                Ok(ReadStatus::WouldBlock) => {
-                    assert!(!self.ch.fd_guard_blocked(), "descriptor guard tripped");
-                    return Flow::Go;
-                }
+                Ok(ReadStatus::WouldBlock) => return Flow::Go,
+                Ok(ReadStatus::FdGuard) => panic!("descriptor guard tripped"),
                 Ok(ReadStatus::Eof) | Err(Error::UnexpectedEof { .. }) | Err(Error::Frame(_)) => {
                     self.take_all();
                     return Flow::Stop;

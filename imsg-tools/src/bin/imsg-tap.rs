@@ -177,6 +177,8 @@ struct Side {
     eof: bool,
     /// Its writing side was shut (after the other side's end of file).
     shut: bool,
+    /// Its last read was refused by the descriptor guard.
+    guard: bool,
 }
 
 impl Side {
@@ -196,6 +198,7 @@ impl Side {
             direction,
             choice,
             eof: false,
+            guard: false,
             shut: false,
         };
         side.chan.set_detect_dialect(choice == DialectChoice::Auto);
@@ -242,6 +245,7 @@ fn config(dialect: Dialect, opts: &Options) -> Result<Config, String> {
 fn write(side: &mut Side) -> Result<bool, String> {
     let unsent = side.chan.queue_len();
     match side.chan.write() {
+        Ok(imsg_io::WriteStatus::RetryLater) => Ok(true),
         Ok(_) => Ok(false),
         Err(imsg_io::Error::Io(e)) if Errno::from_io_error(&e) == Some(Errno::TOOMANYREFS) => {
             Ok(true)
@@ -267,6 +271,7 @@ fn pump(
     follow: Option<&Options>,
 ) -> Result<(), String> {
     let read = from.chan.read();
+    from.guard = matches!(read, Ok(ReadStatus::FdGuard));
     if let Some(opts) = follow {
         follow_dialect(from, to, opts)?;
     }
@@ -353,7 +358,7 @@ fn relay(n: u64, client: UnixStream, opts: &Options) -> Result<(), String> {
         if c.eof && d.eof && c.chan.queue_len() == 0 && d.chan.queue_len() == 0 {
             return Ok(());
         }
-        if retry || c.chan.fd_guard_blocked() || d.chan.fd_guard_blocked() {
+        if retry || c.guard || d.guard {
             std::thread::sleep(RETRY);
         }
         let interest = |s: &Side| {
@@ -366,15 +371,36 @@ fn relay(n: u64, client: UnixStream, opts: &Options) -> Result<(), String> {
             }
             f
         };
-        let mut fds = [
-            PollFd::new(&c.chan, interest(&c)),
-            PollFd::new(&d.chan, interest(&d)),
-        ];
+        // A side with nothing to wait for is left out: a socket whose peer hung
+        // up reports `POLLHUP` whatever is asked, and would make poll spin.
+        let (ic, id) = (interest(&c), interest(&d));
+        let mut fds = Vec::with_capacity(2);
+        if !ic.is_empty() {
+            fds.push(PollFd::new(&c.chan, ic));
+        }
+        if !id.is_empty() {
+            fds.push(PollFd::new(&d.chan, id));
+        }
+        if fds.is_empty() {
+            // Both sides ended and nothing is left to write.
+            return Ok(());
+        }
         match poll(&mut fds, None) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(format!("poll: {e}")),
         }
-        let (rc, rd) = (fds[0].revents(), fds[1].revents());
+        let mut revents = fds.iter().map(|f| f.revents());
+        let rc = if ic.is_empty() {
+            PollFlags::empty()
+        } else {
+            revents.next().unwrap_or(PollFlags::empty())
+        };
+        let rd = if id.is_empty() {
+            PollFlags::empty()
+        } else {
+            revents.next().unwrap_or(PollFlags::empty())
+        };
+        drop(fds);
         let ready = PollFlags::IN | PollFlags::ERR | PollFlags::HUP;
         retry = false;
         if c.chan.queue_len() > 0 && rc.intersects(PollFlags::OUT | PollFlags::ERR) {

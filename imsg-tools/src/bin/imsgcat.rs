@@ -364,6 +364,7 @@ enum Wrote {
 fn write_ready(chan: &mut Channel) -> Result<Wrote, String> {
     let unsent = chan.queue_len();
     match chan.write() {
+        Ok(imsg_io::WriteStatus::RetryLater) => Ok(Wrote::Backoff),
         Ok(_) => Ok(Wrote::Ok),
         Err(imsg_io::Error::Io(e)) if Errno::from_io_error(&e) == Some(Errno::TOOMANYREFS) => {
             Ok(Wrote::Backoff)
@@ -440,6 +441,7 @@ fn run(opts: Options) -> Result<(), String> {
     // failure); frames queued after it are counted as not sent too.
     let mut write_failed: Option<String> = None;
     let mut backoff = false;
+    let mut guard = false;
     loop {
         let done = opts.count.is_some_and(|c| received >= c);
         let writing = write_failed.is_none() && chan.queue_len() > 0;
@@ -456,7 +458,7 @@ fn run(opts: Options) -> Result<(), String> {
         if writing {
             events |= PollFlags::OUT;
         }
-        if (chan.fd_guard_blocked() && !done) || (backoff && writing) {
+        if (guard && !done) || (backoff && writing) {
             // The socket stays readable while the descriptor guard refuses to
             // read, and writable while the kernel refuses more descriptors in
             // flight: poll would return at once. Give descriptors time to close.
@@ -481,12 +483,14 @@ fn run(opts: Options) -> Result<(), String> {
         }
         // A failed read keeps the complete frames that came before the failure:
         // they are printed first.
-        let (eof, read_failed) = match chan.read() {
+        let read = chan.read();
+        guard = matches!(read, Ok(ReadStatus::FdGuard));
+        let (eof, read_failed) = match read {
             Ok(ReadStatus::Eof) => (true, None),
-            Ok(ReadStatus::Read(_) | ReadStatus::WouldBlock) => (false, None),
+            Ok(ReadStatus::Read(_) | ReadStatus::WouldBlock | ReadStatus::FdGuard) => (false, None),
             Err(e) => (false, Some(e)),
         };
-        if chan.fd_guard_blocked() && chan.queue_len() == 0 {
+        if guard && chan.queue_len() == 0 {
             return Err(failure(Some(guard_stuck()), &write_failed, &chan));
         }
         while opts.count.is_none_or(|c| received < c) {
