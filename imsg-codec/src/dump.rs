@@ -86,6 +86,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
 /// assert_eq!(e.to_string(), "offset 16: stream ends inside a frame (4 more bytes needed)");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StreamError {
     /// The stream ends after `offset` bytes of whole frames plus part of another.
     Truncated {

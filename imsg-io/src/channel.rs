@@ -20,6 +20,7 @@ pub const WRITE_RETRY: Duration = Duration::from_millis(1);
 
 /// What [`Channel::read`] did. Each answer says what to wait for next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReadStatus {
     /// This many bytes were received (more frames may be ready for `get`).
     Read(usize),

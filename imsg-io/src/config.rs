@@ -27,6 +27,7 @@ use crate::Error;
 /// # Ok::<(), imsg_io::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Wire dialect and limit on a frame's **total** size (default: legacy,
     /// 16384). Always valid: [`Framing`] checks the limit when it is made.

@@ -101,12 +101,14 @@ impl Daemon {
     }
 }
 
-fn get(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    if s.write_all(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut chunk = [0u8; 4096];
-    loop {
+/// Sends `depth` pipelined GETs and reads their answers; how many were 200.
+fn burst(s: &mut TcpStream, buf: &mut Vec<u8>, depth: usize) -> Option<u64> {
+    let req = b"GET / HTTP/1.1\r\nHost: b\r\n\r\n";
+    s.write_all(&req.repeat(depth)).ok()?;
+    let mut chunk = [0u8; 16384];
+    let mut ok = 0;
+    let mut answered = 0;
+    while answered < depth {
         let mut h = [httparse::EMPTY_HEADER; 16];
         let mut r = httparse::Response::new(&mut h);
         if let Ok(httparse::Status::Complete(n)) = r.parse(buf) {
@@ -117,20 +119,23 @@ fn get(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
                 .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
                 .unwrap_or(0);
             if buf.len() >= n + len {
-                let ok = r.code == Some(200);
+                ok += u64::from(r.code == Some(200));
+                answered += 1;
                 buf.drain(..n + len);
-                return ok;
+                continue;
             }
         }
         match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return None,
             Ok(k) => buf.extend_from_slice(&chunk[..k]),
         }
     }
+    Some(ok)
 }
 
-/// Requests answered 200 in `SECONDS` over `CONNS` connections.
-fn load(addr: SocketAddr) -> u64 {
+/// Requests answered 200 in `SECONDS` over `CONNS` connections, `depth` requests
+/// in flight on each.
+fn load(addr: SocketAddr, depth: usize) -> u64 {
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = (0..CONNS)
         .map(|_| {
@@ -140,8 +145,11 @@ fn load(addr: SocketAddr) -> u64 {
                 s.set_nodelay(true).unwrap();
                 let mut buf = Vec::new();
                 let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) && get(&mut s, &mut buf) {
-                    n += 1;
+                while !stop.load(Ordering::Relaxed) {
+                    match burst(&mut s, &mut buf, depth) {
+                        Some(k) => n += k,
+                        None => break,
+                    }
                 }
                 n
             })
@@ -173,34 +181,43 @@ fn main() {
     assert!(status.success());
     println!("httpd: 3 servers, {CONNS} keep-alive connections, {SECONDS} s per line");
     let mut n = 0;
-    for round in 0..ROUNDS {
-        let mut rates = [0.0; 2];
-        for (k, logging) in [true, false].into_iter().enumerate() {
-            n += 1;
-            let d = Daemon::start(logging, n);
-            let t0 = Instant::now();
-            let served = load(d.addr);
-            let load_time = t0.elapsed().as_secs_f64();
-            rates[k] = served as f64 / load_time;
-            if logging {
-                while d.logged() < served {
-                    std::thread::sleep(Duration::from_millis(20));
+    // Depth 1: one request in flight per connection. Depth 32: pipelined, so that a
+    // request costs the servers little and the logger (one imsg and one write(2) per
+    // line) is the one that falls behind.
+    for depth in [1, 32] {
+        for round in 0..ROUNDS {
+            let mut rates = [0.0; 2];
+            for (k, logging) in [true, false].into_iter().enumerate() {
+                n += 1;
+                let d = Daemon::start(logging, n);
+                let t0 = Instant::now();
+                let served = load(d.addr, depth);
+                let load_time = t0.elapsed().as_secs_f64();
+                rates[k] = served as f64 / load_time;
+                if logging {
+                    while d.logged() < served {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let caught_up = t0.elapsed().as_secs_f64();
+                    let logger = served as f64 / caught_up;
+                    println!(
+                        "  depth {depth:>2} round {round}: logging on : {:>8.0} req/s; logger {logger:>8.0} lines/s = {:.2} of the servers' rate ({served} lines, the last written {:.0} ms after the load ended)",
+                        rates[k],
+                        logger / rates[k],
+                        (caught_up - load_time) * 1000.0
+                    );
+                } else {
+                    println!(
+                        "  depth {depth:>2} round {round}: logging off: {:>8.0} req/s",
+                        rates[k]
+                    );
                 }
-                let caught_up = t0.elapsed().as_secs_f64();
-                println!(
-                    "  round {round}: logging on : {:>8.0} req/s; logger {:>8.0} lines/s ({served} lines, last written {:.0} ms after the load ended)",
-                    rates[k],
-                    served as f64 / caught_up,
-                    (caught_up - load_time) * 1000.0
-                );
-            } else {
-                println!("  round {round}: logging off: {:>8.0} req/s", rates[k]);
+                d.stop();
             }
-            d.stop();
+            println!(
+                "  depth {depth:>2} round {round}: with logging / without = {:.2}",
+                rates[0] / rates[1]
+            );
         }
-        println!(
-            "  round {round}: with logging / without = {:.2}",
-            rates[0] / rates[1]
-        );
     }
 }

@@ -331,6 +331,8 @@ impl Mesh {
             ReadStatus::FdGuard => (Flow::Continue, ReadEnd::FdGuard),
             ReadStatus::WouldBlock => (Flow::Continue, ReadEnd::Drained),
             ReadStatus::Read(_) => (Flow::Continue, ReadEnd::More),
+            // ReadStatus is non_exhaustive: a status added later reads again.
+            _ => (Flow::Continue, ReadEnd::More),
         })
     }
 

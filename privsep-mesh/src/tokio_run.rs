@@ -250,6 +250,13 @@ pub async fn event_loop(
                 }
                 Event::Outbox(m) => {
                     mesh.send(m.to, m.target, m.ty, m.peerid, m.fd, &[&m.payload])?;
+                    // Everything queued now goes in this turn: the outbox is looked at
+                    // before the channels, so tasks that keep it busy (one message per
+                    // turn) would otherwise starve the channels, and the process would
+                    // never read its peers' messages.
+                    while let Ok(m) = rx.try_recv() {
+                        mesh.send(m.to, m.target, m.ty, m.peerid, m.fd, &[&m.payload])?;
+                    }
                 }
                 Event::Read(peer) => {
                     let w = watched.get(&peer).ok_or(Error::NotConnected(peer))?;

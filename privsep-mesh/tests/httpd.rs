@@ -781,3 +781,117 @@ fn daemon_mode_logs_to_syslog() {
     assert!(has("parent[0]: stop requested"), "{lines:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// HTTP details of the servers: pipelining, HTTP/1.0 and `Connection: close`, other
+/// methods, a head over the limit.
+#[test]
+fn http_details() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("http", &[]);
+    let connect = || {
+        let s = TcpStream::connect(d.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    let closed = |s: &mut TcpStream| matches!(s.read(&mut [0u8; 64]), Ok(0) | Err(_));
+    // Three requests in one write, three answers in order.
+    let mut s = connect();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\nGET /x HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let codes: Vec<u16> = (0..3)
+        .map(|_| response(&mut s, &mut buf).unwrap().0)
+        .collect();
+    assert_eq!(codes, [200, 404, 200]);
+    // HTTP/1.0 closes unless asked to keep alive; HTTP/1.1 closes when asked.
+    for req in [
+        &b"GET / HTTP/1.0\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut s = connect();
+        s.write_all(req).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(response(&mut s, &mut buf).unwrap().0, 200);
+        assert!(closed(&mut s));
+    }
+    let mut s = connect();
+    s.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(response(&mut s, &mut buf).unwrap().0, 200);
+    assert_eq!(get(&mut s, "/", &mut buf).unwrap().0, 200);
+    // Another method; a body is read past.
+    let mut s = connect();
+    s.write_all(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(response(&mut s, &mut buf).unwrap().0, 405);
+    assert_eq!(response(&mut s, &mut buf).unwrap().0, 200);
+    // A head that never ends within 8 KiB: 400, closed.
+    let mut s = connect();
+    let long = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+    let _ = s.write_all(long.as_bytes());
+    assert_eq!(response(&mut s, &mut Vec::new()).unwrap().0, 400);
+    assert!(closed(&mut s));
+    let (ok, _, _) = d.ctl(&d.csock, "stop");
+    assert!(ok);
+    assert!(d.wait_exit(DEADLINE).success());
+    d.assert_group_gone();
+}
+
+/// `httpctl stop` while 16 connections keep requesting: every answered request's
+/// line is in the access log (servers stop answering, the logger writes their last
+/// lines, then the mesh stops).
+#[test]
+fn stop_under_load_loses_no_line() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("stopload", &[]);
+    let addr = d.addr;
+    // Pipelined, so that the logger falls behind the servers.
+    let loaders: Vec<_> = (0..16)
+        .map(|_| std::thread::spawn(move || pipelined(addr, 32)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, _, err) = d.ctl(&d.csock, "stop");
+    assert!(ok, "stop: {err}");
+    assert!(d.wait_exit(DEADLINE).success());
+    let answered: Vec<u16> = loaders
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(answered.iter().all(|&c| c == 200));
+    d.assert_group_gone();
+    let lines = line_count(&d.log);
+    assert!(!answered.is_empty());
+    // A request can be answered whose response the client never read (cut at
+    // stop): at most one burst per connection.
+    assert!(
+        lines >= answered.len() && lines <= answered.len() + 16 * 32,
+        "{lines} lines for {} answered requests",
+        answered.len()
+    );
+}
+
+/// Bursts of `depth` pipelined GETs on one connection until it is closed; the status
+/// of every answer read.
+fn pipelined(addr: SocketAddr, depth: usize) -> Vec<u16> {
+    let mut st = Vec::new();
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return st;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let burst = b"GET / HTTP/1.1\r\n\r\n".repeat(depth);
+    let mut buf = Vec::new();
+    while st.len() < 10_000_000 {
+        if s.write_all(&burst).is_err() {
+            return st;
+        }
+        for _ in 0..depth {
+            match response(&mut s, &mut buf) {
+                Ok((code, _)) => st.push(code),
+                Err(_) => return st,
+            }
+        }
+    }
+    st
+}

@@ -705,7 +705,7 @@ pub fn recv(
         guard = match chan.read()? {
             ReadStatus::Eof => return Ok(None),
             ReadStatus::FdGuard => true,
-            ReadStatus::Read(_) | ReadStatus::WouldBlock => false,
+            _ => false,
         };
     }
 }

@@ -69,6 +69,7 @@ impl Rx {
                     self.take_all();
                     return Flow::Stop;
                 }
+                Ok(status) => panic!("read: unexpected {status:?}"),
                 Err(e) => panic!("read: {e}"),
             }
         }

@@ -487,7 +487,7 @@ fn run(opts: Options) -> Result<(), String> {
         guard = matches!(read, Ok(ReadStatus::FdGuard));
         let (eof, read_failed) = match read {
             Ok(ReadStatus::Eof) => (true, None),
-            Ok(ReadStatus::Read(_) | ReadStatus::WouldBlock | ReadStatus::FdGuard) => (false, None),
+            Ok(_) => (false, None),
             Err(e) => (false, Some(e)),
         };
         if guard && chan.queue_len() == 0 {
