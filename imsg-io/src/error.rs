@@ -38,6 +38,18 @@ pub enum Error {
         /// The channel's limit, header included.
         max: usize,
     },
+    /// The send queue is at its high-water mark
+    /// ([`Config::queue_limit`](crate::Config::queue_limit)): the frame was not
+    /// queued. Its descriptor, if any, is handed back in `fd`. Write (or drop the
+    /// peer) before queueing more.
+    QueueFull {
+        /// The descriptor that was to travel with the frame.
+        fd: Option<std::os::fd::OwnedFd>,
+        /// Bytes queued and not yet written.
+        queued: usize,
+        /// The high-water mark.
+        limit: usize,
+    },
     /// A message builder's payload reached the frame limit
     /// ([`Channel::create`](crate::Channel::create)); what did not fit was not added.
     NoSpace(NoSpace),
@@ -74,6 +86,10 @@ impl fmt::Display for Error {
             Error::TooLong { len, max } => write!(
                 f,
                 "frame of {len} bytes is above the channel's limit of {max} bytes"
+            ),
+            Error::QueueFull { queued, limit, .. } => write!(
+                f,
+                "send queue full: {queued} bytes not yet written, limit {limit}; nothing queued"
             ),
             Error::NoSpace(e) => write!(f, "message above the frame limit: {e}"),
             Error::Io(e) => write!(f, "imsg channel I/O: {e}"),

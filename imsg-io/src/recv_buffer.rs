@@ -19,6 +19,10 @@ use crate::Error;
 /// Initial size of the receive buffer (C's `IBUF_READ_SIZE` rounded up).
 pub(crate) const DEFAULT_RECV_BUFFER: usize = 64 * 1024;
 
+/// The largest size the receive buffer can be asked to start at (16 MiB). It
+/// still grows past it when frames arrive that need more.
+pub const MAX_RECV_BUFFER: usize = 16 * 1024 * 1024;
+
 /// A received descriptor waiting for its frame.
 #[derive(Debug)]
 struct PendingFd {
@@ -71,20 +75,22 @@ impl RecvBuffer {
             wpos: 0,
             base: 0,
             pending: VecDeque::new(),
-            min_size: min_size.max(HEADER_SIZE),
+            min_size: min_size.clamp(HEADER_SIZE, MAX_RECV_BUFFER),
             eof: false,
         }
     }
 
-    /// Changes the minimum size; takes effect when the buffer is next (re)allocated.
-    pub fn set_min_size(&mut self, n: usize) {
-        self.min_size = n.max(HEADER_SIZE);
+    /// Changes the minimum size (within `16..=MAX_RECV_BUFFER`); takes effect when
+    /// the buffer is next (re)allocated. Returns the size applied.
+    pub fn set_min_size(&mut self, n: usize) -> usize {
+        self.min_size = n.clamp(HEADER_SIZE, MAX_RECV_BUFFER);
         if self.rpos == self.wpos {
             self.buf = Vec::new();
             self.base += self.wpos as u64;
             self.rpos = 0;
             self.wpos = 0;
         }
+        self.min_size
     }
 
     /// Reads the frames not yet taken with `framing` (the peer's dialect was learnt).
@@ -119,10 +125,12 @@ impl RecvBuffer {
             .map(|h| h.len as usize))
     }
 
-    /// Makes room for the next read and returns it: compacts, and grows the buffer
-    /// up to the size of the frame being received (at most `max`). A bad header at
-    /// the read position is reported here too, so a broken stream cannot make the
-    /// buffer grow.
+    /// Makes room for the next read and returns it: compacts, and, when the buffer
+    /// is full, doubles it, no further than the frame being received needs. So the
+    /// buffer grows with the bytes that actually arrived (at most twice them, past
+    /// the minimum size), never to a length a header merely announces. A bad header
+    /// at the read position is reported here too, so a broken stream cannot make
+    /// the buffer grow.
     pub fn spare(&mut self) -> Result<&mut [u8], Error> {
         if self.rpos == self.wpos {
             self.base += self.wpos as u64;
@@ -140,12 +148,13 @@ impl RecvBuffer {
             self.wpos -= self.rpos;
             self.rpos = 0;
         }
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
-        } else if self.wpos == self.buf.len() {
-            // Full of complete frames the caller has not taken yet.
-            let n = self.buf.len() * 2;
-            self.buf.resize(n, 0);
+        if self.wpos == self.buf.len() {
+            let mut size = self.buf.len().saturating_mul(2);
+            if self.rpos + want > self.buf.len() {
+                // Inside a frame: no more than it needs.
+                size = size.min(self.rpos + want);
+            }
+            self.buf.resize(size, 0);
         }
         Ok(&mut self.buf[self.wpos..])
     }

@@ -255,13 +255,19 @@ impl SendQueue {
         if fd_sent {
             self.fds.pop_front();
         }
-        self.head_written += n;
-        while let Some(&len) = self.lens.front() {
-            if self.head_written < len {
-                break;
+        if self.sent == self.buf.end {
+            // Everything went: every frame is complete.
+            self.lens.clear();
+            self.head_written = 0;
+        } else {
+            self.head_written += n;
+            while let Some(&len) = self.lens.front() {
+                if self.head_written < len {
+                    break;
+                }
+                self.head_written -= len;
+                self.lens.pop_front();
             }
-            self.head_written -= len;
-            self.lens.pop_front();
         }
         if self.sent == self.buf.end {
             self.base += self.sent as u64;
