@@ -23,6 +23,13 @@ pub(crate) const DEFAULT_RECV_BUFFER: usize = 64 * 1024;
 /// still grows past it when frames arrive that need more.
 pub const MAX_RECV_BUFFER: usize = 16 * 1024 * 1024;
 
+/// Storage larger than this is given back to the allocator once it stays unused.
+const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
+
+/// How many times the buffer must empty holding at most a quarter of its storage
+/// before storage above [`SHRINK_ABOVE`] is given back.
+const SHRINK_AFTER_EMPTIES: u32 = 64;
+
 /// A received descriptor waiting for its frame.
 #[derive(Debug)]
 struct PendingFd {
@@ -64,6 +71,10 @@ pub(crate) struct RecvBuffer {
     min_size: usize,
     /// The peer closed the stream.
     eof: bool,
+    /// Most bytes held when the buffer emptied since the last shrink check, and
+    /// how many times it emptied since.
+    peak: usize,
+    empties: u32,
 }
 
 impl RecvBuffer {
@@ -77,6 +88,8 @@ impl RecvBuffer {
             pending: VecDeque::new(),
             min_size: min_size.clamp(HEADER_SIZE, MAX_RECV_BUFFER),
             eof: false,
+            peak: 0,
+            empties: 0,
         }
     }
 
@@ -91,6 +104,28 @@ impl RecvBuffer {
             self.wpos = 0;
         }
         self.min_size
+    }
+
+    /// Starts over at the front of the storage once every byte was taken. The
+    /// storage is kept; above [`SHRINK_ABOVE`] (and the minimum size) it goes back
+    /// to the allocator only when it emptied [`SHRINK_AFTER_EMPTIES`] times in a
+    /// row holding at most a quarter of it.
+    fn emptied(&mut self) {
+        self.peak = self.peak.max(self.wpos);
+        self.base += self.wpos as u64;
+        self.rpos = 0;
+        self.wpos = 0;
+        self.empties += 1;
+        if self.empties < SHRINK_AFTER_EMPTIES {
+            return;
+        }
+        let len = self.buf.len();
+        if len > SHRINK_ABOVE.max(self.min_size) && self.peak <= len / 4 {
+            self.buf.truncate((self.peak * 2).max(self.min_size));
+            self.buf.shrink_to_fit();
+        }
+        self.peak = 0;
+        self.empties = 0;
     }
 
     /// Reads the frames not yet taken with `framing` (the peer's dialect was learnt).
@@ -133,9 +168,7 @@ impl RecvBuffer {
     /// the buffer grow.
     pub fn spare(&mut self) -> Result<&mut [u8], Error> {
         if self.rpos == self.wpos {
-            self.base += self.wpos as u64;
-            self.rpos = 0;
-            self.wpos = 0;
+            self.emptied();
         }
         if self.buf.len() < self.min_size {
             self.buf.resize(self.min_size, 0);
@@ -302,5 +335,60 @@ impl RecvBuffer {
                 Err(_) => return 0,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imsg_codec::Dialect;
+
+    /// Puts `frames` frames of `len` bytes into the buffer as reads would, and
+    /// takes them.
+    fn round(rb: &mut RecvBuffer, frames: usize, len: usize) {
+        let framing = Framing::new(Dialect::Current, 1 << 24).unwrap();
+        let mut bytes = Vec::new();
+        for _ in 0..frames {
+            framing
+                .emit(
+                    &mut bytes,
+                    Header::new(1, 0, 0),
+                    &vec![0; len - HEADER_SIZE],
+                )
+                .unwrap();
+        }
+        let mut rest = &bytes[..];
+        let mut taken = 0;
+        while taken < frames {
+            if !rest.is_empty() {
+                let space = rb.spare().unwrap();
+                let n = space.len().min(rest.len());
+                space[..n].copy_from_slice(&rest[..n]);
+                rb.commit(n, None);
+                rest = &rest[n..];
+            }
+            while rb.take().unwrap().is_some() {
+                taken += 1;
+            }
+        }
+    }
+
+    /// The storage grown for large frames is kept across rounds, and given back
+    /// once it stays unused.
+    #[test]
+    fn storage_is_kept_and_given_back_when_unused() {
+        let framing = Framing::new(Dialect::Current, 1 << 24).unwrap();
+        let mut rb = RecvBuffer::new(framing, DEFAULT_RECV_BUFFER);
+        round(&mut rb, 1, 8 << 20);
+        let big = (rb.buf.as_ptr(), rb.buf.len());
+        assert!(big.1 >= 8 << 20);
+        for _ in 0..10 {
+            round(&mut rb, 1, 8 << 20);
+            assert_eq!((rb.buf.as_ptr(), rb.buf.len()), big);
+        }
+        for _ in 0..(2 * SHRINK_AFTER_EMPTIES) {
+            round(&mut rb, 1, 100);
+        }
+        assert_eq!(rb.buf.len(), DEFAULT_RECV_BUFFER);
     }
 }

@@ -14,8 +14,12 @@ use imsg_codec::{EmitError, FrameBuf, Framing, Header, NoSpace};
 /// byte is moved at most about once).
 const COMPACT_MIN: usize = 64 * 1024;
 
-/// An idle buffer larger than this is given back to the allocator.
+/// Storage larger than this is given back to the allocator once it stays unused.
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
+
+/// How many times the queue must empty, using at most a quarter of its storage
+/// every time, before storage above [`SHRINK_ABOVE`] is given back.
+const SHRINK_AFTER_DRAINS: u32 = 64;
 
 /// The storage of a channel's send queue: frames back to back in one reusable
 /// allocation. A [`MessageBuilder`](crate::MessageBuilder) writes into it through
@@ -29,6 +33,9 @@ pub struct SendBuf {
     /// Initialised storage; `bytes[..end]` holds data.
     bytes: Vec<u8>,
     end: usize,
+    /// Most bytes held at a drain since the last shrink check, and drains since.
+    peak: usize,
+    drains: u32,
 }
 
 impl SendBuf {
@@ -64,13 +71,23 @@ impl SendBuf {
         self.end -= n;
     }
 
-    /// Gives an allocation larger than `above` back to the allocator, keeping
-    /// `keep` bytes (only when empty).
-    fn shrink(&mut self, above: usize, keep: usize) {
-        if self.end == 0 && self.bytes.len() > above {
-            self.bytes.truncate(keep);
+    /// Empties the buffer after everything in it was written. The storage is kept
+    /// for the next batch; storage above [`SHRINK_ABOVE`] goes back to the
+    /// allocator only when [`SHRINK_AFTER_DRAINS`] batches in a row used at most a
+    /// quarter of it.
+    fn drain(&mut self) {
+        self.peak = self.peak.max(self.end);
+        self.end = 0;
+        self.drains += 1;
+        if self.drains < SHRINK_AFTER_DRAINS {
+            return;
+        }
+        if self.bytes.len() > SHRINK_ABOVE && self.peak <= self.bytes.len() / 4 {
+            self.bytes.truncate((self.peak * 2).max(COMPACT_MIN));
             self.bytes.shrink_to_fit();
         }
+        self.peak = 0;
+        self.drains = 0;
     }
 }
 
@@ -272,8 +289,7 @@ impl SendQueue {
         if self.sent == self.buf.end {
             self.base += self.sent as u64;
             self.sent = 0;
-            self.buf.end = 0;
-            self.buf.shrink(SHRINK_ABOVE, COMPACT_MIN);
+            self.buf.drain();
         } else if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
             self.buf.drop_front(self.sent);
             self.base += self.sent as u64;
@@ -410,5 +426,40 @@ mod tests {
         assert!(q.next_chunk().is_none());
         assert_eq!(q.len(), 0);
         assert_eq!(q.buf.end, 0);
+    }
+
+    /// A queue that sends large batches keeps its storage from one batch to the
+    /// next (no allocation and no fresh pages per batch), and gives it back only
+    /// once it stays unused.
+    #[test]
+    fn storage_is_kept_across_batches_and_given_back_when_unused() {
+        let mut q = SendQueue::new(Framing::standard(Dialect::Legacy));
+        let write_all = |q: &mut SendQueue| {
+            while let Some((chunk, _)) = q.next_chunk() {
+                let n = chunk.len();
+                q.advance(n, false);
+            }
+        };
+        let mut storage = None;
+        for _ in 0..20 {
+            // 1000 frames of 16 KiB: 16 MiB queued before a flush.
+            for _ in 0..1000 {
+                push(&mut q, 16384, None);
+            }
+            write_all(&mut q);
+            let now = (q.buf.bytes.as_ptr(), q.buf.bytes.len());
+            assert!(now.1 >= 16_384_000);
+            assert_eq!(
+                *storage.get_or_insert(now),
+                now,
+                "storage replaced between batches"
+            );
+        }
+        // Small batches from then on: the large storage goes back, eventually.
+        for _ in 0..(2 * SHRINK_AFTER_DRAINS) {
+            push(&mut q, 100, None);
+            write_all(&mut q);
+        }
+        assert!(q.buf.bytes.len() <= SHRINK_ABOVE, "{}", q.buf.bytes.len());
     }
 }
