@@ -10,8 +10,10 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use imsg_codec::{EmitError, FrameBuf, Framing, Header, NoSpace};
 
 /// Sent bytes are dropped from the front of the buffer when everything was sent,
-/// or once they are at least this many and at least half of the buffer (so each
-/// byte is moved at most about once).
+/// or, when a frame is appended, once they are at least this many and at least
+/// half of the buffer (so each byte is moved at most about once, and a flush that
+/// empties the queue moves nothing: compacting inside the write loop copied half
+/// of every 16 MiB batch once more).
 const COMPACT_MIN: usize = 64 * 1024;
 
 /// Storage larger than this is given back to the allocator once it stays unused.
@@ -225,15 +227,22 @@ impl SendQueue {
         parts: &[&[u8]],
         fd: Option<OwnedFd>,
     ) -> Result<(), EmitError> {
+        self.compact();
         let start = self.buf.end;
         self.framing
             .emitv(&mut self.buf, header.with_fd(fd.is_some()), parts)?;
-        self.parts().commit(start, fd);
+        self.parts_here().commit(start, fd);
         Ok(())
     }
 
     /// Access for appending one frame with a builder.
     pub fn parts(&mut self) -> QueueParts<'_> {
+        self.compact();
+        self.parts_here()
+    }
+
+    /// The parts, without compacting (buffer indexes stay valid).
+    fn parts_here(&mut self) -> QueueParts<'_> {
         QueueParts {
             framing: self.framing,
             buf: &mut self.buf,
@@ -290,7 +299,15 @@ impl SendQueue {
             self.base += self.sent as u64;
             self.sent = 0;
             self.buf.drain();
-        } else if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
+        }
+    }
+
+    /// Drops the sent bytes from the front of the buffer once they are at least
+    /// [`COMPACT_MIN`] and at least half of what it holds. Done before a frame is
+    /// appended, never inside a write loop.
+    #[inline]
+    fn compact(&mut self) {
+        if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
             self.buf.drop_front(self.sent);
             self.base += self.sent as u64;
             self.sent = 0;

@@ -491,6 +491,75 @@ fn descriptor_limit_reached() {
     );
 }
 
+const APPROACH_CHILD_ENV: &str = "IMSG_IO_DESCRIPTOR_APPROACH_CHILD";
+
+/// Entry point of the child process of `descriptor_limit_approached`; does
+/// nothing unless that test started it (it lowers this process's descriptor
+/// limit).
+#[test]
+fn descriptor_approach_child_entry() {
+    if std::env::var_os(APPROACH_CHILD_ENV).is_none() {
+        return;
+    }
+    with_fd_check(|| {
+        use rustix::process::{getrlimit, setrlimit, Resource};
+        const FREE: u64 = 40;
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut tx = Channel::new(a, fdpass()).unwrap();
+        let mut rx = Channel::new(b, fdpass()).unwrap();
+        for i in 0..FREE as u32 {
+            tx.compose(i, 0, 0, Some(devnull()), b"fd").unwrap();
+        }
+        tx.flush().unwrap();
+        let spare = devnull();
+        let lowest = rustix::io::fcntl_dupfd_cloexec(&spare, 0).unwrap();
+        let n = std::os::fd::AsRawFd::as_raw_fd(&lowest) as u64;
+        drop(lowest);
+        drop(spare);
+        let old = getrlimit(Resource::Nofile);
+        // Exactly FREE slots free; every frame brings a descriptor that is kept.
+        setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(n + FREE),
+                maximum: old.maximum,
+            },
+        )
+        .unwrap();
+        let mut held = Vec::new();
+        loop {
+            match rx.read() {
+                Ok(ReadStatus::Read(_)) => {
+                    while let Some(mut m) = rx.get().unwrap() {
+                        held.push(m.take_fd().expect("descriptor delivered"));
+                    }
+                }
+                Ok(ReadStatus::FdGuard) => break,
+                other => panic!("read: {other:?}"),
+            }
+        }
+        // Unchecked reads far from the limit, every read checked close to it:
+        // reads go on while the headroom is free, nothing lost.
+        assert_eq!(held.len() as u64, FREE - imsg_io::FD_HEADROOM as u64 + 1);
+        drop(held);
+        assert!(matches!(rx.read().unwrap(), ReadStatus::Read(_)));
+        setrlimit(Resource::Nofile, old).unwrap();
+        println!("descriptor-approach child: guard held at the headroom");
+    });
+}
+
+#[test]
+fn descriptor_limit_approached() {
+    let _lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (status, out) =
+        child_process::run_test_in_child("descriptor_approach_child_entry", APPROACH_CHILD_ENV);
+    assert!(status.success(), "child failed: {out}");
+    assert!(
+        out.contains("descriptor-approach child: guard held at the headroom"),
+        "child did not run the scenario: {out}"
+    );
+}
+
 const BIG_HEADER_CHILD_ENV: &str = "IMSG_IO_BIG_HEADER_CHILD";
 
 /// This process's resident memory, in KiB.

@@ -35,12 +35,12 @@ use crate::table::ProcId;
 /// A message a task hands to the loop.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
-    to: ProcId,
-    target: Target,
-    ty: u32,
-    peerid: u32,
-    fd: Option<OwnedFd>,
-    payload: Vec<u8>,
+    pub(crate) to: ProcId,
+    pub(crate) target: Target,
+    pub(crate) ty: u32,
+    pub(crate) peerid: u32,
+    pub(crate) fd: Option<OwnedFd>,
+    pub(crate) payload: Vec<u8>,
 }
 
 /// A `Send + Clone` handle for tasks to queue messages into the mesh; the loop
