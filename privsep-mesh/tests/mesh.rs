@@ -140,7 +140,16 @@ fn table(o: &Opts) -> ProcTable {
         "kill" => t.with(probe(A, "server", 3)).with(probe(B, "logger", 1)),
         "protocol" => t.with(probe(A, "alpha", 1)).with(probe(B, "beta", 2)),
         "signals" => t.with(probe(A, "worker", 2).signals(&[Signal::Usr1])),
-        "fdlimit" => t.with(probe(A, "alpha", 1)),
+        // Close to its limit from the start, so that imsg-io's descriptor guard
+        // checks every read (far from it, the guard lets reads go unchecked
+        // for a while, assuming nobody lowers the limit meanwhile).
+        "fdlimit" => t.with(with_runtime(
+            o,
+            ProcSpec::new(A, "alpha").start(|_| {
+                free_slots_to(6)?;
+                Ok(Probe::default())
+            }),
+        )),
         #[cfg(feature = "tokio")]
         "tokio" => t.with(probe(A, "alpha", 2)).with(probe(B, "beta", 1)),
         #[cfg(feature = "tokio")]
@@ -181,6 +190,25 @@ fn peer_name(p: Peer) -> String {
 fn parse_peer(s: &str) -> Option<Peer> {
     let (a, b) = s.split_once('.')?;
     Some(Peer::new(ProcId(a.parse().ok()?), b.parse().ok()?))
+}
+
+/// Lowers this process's soft descriptor limit so that `free` slots are left
+/// above the lowest free descriptor; returns the new limit.
+fn free_slots_to(free: u64) -> Result<u64, AppError> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lowest = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 0)?;
+    let n = std::os::fd::AsRawFd::as_raw_fd(&lowest) as u64;
+    drop(lowest);
+    let old = getrlimit(Resource::Nofile);
+    let limit = n + free;
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(limit),
+            maximum: old.maximum,
+        },
+    )?;
+    Ok(limit)
 }
 
 /// Every child runs this: it reports itself when the mesh is ready and answers
@@ -282,19 +310,8 @@ impl Handler for Probe {
                 b"limit" => {
                     // One free descriptor slot: imsg-io's descriptor guard refuses
                     // every read that could bring a descriptor.
-                    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-                    let lowest = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 0)?;
-                    let n = std::os::fd::AsRawFd::as_raw_fd(&lowest) as u64;
-                    drop(lowest);
-                    let old = getrlimit(Resource::Nofile);
-                    setrlimit(
-                        Resource::Nofile,
-                        Rlimit {
-                            current: Some(n + 1),
-                            maximum: old.maximum,
-                        },
-                    )?;
-                    Probe::result(ctx, format!("limited {}", n + 1))?;
+                    let n = free_slots_to(1)?;
+                    Probe::result(ctx, format!("limited {n}"))?;
                 }
                 #[cfg(feature = "tokio")]
                 b"task" => {
@@ -1317,7 +1334,7 @@ fn fdlimit(extra: &[&str]) -> Result<(), String> {
     let share = used as f64 / (hz as f64 * window.as_secs_f64());
     println!("    blocked child used {:.1} % of a CPU", share * 100.0);
     r.expect(
-        !r.stdout.iter().any(|l| l == "GOT"),
+        r.lines.try_iter().all(|l| l != "GOT"),
         "the descriptor arrived although the guard should have refused it",
     )?;
     r.expect(
@@ -1326,7 +1343,7 @@ fn fdlimit(extra: &[&str]) -> Result<(), String> {
     )?;
     let pid = Pid::from_raw(child as i32).ok_or("bad pid")?;
     prlimit(Some(pid), Resource::Nofile, getrlimit(Resource::Nofile))
-        .map_err(|e| format!("prlimit: {e}"))?;
+        .map_err(|e| format!("prlimit: {e}\n{}", r.dump()))?;
     let raised = Instant::now();
     r.line("GOT")?;
     let late = raised.elapsed();
