@@ -359,6 +359,20 @@ fn line_count(p: &Path) -> usize {
 fn load_2000_requests_16_connections() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut d = Daemon::start("load", &[]);
+    let (ok, out, err) = d.ctl(&d.csock, "show procs");
+    assert!(ok, "{err}");
+    let servers: Vec<u32> = out
+        .lines()
+        .filter(|l| l.starts_with("server "))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect();
+    assert_eq!(servers.len(), 3);
+    let fds = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let fds_before: Vec<usize> = servers.iter().map(|&p| fds(p)).collect();
     let statuses = load(d.addr, 16, 125);
     assert_eq!(statuses.len(), 2000, "every request answered");
     assert!(statuses.iter().all(|&s| s == 200));
@@ -384,6 +398,20 @@ fn load_2000_requests_16_connections() {
         .sum();
     assert_eq!(per_server, total);
 
+    // Every connection's descriptor was closed when its client left.
+    drop((s, bad));
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now: Vec<usize> = servers.iter().map(|&p| fds(p)).collect();
+        if now == fds_before {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "servers hold {now:?} descriptors, {fds_before:?} before"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (ok, out, err) = d.ctl(&d.csock, "show procs");
     assert!(ok, "{err}");
     assert_eq!(
