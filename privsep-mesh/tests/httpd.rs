@@ -741,6 +741,21 @@ fn daemon_mode_logs_to_syslog() {
         null = null.display(),
         sock = log_sock.display()
     );
+    // Whatever happens below, no process of this daemon outlives the test: they are
+    // found by the socket path in their command line (the daemon left the test's
+    // process group with setsid).
+    struct KillByArg(String);
+    impl Drop for KillByArg {
+        fn drop(&mut self) {
+            for pid in pids_with_arg(&self.0) {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                    rustix::process::Signal::KILL,
+                );
+            }
+        }
+    }
+    let _guard = KillByArg(csock.display().to_string());
     let launch = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", &script])
         .arg(example("httpd"))
@@ -798,6 +813,7 @@ fn daemon_mode_logs_to_syslog() {
     while let Ok(n) = syslog.recv(&mut b) {
         lines.push(String::from_utf8_lossy(&b[..n]).into_owned());
     }
+    assert!(pids_with_arg(&csock.display().to_string()).is_empty());
     let parent_pid = pids[0];
     let has = |s: &str| lines.iter().any(|l| l.contains(s));
     assert!(
@@ -922,4 +938,21 @@ fn pipelined(addr: SocketAddr, depth: usize) -> Vec<u16> {
         }
     }
     st
+}
+
+/// Live processes with `arg` among their arguments.
+fn pids_with_arg(arg: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if cmd.split(|&b| b == 0).any(|a| a == arg.as_bytes()) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
 }
