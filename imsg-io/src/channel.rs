@@ -190,7 +190,7 @@ impl Channel {
     /// [`Error::Frame`] if the frame being received has a bad header (also reported
     /// by `get`); [`Error::Io`] for other failures.
     pub fn read(&mut self) -> Result<ReadStatus, Error> {
-        if self.transport == Transport::SocketFdpass && fd_guard::exhausted(self.fd.as_fd()) {
+        if self.transport == Transport::SocketFdpass && fd_guard::refuse(self.fd.as_fd()) {
             log::debug!("descriptor guard: too few free descriptors, not reading");
             return Ok(ReadStatus::FdGuard);
         }

@@ -166,11 +166,12 @@ impl ChannelCore {
     }
 
     /// Sets the size the receive buffer starts at and is kept at least at (default
-    /// 64 KiB, C's read buffer; one `read` receives at most what is free in it). It
-    /// still grows to hold a frame up to `max_frame`. Takes effect when the buffer
-    /// is empty.
-    pub fn set_recv_buffer_size(&mut self, bytes: usize) {
-        self.recv.set_min_size(bytes);
+    /// 64 KiB, C's read buffer; one `read` receives at most what is free in it),
+    /// within `16..=`[`MAX_RECV_BUFFER`](crate::MAX_RECV_BUFFER); returns the size
+    /// applied. The buffer still grows, as bytes arrive, to hold a frame up to the
+    /// frame limit. Takes effect when the buffer is empty.
+    pub fn set_recv_buffer_size(&mut self, bytes: usize) -> usize {
+        self.recv.set_min_size(bytes)
     }
 
     /// Learns the peer's dialect from what it sends (`on`), instead of trusting
@@ -273,9 +274,10 @@ impl ChannelCore {
     /// ([`Config::pid`]). `fd`, if given, travels with this frame's first byte and
     /// is closed once sent.
     ///
-    /// Errors leave the queue unchanged and close `fd`:
-    /// [`Error::FdPassingDisabled`], or [`Error::TooLong`] if `16 + payload.len()`
-    /// is above the frame limit ([`Config::framing`]).
+    /// Errors leave the queue unchanged: [`Error::FdPassingDisabled`] or
+    /// [`Error::TooLong`] (if `16 + payload.len()` is above the frame limit,
+    /// [`Config::framing`]) close `fd`; [`Error::QueueFull`] (past the high-water
+    /// mark, [`Config::queue_limit`]) hands it back.
     #[inline]
     pub fn compose(
         &mut self,
@@ -300,6 +302,10 @@ impl ChannelCore {
         parts: &[&[u8]],
     ) -> Result<(), Error> {
         self.check_fd(&fd)?;
+        let len = parts
+            .iter()
+            .fold(imsg_codec::HEADER_SIZE, |n, p| n.saturating_add(p.len()));
+        let fd = queue_room(self.send.pending_bytes(), len, self.config.queue_limit, fd)?;
         self.send_in_learnt_dialect();
         let header = self.header(ty, peerid, pid);
         self.send.compose(header, parts, fd)?;
@@ -328,6 +334,7 @@ impl ChannelCore {
         self.send_in_learnt_dialect();
         let header = self.header(ty, peerid, pid);
         let fdpass = self.config.fdpass;
+        let (queued, limit) = (self.send.pending_bytes(), self.config.queue_limit);
         let QueueParts {
             framing,
             buf,
@@ -348,6 +355,8 @@ impl ChannelCore {
             base,
             start,
             fdpass,
+            queued,
+            limit,
         }
     }
 
@@ -459,6 +468,23 @@ impl ChannelCore {
     }
 }
 
+/// Whether a frame of `len` bytes may join `queued` bytes under the high-water
+/// mark `limit`: an empty queue takes any frame; otherwise the total must stay
+/// within `limit`. On refusal `fd` comes back inside the error.
+fn queue_room(
+    queued: usize,
+    len: usize,
+    limit: Option<usize>,
+    fd: Option<OwnedFd>,
+) -> Result<Option<OwnedFd>, Error> {
+    match limit {
+        Some(limit) if queued > 0 && queued.saturating_add(len) > limit => {
+            Err(Error::QueueFull { fd, queued, limit })
+        }
+        _ => Ok(fd),
+    }
+}
+
 /// A frame being written in pieces; see [`ChannelCore::create`].
 ///
 /// Dereferences to [`imsg_codec::Writer`] for the `add_*`/`set_*` methods.
@@ -470,16 +496,22 @@ pub struct MessageBuilder<'a> {
     base: u64,
     start: usize,
     fdpass: bool,
+    /// Bytes queued before this frame, and the channel's high-water mark.
+    queued: usize,
+    limit: Option<usize>,
 }
 
 impl MessageBuilder<'_> {
     /// Queues the frame (`imsg_close`), with `fd` travelling with it.
     /// [`Error::FdPassingDisabled`] if `fd` is given on a channel without
-    /// descriptor passing: nothing is queued and `fd` is closed.
+    /// descriptor passing (`fd` is closed); [`Error::QueueFull`] past the
+    /// channel's high-water mark (`fd` handed back). Nothing is queued on error.
     pub fn close(self, fd: Option<OwnedFd>) -> Result<(), Error> {
         if fd.is_some() && !self.fdpass {
             return Err(Error::FdPassingDisabled);
         }
+        let len = imsg_codec::HEADER_SIZE + self.builder.len();
+        let fd = queue_room(self.queued, len, self.limit, fd)?;
         let MessageBuilder {
             mut builder,
             lens,

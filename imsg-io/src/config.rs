@@ -38,6 +38,12 @@ pub struct Config {
     pub fdpass: bool,
     /// Put in the header of every frame queued with pid 0; default this process's id.
     pub pid: i32,
+    /// High-water mark of the send queue in bytes (default `None`: unbounded). A
+    /// frame that would take the bytes queued and not yet written past it is
+    /// refused with [`Error::QueueFull`], unless the queue is empty (any one frame
+    /// is taken), so a program can push back on a peer that does not read instead
+    /// of growing without bound.
+    pub queue_limit: Option<usize>,
 }
 
 impl Default for Config {
@@ -46,6 +52,7 @@ impl Default for Config {
             framing: Framing::default(),
             fdpass: false,
             pid: std::process::id() as i32,
+            queue_limit: None,
         }
     }
 }
@@ -76,6 +83,12 @@ impl Config {
     /// Allows or forbids descriptor passing (`imsgbuf_allow_fdpass`).
     pub fn with_fdpass(mut self, on: bool) -> Self {
         self.fdpass = on;
+        self
+    }
+
+    /// Sets the send queue's high-water mark in bytes ([`Config::queue_limit`]).
+    pub fn with_queue_limit(mut self, bytes: Option<usize>) -> Self {
+        self.queue_limit = bytes;
         self
     }
 

@@ -25,7 +25,7 @@ use imsg_codec::{EmitError, FrameError, LimitError, NoSpace};
 pub enum Error {
     /// A frame from the peer is malformed (bad length, other dialect, over the
     /// limit). The stream is unsynchronised from there: every later
-    /// [`get`](crate::Channel::get) returns the same error; close the channel.
+    /// [`get`](crate::ChannelCore::get) returns the same error; close the channel.
     Frame(FrameError),
     /// A frame limit outside what the dialect allows
     /// ([`Config::with_max_frame`](crate::Config::with_max_frame)).
@@ -38,14 +38,26 @@ pub enum Error {
         /// The channel's limit, header included.
         max: usize,
     },
+    /// The send queue is at its high-water mark
+    /// ([`Config::queue_limit`](crate::Config::queue_limit)): the frame was not
+    /// queued. Its descriptor, if any, is handed back in `fd`. Write (or drop the
+    /// peer) before queueing more.
+    QueueFull {
+        /// The descriptor that was to travel with the frame.
+        fd: Option<std::os::fd::OwnedFd>,
+        /// Bytes queued and not yet written.
+        queued: usize,
+        /// The high-water mark.
+        limit: usize,
+    },
     /// A message builder's payload reached the frame limit
-    /// ([`Channel::create`](crate::Channel::create)); what did not fit was not added.
+    /// ([`ChannelCore::create`](crate::ChannelCore::create)); what did not fit was not added.
     NoSpace(NoSpace),
     /// A system call failed.
     Io(io::Error),
     /// Writing failed with `EPIPE` or `ECONNRESET`: the peer is gone. The whole send
     /// queue was discarded with this error: its frames are not sent and its queued
-    /// descriptors are closed ([`queue_len`](crate::Channel::queue_len) is then 0).
+    /// descriptors are closed ([`queue_len`](crate::ChannelCore::queue_len) is then 0).
     PeerClosed,
     /// A descriptor was given to a channel without descriptor passing
     /// ([`Config::fdpass`](crate::Config::fdpass) off). The descriptor was closed and
@@ -59,7 +71,7 @@ pub enum Error {
     DescriptorsLost,
     /// The peer closed the stream in the middle of a frame. `buffered` bytes of that
     /// frame had arrived; they are dropped with the channel. Complete frames before
-    /// it can still be taken with [`get`](crate::Channel::get).
+    /// it can still be taken with [`get`](crate::ChannelCore::get).
     UnexpectedEof {
         /// Bytes of the incomplete frame that were received.
         buffered: usize,
@@ -74,6 +86,10 @@ impl fmt::Display for Error {
             Error::TooLong { len, max } => write!(
                 f,
                 "frame of {len} bytes is above the channel's limit of {max} bytes"
+            ),
+            Error::QueueFull { queued, limit, .. } => write!(
+                f,
+                "send queue full: {queued} bytes not yet written, limit {limit}; nothing queued"
             ),
             Error::NoSpace(e) => write!(f, "message above the frame limit: {e}"),
             Error::Io(e) => write!(f, "imsg channel I/O: {e}"),
@@ -95,7 +111,7 @@ impl fmt::Display for Error {
     }
 }
 
-/// Words [`Channel::peer_may_speak`](crate::Channel::peer_may_speak) for an error
+/// Words [`ChannelCore::peer_may_speak`](crate::ChannelCore::peer_may_speak) for an error
 /// message: the peer hung up right after a frame with a descriptor, which is what a
 /// peer of the other dialect does.
 ///

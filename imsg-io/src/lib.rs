@@ -65,3 +65,4 @@ pub use error::{DialectHint, Error};
 pub use fd_guard::FD_HEADROOM;
 pub use imsg_codec::{Dialect, Framing, Header, Reader, MAX_IMSGSIZE};
 pub use message::{Message, OwnedMessage};
+pub use recv_buffer::MAX_RECV_BUFFER;

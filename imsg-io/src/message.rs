@@ -100,7 +100,7 @@ impl fmt::Debug for Message<'_> {
 
 /// A received message that owns its payload (for callers who keep messages).
 ///
-/// It can also serve as a reusable receive slot: [`Channel::get_into`](crate::Channel::get_into)
+/// It can also serve as a reusable receive slot: [`ChannelCore::get_into`](crate::ChannelCore::get_into)
 /// overwrites it with the next message, keeping its payload buffer's capacity.
 #[derive(Debug)]
 pub struct OwnedMessage {
@@ -110,7 +110,7 @@ pub struct OwnedMessage {
 }
 
 /// An empty message (type 0, no payload, no descriptor); allocates nothing. A
-/// starting point for [`Channel::get_into`](crate::Channel::get_into).
+/// starting point for [`ChannelCore::get_into`](crate::ChannelCore::get_into).
 impl Default for OwnedMessage {
     fn default() -> OwnedMessage {
         OwnedMessage::new(Header::default(), Vec::new(), None)
@@ -165,7 +165,7 @@ impl OwnedMessage {
     }
 
     /// How many payload bytes this message can hold before its buffer must grow
-    /// (what [`Channel::get_into`](crate::Channel::get_into) reuses).
+    /// (what [`ChannelCore::get_into`](crate::ChannelCore::get_into) reuses).
     pub fn payload_capacity(&self) -> usize {
         self.payload.capacity()
     }
@@ -195,7 +195,7 @@ impl OwnedMessage {
         self.fd.take()
     }
 
-    /// A borrowed view, e.g. for [`Channel::forward`](crate::Channel::forward). The
+    /// A borrowed view, e.g. for [`ChannelCore::forward`](crate::ChannelCore::forward). The
     /// view has no descriptor (this message keeps it); `flagged_fd` is kept.
     pub fn as_message(&self) -> Message<'_> {
         Message {

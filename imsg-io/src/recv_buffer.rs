@@ -19,6 +19,17 @@ use crate::Error;
 /// Initial size of the receive buffer (C's `IBUF_READ_SIZE` rounded up).
 pub(crate) const DEFAULT_RECV_BUFFER: usize = 64 * 1024;
 
+/// The largest size the receive buffer can be asked to start at (16 MiB). It
+/// still grows past it when frames arrive that need more.
+pub const MAX_RECV_BUFFER: usize = 16 * 1024 * 1024;
+
+/// Storage larger than this is given back to the allocator once it stays unused.
+const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
+
+/// How many times the buffer must empty holding at most a quarter of its storage
+/// before storage above [`SHRINK_ABOVE`] is given back.
+const SHRINK_AFTER_EMPTIES: u32 = 64;
+
 /// A received descriptor waiting for its frame.
 #[derive(Debug)]
 struct PendingFd {
@@ -60,6 +71,10 @@ pub(crate) struct RecvBuffer {
     min_size: usize,
     /// The peer closed the stream.
     eof: bool,
+    /// Most bytes held when the buffer emptied since the last shrink check, and
+    /// how many times it emptied since.
+    peak: usize,
+    empties: u32,
 }
 
 impl RecvBuffer {
@@ -71,20 +86,46 @@ impl RecvBuffer {
             wpos: 0,
             base: 0,
             pending: VecDeque::new(),
-            min_size: min_size.max(HEADER_SIZE),
+            min_size: min_size.clamp(HEADER_SIZE, MAX_RECV_BUFFER),
             eof: false,
+            peak: 0,
+            empties: 0,
         }
     }
 
-    /// Changes the minimum size; takes effect when the buffer is next (re)allocated.
-    pub fn set_min_size(&mut self, n: usize) {
-        self.min_size = n.max(HEADER_SIZE);
+    /// Changes the minimum size (within `16..=MAX_RECV_BUFFER`); takes effect when
+    /// the buffer is next (re)allocated. Returns the size applied.
+    pub fn set_min_size(&mut self, n: usize) -> usize {
+        self.min_size = n.clamp(HEADER_SIZE, MAX_RECV_BUFFER);
         if self.rpos == self.wpos {
             self.buf = Vec::new();
             self.base += self.wpos as u64;
             self.rpos = 0;
             self.wpos = 0;
         }
+        self.min_size
+    }
+
+    /// Starts over at the front of the storage once every byte was taken. The
+    /// storage is kept; above [`SHRINK_ABOVE`] (and the minimum size) it goes back
+    /// to the allocator only when it emptied [`SHRINK_AFTER_EMPTIES`] times in a
+    /// row holding at most a quarter of it.
+    fn emptied(&mut self) {
+        self.peak = self.peak.max(self.wpos);
+        self.base += self.wpos as u64;
+        self.rpos = 0;
+        self.wpos = 0;
+        self.empties += 1;
+        if self.empties < SHRINK_AFTER_EMPTIES {
+            return;
+        }
+        let len = self.buf.len();
+        if len > SHRINK_ABOVE.max(self.min_size) && self.peak <= len / 4 {
+            self.buf.truncate((self.peak * 2).max(self.min_size));
+            self.buf.shrink_to_fit();
+        }
+        self.peak = 0;
+        self.empties = 0;
     }
 
     /// Reads the frames not yet taken with `framing` (the peer's dialect was learnt).
@@ -119,15 +160,15 @@ impl RecvBuffer {
             .map(|h| h.len as usize))
     }
 
-    /// Makes room for the next read and returns it: compacts, and grows the buffer
-    /// up to the size of the frame being received (at most `max`). A bad header at
-    /// the read position is reported here too, so a broken stream cannot make the
-    /// buffer grow.
+    /// Makes room for the next read and returns it: compacts, and, when the buffer
+    /// is full, doubles it, no further than the frame being received needs. So the
+    /// buffer grows with the bytes that actually arrived (at most twice them, past
+    /// the minimum size), never to a length a header merely announces. A bad header
+    /// at the read position is reported here too, so a broken stream cannot make
+    /// the buffer grow.
     pub fn spare(&mut self) -> Result<&mut [u8], Error> {
         if self.rpos == self.wpos {
-            self.base += self.wpos as u64;
-            self.rpos = 0;
-            self.wpos = 0;
+            self.emptied();
         }
         if self.buf.len() < self.min_size {
             self.buf.resize(self.min_size, 0);
@@ -140,12 +181,13 @@ impl RecvBuffer {
             self.wpos -= self.rpos;
             self.rpos = 0;
         }
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
-        } else if self.wpos == self.buf.len() {
-            // Full of complete frames the caller has not taken yet.
-            let n = self.buf.len() * 2;
-            self.buf.resize(n, 0);
+        if self.wpos == self.buf.len() {
+            let mut size = self.buf.len().saturating_mul(2);
+            if self.rpos + want > self.buf.len() {
+                // Inside a frame: no more than it needs.
+                size = size.min(self.rpos + want);
+            }
+            self.buf.resize(size, 0);
         }
         Ok(&mut self.buf[self.wpos..])
     }
@@ -293,5 +335,60 @@ impl RecvBuffer {
                 Err(_) => return 0,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imsg_codec::Dialect;
+
+    /// Puts `frames` frames of `len` bytes into the buffer as reads would, and
+    /// takes them.
+    fn round(rb: &mut RecvBuffer, frames: usize, len: usize) {
+        let framing = Framing::new(Dialect::Current, 1 << 24).unwrap();
+        let mut bytes = Vec::new();
+        for _ in 0..frames {
+            framing
+                .emit(
+                    &mut bytes,
+                    Header::new(1, 0, 0),
+                    &vec![0; len - HEADER_SIZE],
+                )
+                .unwrap();
+        }
+        let mut rest = &bytes[..];
+        let mut taken = 0;
+        while taken < frames {
+            if !rest.is_empty() {
+                let space = rb.spare().unwrap();
+                let n = space.len().min(rest.len());
+                space[..n].copy_from_slice(&rest[..n]);
+                rb.commit(n, None);
+                rest = &rest[n..];
+            }
+            while rb.take().unwrap().is_some() {
+                taken += 1;
+            }
+        }
+    }
+
+    /// The storage grown for large frames is kept across rounds, and given back
+    /// once it stays unused.
+    #[test]
+    fn storage_is_kept_and_given_back_when_unused() {
+        let framing = Framing::new(Dialect::Current, 1 << 24).unwrap();
+        let mut rb = RecvBuffer::new(framing, DEFAULT_RECV_BUFFER);
+        round(&mut rb, 1, 8 << 20);
+        let big = (rb.buf.as_ptr(), rb.buf.len());
+        assert!(big.1 >= 8 << 20);
+        for _ in 0..10 {
+            round(&mut rb, 1, 8 << 20);
+            assert_eq!((rb.buf.as_ptr(), rb.buf.len()), big);
+        }
+        for _ in 0..(2 * SHRINK_AFTER_EMPTIES) {
+            round(&mut rb, 1, 100);
+        }
+        assert_eq!(rb.buf.len(), DEFAULT_RECV_BUFFER);
     }
 }

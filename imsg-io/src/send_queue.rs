@@ -10,12 +10,18 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use imsg_codec::{EmitError, FrameBuf, Framing, Header, NoSpace};
 
 /// Sent bytes are dropped from the front of the buffer when everything was sent,
-/// or once they are at least this many and at least half of the buffer (so each
-/// byte is moved at most about once).
+/// or, when a frame is appended, once they are at least this many and at least
+/// half of the buffer (so each byte is moved at most about once, and a flush that
+/// empties the queue moves nothing: compacting inside the write loop copied half
+/// of every 16 MiB batch once more).
 const COMPACT_MIN: usize = 64 * 1024;
 
-/// An idle buffer larger than this is given back to the allocator.
+/// Storage larger than this is given back to the allocator once it stays unused.
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
+
+/// How many times the queue must empty, using at most a quarter of its storage
+/// every time, before storage above [`SHRINK_ABOVE`] is given back.
+const SHRINK_AFTER_DRAINS: u32 = 64;
 
 /// The storage of a channel's send queue: frames back to back in one reusable
 /// allocation. A [`MessageBuilder`](crate::MessageBuilder) writes into it through
@@ -29,6 +35,9 @@ pub struct SendBuf {
     /// Initialised storage; `bytes[..end]` holds data.
     bytes: Vec<u8>,
     end: usize,
+    /// Most bytes held at a drain since the last shrink check, and drains since.
+    peak: usize,
+    drains: u32,
 }
 
 impl SendBuf {
@@ -64,13 +73,23 @@ impl SendBuf {
         self.end -= n;
     }
 
-    /// Gives an allocation larger than `above` back to the allocator, keeping
-    /// `keep` bytes (only when empty).
-    fn shrink(&mut self, above: usize, keep: usize) {
-        if self.end == 0 && self.bytes.len() > above {
-            self.bytes.truncate(keep);
+    /// Empties the buffer after everything in it was written. The storage is kept
+    /// for the next batch; storage above [`SHRINK_ABOVE`] goes back to the
+    /// allocator only when [`SHRINK_AFTER_DRAINS`] batches in a row used at most a
+    /// quarter of it.
+    fn drain(&mut self) {
+        self.peak = self.peak.max(self.end);
+        self.end = 0;
+        self.drains += 1;
+        if self.drains < SHRINK_AFTER_DRAINS {
+            return;
+        }
+        if self.bytes.len() > SHRINK_ABOVE && self.peak <= self.bytes.len() / 4 {
+            self.bytes.truncate((self.peak * 2).max(COMPACT_MIN));
             self.bytes.shrink_to_fit();
         }
+        self.peak = 0;
+        self.drains = 0;
     }
 }
 
@@ -208,15 +227,22 @@ impl SendQueue {
         parts: &[&[u8]],
         fd: Option<OwnedFd>,
     ) -> Result<(), EmitError> {
+        self.compact();
         let start = self.buf.end;
         self.framing
             .emitv(&mut self.buf, header.with_fd(fd.is_some()), parts)?;
-        self.parts().commit(start, fd);
+        self.parts_here().commit(start, fd);
         Ok(())
     }
 
     /// Access for appending one frame with a builder.
     pub fn parts(&mut self) -> QueueParts<'_> {
+        self.compact();
+        self.parts_here()
+    }
+
+    /// The parts, without compacting (buffer indexes stay valid).
+    fn parts_here(&mut self) -> QueueParts<'_> {
         QueueParts {
             framing: self.framing,
             buf: &mut self.buf,
@@ -255,20 +281,33 @@ impl SendQueue {
         if fd_sent {
             self.fds.pop_front();
         }
-        self.head_written += n;
-        while let Some(&len) = self.lens.front() {
-            if self.head_written < len {
-                break;
+        if self.sent == self.buf.end {
+            // Everything went: every frame is complete.
+            self.lens.clear();
+            self.head_written = 0;
+        } else {
+            self.head_written += n;
+            while let Some(&len) = self.lens.front() {
+                if self.head_written < len {
+                    break;
+                }
+                self.head_written -= len;
+                self.lens.pop_front();
             }
-            self.head_written -= len;
-            self.lens.pop_front();
         }
         if self.sent == self.buf.end {
             self.base += self.sent as u64;
             self.sent = 0;
-            self.buf.end = 0;
-            self.buf.shrink(SHRINK_ABOVE, COMPACT_MIN);
-        } else if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
+            self.buf.drain();
+        }
+    }
+
+    /// Drops the sent bytes from the front of the buffer once they are at least
+    /// [`COMPACT_MIN`] and at least half of what it holds. Done before a frame is
+    /// appended, never inside a write loop.
+    #[inline]
+    fn compact(&mut self) {
+        if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
             self.buf.drop_front(self.sent);
             self.base += self.sent as u64;
             self.sent = 0;
@@ -404,5 +443,40 @@ mod tests {
         assert!(q.next_chunk().is_none());
         assert_eq!(q.len(), 0);
         assert_eq!(q.buf.end, 0);
+    }
+
+    /// A queue that sends large batches keeps its storage from one batch to the
+    /// next (no allocation and no fresh pages per batch), and gives it back only
+    /// once it stays unused.
+    #[test]
+    fn storage_is_kept_across_batches_and_given_back_when_unused() {
+        let mut q = SendQueue::new(Framing::standard(Dialect::Legacy));
+        let write_all = |q: &mut SendQueue| {
+            while let Some((chunk, _)) = q.next_chunk() {
+                let n = chunk.len();
+                q.advance(n, false);
+            }
+        };
+        let mut storage = None;
+        for _ in 0..20 {
+            // 1000 frames of 16 KiB: 16 MiB queued before a flush.
+            for _ in 0..1000 {
+                push(&mut q, 16384, None);
+            }
+            write_all(&mut q);
+            let now = (q.buf.bytes.as_ptr(), q.buf.bytes.len());
+            assert!(now.1 >= 16_384_000);
+            assert_eq!(
+                *storage.get_or_insert(now),
+                now,
+                "storage replaced between batches"
+            );
+        }
+        // Small batches from then on: the large storage goes back, eventually.
+        for _ in 0..(2 * SHRINK_AFTER_DRAINS) {
+            push(&mut q, 100, None);
+            write_all(&mut q);
+        }
+        assert!(q.buf.bytes.len() <= SHRINK_ABOVE, "{}", q.buf.bytes.len());
     }
 }

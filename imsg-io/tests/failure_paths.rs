@@ -490,3 +490,239 @@ fn descriptor_limit_reached() {
         "child did not run the scenario: {out}"
     );
 }
+
+const APPROACH_CHILD_ENV: &str = "IMSG_IO_DESCRIPTOR_APPROACH_CHILD";
+
+/// Entry point of the child process of `descriptor_limit_approached`; does
+/// nothing unless that test started it (it lowers this process's descriptor
+/// limit).
+#[test]
+fn descriptor_approach_child_entry() {
+    if std::env::var_os(APPROACH_CHILD_ENV).is_none() {
+        return;
+    }
+    with_fd_check(|| {
+        use rustix::process::{getrlimit, setrlimit, Resource};
+        const FREE: u64 = 40;
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut tx = Channel::new(a, fdpass()).unwrap();
+        let mut rx = Channel::new(b, fdpass()).unwrap();
+        for i in 0..FREE as u32 {
+            tx.compose(i, 0, 0, Some(devnull()), b"fd").unwrap();
+        }
+        tx.flush().unwrap();
+        let spare = devnull();
+        let lowest = rustix::io::fcntl_dupfd_cloexec(&spare, 0).unwrap();
+        let n = std::os::fd::AsRawFd::as_raw_fd(&lowest) as u64;
+        drop(lowest);
+        drop(spare);
+        let old = getrlimit(Resource::Nofile);
+        // Exactly FREE slots free; every frame brings a descriptor that is kept.
+        setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(n + FREE),
+                maximum: old.maximum,
+            },
+        )
+        .unwrap();
+        let mut held = Vec::new();
+        loop {
+            match rx.read() {
+                Ok(ReadStatus::Read(_)) => {
+                    while let Some(mut m) = rx.get().unwrap() {
+                        held.push(m.take_fd().expect("descriptor delivered"));
+                    }
+                }
+                Ok(ReadStatus::FdGuard) => break,
+                other => panic!("read: {other:?}"),
+            }
+        }
+        // Unchecked reads far from the limit, every read checked close to it:
+        // reads go on while the headroom is free, nothing lost.
+        assert_eq!(held.len() as u64, FREE - imsg_io::FD_HEADROOM as u64 + 1);
+        drop(held);
+        assert!(matches!(rx.read().unwrap(), ReadStatus::Read(_)));
+        setrlimit(Resource::Nofile, old).unwrap();
+        println!("descriptor-approach child: guard held at the headroom");
+    });
+}
+
+#[test]
+fn descriptor_limit_approached() {
+    let _lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (status, out) =
+        child_process::run_test_in_child("descriptor_approach_child_entry", APPROACH_CHILD_ENV);
+    assert!(status.success(), "child failed: {out}");
+    assert!(
+        out.contains("descriptor-approach child: guard held at the headroom"),
+        "child did not run the scenario: {out}"
+    );
+}
+
+const BIG_HEADER_CHILD_ENV: &str = "IMSG_IO_BIG_HEADER_CHILD";
+
+/// This process's resident memory, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS in /proc/self/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Entry point of the child process of `header_alone_does_not_commit_memory`;
+/// does nothing unless that test started it (it measures its own memory).
+#[test]
+fn big_header_child_entry() {
+    if std::env::var_os(BIG_HEADER_CHILD_ENV).is_none() {
+        return;
+    }
+    let (mut a, b) = UnixStream::pair().unwrap();
+    let cfg = Config::default()
+        .with_dialect(Dialect::Current)
+        .with_max_frame(0x7fff_ffff)
+        .unwrap();
+    let mut rx = Channel::new(b, cfg).unwrap();
+    let before = rss_kib();
+    // A header announcing a 2 GiB frame, and one byte of it.
+    let mut hdr = [0u8; 17];
+    hdr[4..8].copy_from_slice(&0x7fff_ffffu32.to_ne_bytes());
+    a.write_all(&hdr).unwrap();
+    let mut got = 0;
+    while got < 17 {
+        match rx.read().unwrap() {
+            ReadStatus::Read(n) => got += n,
+            other => panic!("{other:?}"),
+        }
+    }
+    // One more read, which must not commit the announced length either.
+    a.write_all(&[0; 100]).unwrap();
+    assert_eq!(rx.read().unwrap(), ReadStatus::Read(100));
+    assert!(rx.get().unwrap().is_none());
+    let grown = rss_kib().saturating_sub(before);
+    println!("big-header child: resident memory grew by {grown} KiB");
+    assert!(
+        grown < 16 * 1024,
+        "117 bytes received, {grown} KiB resident"
+    );
+}
+
+/// A peer that sends a header announcing the largest frame, and almost nothing of
+/// it, does not make the receiver commit memory for the announced length.
+#[test]
+fn header_alone_does_not_commit_memory() {
+    let _lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (status, out) =
+        child_process::run_test_in_child("big_header_child_entry", BIG_HEADER_CHILD_ENV);
+    assert!(status.success(), "child failed: {out}");
+    assert!(
+        out.contains("big-header child: resident memory grew by"),
+        "{out}"
+    );
+}
+
+/// Frames arriving in small pieces still come out whole when the receive buffer
+/// starts small and must grow to hold a large frame.
+#[test]
+fn large_frame_arrives_in_pieces_into_a_small_buffer() {
+    with_fd_check(|| {
+        let (a, b) = UnixStream::pair().unwrap();
+        let cfg = Config::default()
+            .with_dialect(Dialect::Current)
+            .with_max_frame(1 << 20)
+            .unwrap();
+        let mut tx = Channel::new(a, cfg.clone()).unwrap();
+        let mut rx = Channel::new(b, cfg).unwrap();
+        rx.set_recv_buffer_size(16);
+        let payload: Vec<u8> = (0..(1 << 20) - 16).map(|i| i as u8).collect();
+        tx.compose(5, 0, 0, None, &payload).unwrap();
+        tx.compose(6, 0, 0, None, b"after").unwrap();
+        let writer = std::thread::spawn(move || tx.flush().unwrap());
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            assert!(matches!(rx.read().unwrap(), ReadStatus::Read(_)));
+            while let Some(m) = rx.get_owned().unwrap() {
+                got.push(m);
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(got[0].payload(), &payload[..]);
+        assert_eq!(got[1].payload(), b"after");
+    });
+}
+
+/// No receive buffer size a caller can ask for makes a later read panic.
+#[test]
+fn any_recv_buffer_size_is_safe() {
+    with_fd_check(|| {
+        for size in [0, 1, usize::MAX, usize::MAX / 2, 1 << 40] {
+            let (mut a, b) = UnixStream::pair().unwrap();
+            let mut rx = Channel::new(b, Config::default()).unwrap();
+            let applied = rx.set_recv_buffer_size(size);
+            assert!(
+                (16..=imsg_io::MAX_RECV_BUFFER).contains(&applied),
+                "{size}: {applied}"
+            );
+            let mut hdr = [0u8; 16];
+            hdr[4..6].copy_from_slice(&16u16.to_ne_bytes());
+            a.write_all(&hdr).unwrap();
+            assert!(matches!(
+                rx.read(),
+                Ok(ReadStatus::Read(_)) | Err(Error::Frame(_))
+            ));
+        }
+    });
+}
+
+/// With a high-water mark, a frame that would take the queue past it is refused
+/// with a typed error: nothing is queued and the descriptor comes back.
+#[test]
+fn queue_limit_refuses_and_hands_the_descriptor_back() {
+    with_fd_check(|| {
+        let (a, b) = UnixStream::pair().unwrap();
+        let cfg = fdpass().with_queue_limit(Some(100));
+        let mut tx = Channel::new(a, cfg).unwrap();
+        // An empty queue takes one frame whatever its size.
+        tx.compose(1, 0, 0, Some(devnull()), &[1; 200]).unwrap();
+        assert_eq!(tx.queued_bytes(), 216);
+        let (pipe_r, pipe_w) = rustix::pipe::pipe().unwrap();
+        match tx.compose(2, 0, 0, Some(pipe_w), b"x") {
+            Err(Error::QueueFull { fd, queued, limit }) => {
+                assert_eq!((queued, limit), (216, 100));
+                // The very descriptor given: writing to it reaches the pipe.
+                let fd = fd.expect("the descriptor handed back");
+                rustix::io::write(&fd, b"!").unwrap();
+                let mut byte = [0u8; 1];
+                rustix::io::read(&pipe_r, &mut byte).unwrap();
+                assert_eq!(&byte, b"!");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!((tx.queue_len(), tx.queued_bytes()), (1, 216));
+        // The builder is refused the same way, at close, and leaves nothing.
+        let mut m = tx.create(3, 0, 0);
+        m.add(b"abc").unwrap();
+        assert!(matches!(
+            m.close(Some(devnull())),
+            Err(Error::QueueFull { fd: Some(_), .. })
+        ));
+        assert_eq!((tx.queue_len(), tx.queued_bytes()), (1, 216));
+        // Once the peer read, there is room again.
+        let mut rx = Channel::new(b, fdpass()).unwrap();
+        tx.flush().unwrap();
+        assert!(matches!(rx.read().unwrap(), ReadStatus::Read(216)));
+        drop(rx.get().unwrap());
+        tx.compose(4, 0, 0, None, &[0; 50]).unwrap();
+        tx.compose(5, 0, 0, None, &[0; 10]).unwrap();
+        assert!(matches!(
+            tx.compose(6, 0, 0, None, &[0; 10]),
+            Err(Error::QueueFull {
+                fd: None,
+                queued: 92,
+                limit: 100
+            })
+        ));
+    });
+}

@@ -199,10 +199,11 @@ fn main() {
                         std::thread::sleep(Duration::from_millis(20));
                     }
                     let caught_up = t0.elapsed().as_secs_f64();
+                    let logger = served as f64 / caught_up;
                     println!(
-                        "  depth {depth:>2} round {round}: logging on : {:>8.0} req/s; logger {:>8.0} lines/s ({served} lines, the last written {:.0} ms after the load ended)",
+                        "  depth {depth:>2} round {round}: logging on : {:>8.0} req/s; logger {logger:>8.0} lines/s = {:.2} of the servers' rate ({served} lines, the last written {:.0} ms after the load ended)",
                         rates[k],
-                        served as f64 / caught_up,
+                        logger / rates[k],
                         (caught_up - load_time) * 1000.0
                     );
                 } else {

@@ -340,3 +340,141 @@ impl ControlServer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use imsg_io::ReadStatus;
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+    use super::*;
+    use crate::control_socket::ControlSocket;
+    use crate::tokio_run::Outgoing;
+
+    const SHOW: u32 = 1;
+    const STOP: u32 = 2;
+    const ROW: u32 = 3;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn sock_path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("csrv-{name}-{}.sock", std::process::id()))
+    }
+
+    /// A server listening on a fresh socket of kind `access`, forwarding everything
+    /// to the parent; the outbox's other end.
+    fn serve(
+        name: &str,
+        access: Access,
+        settings: ControlSettings,
+    ) -> (ControlServer, ControlSocket, UnboundedReceiver<Outgoing>) {
+        let sock = ControlSocket::bind(&sock_path(name), access).unwrap();
+        let (tx, rx) = unbounded_channel();
+        let server = ControlServer::new(settings);
+        let l = sock.listener().try_clone().unwrap();
+        server
+            .listen(
+                l,
+                access,
+                Outbox::new(tx),
+                Arc::new(|_| Decision::Forward(ProcId::PARENT, Target::All)),
+            )
+            .unwrap();
+        (server, sock, rx)
+    }
+
+    /// A blocking client: sends `ty`, returns the first reply (type, payload).
+    fn client(path: PathBuf, ty: u32) -> std::thread::JoinHandle<(u32, Vec<u8>)> {
+        std::thread::spawn(move || {
+            let s = std::os::unix::net::UnixStream::connect(path).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut ch = Channel::new(s, Config::default()).unwrap();
+            ch.compose(ty, 0, 0, None, b"").unwrap();
+            ch.flush().unwrap();
+            loop {
+                if let Some(m) = ch.get_owned().unwrap() {
+                    return (m.msg_type(), m.payload().to_vec());
+                }
+                assert!(matches!(ch.read().unwrap(), ReadStatus::Read(_)));
+            }
+        })
+    }
+
+    #[test]
+    fn forwarded_with_the_client_id_and_answered_by_it() {
+        let rt = runtime();
+        rt.block_on(async {
+            let (server, sock, mut rx) = serve("fwd", Access::Main, ControlSettings::default());
+            let c = client(sock.path().to_path_buf(), SHOW);
+            let m = rx.recv().await.unwrap();
+            assert_eq!((m.to, m.target, m.ty), (ProcId::PARENT, Target::All, SHOW));
+            assert!(!server.reply(m.peerid + 1, ROW, b"not yours"));
+            assert!(server.reply(m.peerid, ROW, b"yours"));
+            while !c.is_finished() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(c.join().unwrap(), (ROW, b"yours".to_vec()));
+        });
+    }
+
+    #[test]
+    fn restricted_socket_refuses_with_a_frame() {
+        let rt = runtime();
+        rt.block_on(async {
+            let settings = ControlSettings {
+                unprivileged: vec![SHOW],
+                ..ControlSettings::default()
+            };
+            let (_server, sock, mut rx) = serve("restricted", Access::Restricted, settings);
+            let c = client(sock.path().to_path_buf(), STOP);
+            while !c.is_finished() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let (ty, why) = c.join().unwrap();
+            assert_eq!(ty, REFUSED);
+            assert_eq!(why, b"not allowed on the restricted socket");
+            assert!(rx.try_recv().is_err(), "nothing forwarded");
+            // An allowed type goes through.
+            let _c = client(sock.path().to_path_buf(), SHOW);
+            assert_eq!(rx.recv().await.unwrap().ty, SHOW);
+        });
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_dropped() {
+        let rt = runtime();
+        rt.block_on(async {
+            let settings = ControlSettings {
+                max_queued: 4,
+                write_timeout: Duration::from_millis(200),
+                ..ControlSettings::default()
+            };
+            let (server, sock, mut rx) = serve("mute", Access::Main, settings);
+            let s = std::os::unix::net::UnixStream::connect(sock.path()).unwrap();
+            let mut ch = Channel::new(s, Config::default()).unwrap();
+            ch.compose(SHOW, 0, 0, None, b"").unwrap();
+            ch.flush().unwrap();
+            let id = rx.recv().await.unwrap().peerid;
+            let big = vec![0u8; 4000];
+            let mut sent = 0;
+            let end = std::time::Instant::now() + Duration::from_secs(20);
+            while server.reply(id, ROW, &big) {
+                sent += 1;
+                assert!(std::time::Instant::now() < end, "never dropped");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            assert!(sent > 4, "the socket buffer took some first: {sent}");
+            while server.clients() > 0 {
+                assert!(std::time::Instant::now() < end, "client still listed");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            drop(ch);
+        });
+    }
+}

@@ -359,6 +359,20 @@ fn line_count(p: &Path) -> usize {
 fn load_2000_requests_16_connections() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut d = Daemon::start("load", &[]);
+    let (ok, out, err) = d.ctl(&d.csock, "show procs");
+    assert!(ok, "{err}");
+    let servers: Vec<u32> = out
+        .lines()
+        .filter(|l| l.starts_with("server "))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect();
+    assert_eq!(servers.len(), 3);
+    let fds = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let fds_before: Vec<usize> = servers.iter().map(|&p| fds(p)).collect();
     let statuses = load(d.addr, 16, 125);
     assert_eq!(statuses.len(), 2000, "every request answered");
     assert!(statuses.iter().all(|&s| s == 200));
@@ -384,6 +398,20 @@ fn load_2000_requests_16_connections() {
         .sum();
     assert_eq!(per_server, total);
 
+    // Every connection's descriptor was closed when its client left.
+    drop((s, bad));
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now: Vec<usize> = servers.iter().map(|&p| fds(p)).collect();
+        if now == fds_before {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "servers hold {now:?} descriptors, {fds_before:?} before"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (ok, out, err) = d.ctl(&d.csock, "show procs");
     assert!(ok, "{err}");
     assert_eq!(
@@ -713,6 +741,21 @@ fn daemon_mode_logs_to_syslog() {
         null = null.display(),
         sock = log_sock.display()
     );
+    // Whatever happens below, no process of this daemon outlives the test: they are
+    // found by the socket path in their command line (the daemon left the test's
+    // process group with setsid).
+    struct KillByArg(String);
+    impl Drop for KillByArg {
+        fn drop(&mut self) {
+            for pid in pids_with_arg(&self.0) {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                    rustix::process::Signal::KILL,
+                );
+            }
+        }
+    }
+    let _guard = KillByArg(csock.display().to_string());
     let launch = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", &script])
         .arg(example("httpd"))
@@ -770,6 +813,7 @@ fn daemon_mode_logs_to_syslog() {
     while let Ok(n) = syslog.recv(&mut b) {
         lines.push(String::from_utf8_lossy(&b[..n]).into_owned());
     }
+    assert!(pids_with_arg(&csock.display().to_string()).is_empty());
     let parent_pid = pids[0];
     let has = |s: &str| lines.iter().any(|l| l.contains(s));
     assert!(
@@ -780,4 +824,135 @@ fn daemon_mode_logs_to_syslog() {
     );
     assert!(has("parent[0]: stop requested"), "{lines:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// HTTP details of the servers: pipelining, HTTP/1.0 and `Connection: close`, other
+/// methods, a head over the limit.
+#[test]
+fn http_details() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("http", &[]);
+    let connect = || {
+        let s = TcpStream::connect(d.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    let closed = |s: &mut TcpStream| matches!(s.read(&mut [0u8; 64]), Ok(0) | Err(_));
+    // Three requests in one write, three answers in order.
+    let mut s = connect();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\nGET /x HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let codes: Vec<u16> = (0..3)
+        .map(|_| response(&mut s, &mut buf).unwrap().0)
+        .collect();
+    assert_eq!(codes, [200, 404, 200]);
+    // HTTP/1.0 closes unless asked to keep alive; HTTP/1.1 closes when asked.
+    for req in [
+        &b"GET / HTTP/1.0\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut s = connect();
+        s.write_all(req).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(response(&mut s, &mut buf).unwrap().0, 200);
+        assert!(closed(&mut s));
+    }
+    let mut s = connect();
+    s.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(response(&mut s, &mut buf).unwrap().0, 200);
+    assert_eq!(get(&mut s, "/", &mut buf).unwrap().0, 200);
+    // Another method; a body is read past.
+    let mut s = connect();
+    s.write_all(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(response(&mut s, &mut buf).unwrap().0, 405);
+    assert_eq!(response(&mut s, &mut buf).unwrap().0, 200);
+    // A head that never ends within 8 KiB: 400, closed.
+    let mut s = connect();
+    let long = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+    let _ = s.write_all(long.as_bytes());
+    assert_eq!(response(&mut s, &mut Vec::new()).unwrap().0, 400);
+    assert!(closed(&mut s));
+    let (ok, _, _) = d.ctl(&d.csock, "stop");
+    assert!(ok);
+    assert!(d.wait_exit(DEADLINE).success());
+    d.assert_group_gone();
+}
+
+/// `httpctl stop` while 16 connections keep requesting: every answered request's
+/// line is in the access log (servers stop answering, the logger writes their last
+/// lines, then the mesh stops).
+#[test]
+fn stop_under_load_loses_no_line() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("stopload", &[]);
+    let addr = d.addr;
+    // Pipelined, so that the logger falls behind the servers.
+    let loaders: Vec<_> = (0..16)
+        .map(|_| std::thread::spawn(move || pipelined(addr, 32)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, _, err) = d.ctl(&d.csock, "stop");
+    assert!(ok, "stop: {err}");
+    assert!(d.wait_exit(DEADLINE).success());
+    let answered: Vec<u16> = loaders
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(answered.iter().all(|&c| c == 200));
+    d.assert_group_gone();
+    let lines = line_count(&d.log);
+    assert!(!answered.is_empty());
+    // A request can be answered whose response the client never read (cut at
+    // stop): at most one burst per connection.
+    assert!(
+        lines >= answered.len() && lines <= answered.len() + 16 * 32,
+        "{lines} lines for {} answered requests",
+        answered.len()
+    );
+}
+
+/// Bursts of `depth` pipelined GETs on one connection until it is closed; the status
+/// of every answer read.
+fn pipelined(addr: SocketAddr, depth: usize) -> Vec<u16> {
+    let mut st = Vec::new();
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return st;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let burst = b"GET / HTTP/1.1\r\n\r\n".repeat(depth);
+    let mut buf = Vec::new();
+    while st.len() < 10_000_000 {
+        if s.write_all(&burst).is_err() {
+            return st;
+        }
+        for _ in 0..depth {
+            match response(&mut s, &mut buf) {
+                Ok((code, _)) => st.push(code),
+                Err(_) => return st,
+            }
+        }
+    }
+    st
+}
+
+/// Live processes with `arg` among their arguments.
+fn pids_with_arg(arg: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if cmd.split(|&b| b == 0).any(|a| a == arg.as_bytes()) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
 }

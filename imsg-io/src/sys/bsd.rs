@@ -74,3 +74,18 @@ pub(crate) fn fewer_free_slots_than(needed: usize, _probe: BorrowedFd<'_>) -> bo
     let (open, limit) = unsafe { (getdtablecount(), libc::getdtablesize()) };
     open as usize + needed > limit.max(0) as usize
 }
+
+/// The descriptor slots free below the limit, as OpenBSD's own imsg.c counts them:
+/// `getdtablesize() - getdtablecount()`.
+#[cfg(target_os = "openbsd")]
+pub(crate) fn free_slots() -> Option<usize> {
+    // SAFETY: both calls take no arguments and only return counts.
+    let (open, limit) = unsafe { (getdtablecount(), libc::getdtablesize()) };
+    Some((limit.max(0) as usize).saturating_sub(open.max(0) as usize))
+}
+
+/// Not counted here: every read asks the kernel ([`fewer_free_slots_than`]).
+#[cfg(not(target_os = "openbsd"))]
+pub(crate) fn free_slots() -> Option<usize> {
+    None
+}

@@ -57,3 +57,46 @@ pub(crate) unsafe fn consume_sigpipe(pipe_only: &libc::sigset_t) {
         && Errno::from_io_error(&std::io::Error::last_os_error()) == Some(Errno::INTR)
     {}
 }
+
+/// A lower bound on the descriptor slots free below the soft limit: the limit minus
+/// the descriptors open, counted from a `/proc/self/fd` listing into a buffer on the
+/// stack. `None` when they cannot be counted (no `/proc`, as in a chroot; or built
+/// with `--cfg imsg_fallback`, to test what the other systems do).
+pub(crate) fn free_slots() -> Option<usize> {
+    use std::mem::MaybeUninit;
+
+    use rustix::fs::{open, Mode, OFlags, RawDir};
+    use rustix::process::{getrlimit, Resource};
+    if cfg!(imsg_fallback) {
+        return None;
+    }
+    let limit = match getrlimit(Resource::Nofile).current {
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => usize::MAX,
+    };
+    let dir = open(
+        "/proc/self/fd",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+    let mut entries = RawDir::new(&dir, &mut buf);
+    // Descriptors below the limit (one that is not a number counts too); the
+    // listing's own is among them and closed right after.
+    let mut below = 0usize;
+    while let Some(entry) = entries.next() {
+        let entry = entry.ok()?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let number = std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| n.parse::<usize>().ok());
+        if number.is_none_or(|n| n < limit) {
+            below += 1;
+        }
+    }
+    Some(limit.saturating_sub(below.saturating_sub(1)))
+}

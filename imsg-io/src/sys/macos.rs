@@ -31,3 +31,8 @@ pub(crate) fn after_recv(fd: &OwnedFd) -> Result<(), Errno> {
 pub(crate) fn lost_descriptors(_e: Errno) -> bool {
     false
 }
+
+/// Not counted here: every read asks the kernel ([`fewer_free_slots_than`]).
+pub(crate) fn free_slots() -> Option<usize> {
+    None
+}

@@ -7,10 +7,12 @@
 //! | no `SIGPIPE` on a pipe: consume the one raised | `sigtimedwait` | `sigtimedwait` | `sigwait` | `sigwait` |
 //! | received descriptors close-on-exec | `MSG_CMSG_CLOEXEC` | `MSG_CMSG_CLOEXEC` | `MSG_CMSG_CLOEXEC` | `fcntl` after `recvmsg` |
 //! | no slot for a received descriptor | `MSG_CTRUNC` | `MSG_CTRUNC` | `EMSGSIZE` (bytes stay queued) | `MSG_CTRUNC` |
-//! | descriptor guard | duplicate probes | duplicate probes | `getdtablecount` | duplicate probes |
+//! | descriptor guard: count free slots | `/proc/self/fd` | no (probe each read) | `getdtablecount` | no (probe each read) |
+//! | descriptor guard: probe | duplicates | duplicates | `getdtablecount` | duplicates |
 //!
 //! Built with `--cfg imsg_fallback` on Linux, the portable column (`sigwait`,
-//! `fcntl` after `recvmsg`) replaces the Linux-specific calls, so the code macOS and
+//! `fcntl` after `recvmsg`, the guard probing every read without `/proc`) replaces
+//! the Linux-specific calls, so the code macOS and
 //! OpenBSD run is tested on Linux too.
 
 #[cfg(not(any(

@@ -61,6 +61,9 @@ const CSOCK: u32 = 4; // parent → control, with a control socket; payload "mai
 const ACCESS: u32 = 5; // server → logger: one access-log line
 const GENERATION: u32 = 6; // parent → every server: settings generation (reload)
 const STATS: u32 = 7; // server/logger → control: "name count"
+const QUIESCE: u32 = 8; // parent → every server: stop answering (peer id: client)
+const QUIESCED: u32 = 9; // server → logger, after its last access line
+const DRAINED: u32 = 10; // logger → parent: every server's last line is written
 
 /// Longest request head a server accepts.
 const MAX_HEAD: usize = 8192;
@@ -314,10 +317,11 @@ fn main() -> ExitCode {
         let csock = res.csocks[0].path().to_path_buf();
         let log_path = res.access_log.clone();
         let servers = o.servers;
+        let logging = o.access_logging;
         let dir = d.clone();
         (
             dir,
-            std::thread::spawn(move || demo_client(port, &csock, &log_path, servers)),
+            std::thread::spawn(move || demo_client(port, &csock, &log_path, servers, logging)),
         )
     });
     let code = Privsep::new(table(&o, Some(res))).run();
@@ -416,11 +420,11 @@ impl Parent {
                 self.reload(ctx)?;
                 reply(ctx, proto::END, "")?;
             }
+            // Servers stop answering and mark the end of their access lines to the
+            // logger; when it has written them all, the mesh stops: nothing lost.
             proto::STOP => {
                 log::info!("stop requested by control client {client}");
-                reply(ctx, proto::END, "")?;
-                ctx.flush(CONTROL, Target::All)?;
-                ctx.shutdown();
+                ctx.compose(SERVER, Target::All, QUIESCE, client, b"")?;
             }
             _ => return Err(format!("control request {ty} routed to the parent").into()),
         }
@@ -479,6 +483,12 @@ impl Handler for Parent {
             }
             ty if (proto::SHOW_PROCS..=proto::STOP).contains(&ty) && msg.from().proc == CONTROL => {
                 self.command(ctx, ty, msg.peerid())?
+            }
+            DRAINED => {
+                log::info!("every access line is written: stopping");
+                ctx.compose(CONTROL, Target::All, proto::END, msg.peerid(), b"")?;
+                ctx.flush(CONTROL, Target::All)?;
+                ctx.shutdown();
             }
             _ => return Ok(Handled::No),
         }
@@ -607,6 +617,8 @@ struct Logger {
     /// Lines that arrived before the first descriptor.
     pending: Vec<u8>,
     lines: u64,
+    /// Servers that sent their last line (`QUIESCED`).
+    quiesced: u32,
 }
 
 impl Handler for Logger {
@@ -635,6 +647,12 @@ impl Handler for Logger {
                     ctx.compose(CONTROL, Target::All, proto::END, msg.peerid(), b"")?;
                 }
             }
+            QUIESCED => {
+                self.quiesced += 1;
+                if self.quiesced == ctx.instances(SERVER) {
+                    ctx.compose(ProcId::PARENT, Target::All, DRAINED, msg.peerid(), b"")?;
+                }
+            }
             proto::SHOW_STATS => {
                 let s = format!("logger {}", self.lines);
                 ctx.compose(CONTROL, Target::All, STATS, msg.peerid(), s.as_bytes())?;
@@ -653,6 +671,7 @@ struct Server {
     access_logging: bool,
     requests: Arc<AtomicU64>,
     generation: Arc<AtomicU32>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Server {
@@ -662,6 +681,7 @@ impl Server {
             access_logging,
             requests: Arc::new(AtomicU64::new(0)),
             generation: Arc::new(AtomicU32::new(1)),
+            stopping: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -683,8 +703,21 @@ impl Handler for Server {
                     outbox: self.access_logging.then(|| ctx.outbox()).flatten(),
                     requests: self.requests.clone(),
                     generation: self.generation.clone(),
+                    stopping: self.stopping.clone(),
                 };
                 tokio::spawn(accept_loop(l, Arc::new(site)));
+            }
+            QUIESCE => {
+                // Every line composed so far is in the outbox; the mark goes after them
+                // on the same channel, and no request is answered from here on.
+                self.stopping.store(true, Ordering::SeqCst);
+                let me = self.instance.to_ne_bytes();
+                match ctx.outbox() {
+                    Some(o) => o.compose(LOGGER, Target::All, QUIESCED, msg.peerid(), &me)?,
+                    None => {
+                        ctx.compose(LOGGER, Target::All, QUIESCED, msg.peerid(), &me)?;
+                    }
+                }
             }
             GENERATION => {
                 let g = msg.reader().get_h32()?;
@@ -711,11 +744,14 @@ struct Site {
     outbox: Option<Outbox>,
     requests: Arc<AtomicU64>,
     generation: Arc<AtomicU32>,
+    /// Set when the daemon stops: no more requests are answered.
+    stopping: Arc<AtomicBool>,
 }
 
 async fn accept_loop(l: tokio::net::TcpListener, site: Arc<Site>) {
     loop {
         match l.accept().await {
+            Ok(_) if site.stopping.load(Ordering::SeqCst) => return,
             Ok((s, peer)) => {
                 tokio::spawn(connection(s, peer, site.clone()));
             }
@@ -815,6 +851,10 @@ async fn connection(mut s: tokio::net::TcpStream, peer: SocketAddr, site: Arc<Si
         // Answer every complete request in the buffer (pipelining), then write once.
         let mut close = false;
         while let Some(a) = answer(&buf, &site) {
+            if site.stopping.load(Ordering::SeqCst) {
+                close = true;
+                break;
+            }
             buf.drain(..a.consumed.min(buf.len()));
             let _ = write!(
                 out,
@@ -904,8 +944,8 @@ fn http_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, String), 
 const DEMO_CONNECTIONS: usize = 4;
 const DEMO_REQUESTS: usize = 10;
 
-fn demo_client(port: u16, csock: &Path, access_log: &Path, servers: u32) -> bool {
-    let result = demo_run(port, csock, access_log, servers);
+fn demo_client(port: u16, csock: &Path, access_log: &Path, servers: u32, logging: bool) -> bool {
+    let result = demo_run(port, csock, access_log, servers, logging);
     if let Err(e) = &result {
         eprintln!("demo: {e}");
         DEMO_FAILED.store(true, Ordering::SeqCst);
@@ -916,7 +956,13 @@ fn demo_client(port: u16, csock: &Path, access_log: &Path, servers: u32) -> bool
     result.is_ok()
 }
 
-fn demo_run(port: u16, csock: &Path, access_log: &Path, servers: u32) -> Result<(), String> {
+fn demo_run(
+    port: u16,
+    csock: &Path,
+    access_log: &Path,
+    servers: u32,
+    logging: bool,
+) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let ctl = |ty| proto::request(csock, ty, Duration::from_secs(10)).map_err(|e| e.to_string());
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -959,11 +1005,12 @@ fn demo_run(port: u16, csock: &Path, access_log: &Path, servers: u32) -> Result<
         println!("  {r}");
     }
     // Wait until the logger has written every line, then show the totals.
+    let logged = if logging { sent } else { 0 };
     let stats = loop {
         let rows = ctl(proto::SHOW_STATS)?;
         if rows
             .iter()
-            .any(|r| r == &format!("access log lines {sent}"))
+            .any(|r| r == &format!("access log lines {logged}"))
             || Instant::now() > deadline
         {
             break rows;
@@ -986,7 +1033,7 @@ fn demo_run(port: u16, csock: &Path, access_log: &Path, servers: u32) -> Result<
     if let Some(l) = lines.lines().next() {
         println!("  {l}");
     }
-    if n != sent as usize {
+    if n != logged as usize {
         return Err(format!("{n} access-log lines for {sent} requests"));
     }
     println!("demo: httpctl stop");
