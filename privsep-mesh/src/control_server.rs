@@ -46,6 +46,7 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Limits of a [`ControlServer`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ControlSettings {
     /// Message types a restricted socket allows.
     pub unprivileged: Vec<u32>,
