@@ -41,6 +41,20 @@ pub enum Flow {
     Shutdown,
 }
 
+/// Why [`Mesh::receive_once`] stopped reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadEnd {
+    /// The socket may hold more: read again when it is readable.
+    More,
+    /// The socket is empty: wait until it is readable.
+    Drained,
+    /// imsg-io's descriptor guard refused to read: the socket is still readable,
+    /// so waiting for readability would spin. Retry after [`FD_GUARD_RETRY`].
+    FdGuard,
+}
+
+pub(crate) use imsg_io::FD_GUARD_RETRY;
+
 /// One process's end of the mesh.
 pub struct Mesh {
     me: Identity,
@@ -278,16 +292,16 @@ impl Mesh {
         self.receive_once(peer, handler).map(|(flow, _)| flow)
     }
 
-    /// [`receive`](Mesh::receive), also telling whether the socket had nothing more
-    /// to read (what an edge-triggered waiter needs to know before it sleeps).
+    /// [`receive`](Mesh::receive), also telling why the read stopped: what a waiter
+    /// needs to know before it sleeps.
     pub(crate) fn receive_once(
         &mut self,
         peer: Peer,
         handler: &mut dyn Handler,
-    ) -> Result<(Flow, bool), Error> {
+    ) -> Result<(Flow, ReadEnd), Error> {
         let status = {
             let Some(ch) = self.channels.get_mut(&peer) else {
-                return Ok((Flow::Continue, true));
+                return Ok((Flow::Continue, ReadEnd::Drained));
             };
             match ch.read() {
                 Ok(s) => s,
@@ -310,14 +324,15 @@ impl Mesh {
         let drained = self.dispatch_buffered(peer, &mut scratch, handler);
         self.scratch = scratch;
         if drained? {
-            return Ok((Flow::Shutdown, false));
+            return Ok((Flow::Shutdown, ReadEnd::More));
         }
         Ok(match status {
-            ReadStatus::Eof => (Flow::Closed(peer), false),
-            ReadStatus::WouldBlock | ReadStatus::FdGuard => (Flow::Continue, true),
-            ReadStatus::Read(_) => (Flow::Continue, false),
+            ReadStatus::Eof => (Flow::Closed(peer), ReadEnd::More),
+            ReadStatus::FdGuard => (Flow::Continue, ReadEnd::FdGuard),
+            ReadStatus::WouldBlock => (Flow::Continue, ReadEnd::Drained),
+            ReadStatus::Read(_) => (Flow::Continue, ReadEnd::More),
             // ReadStatus is non_exhaustive: a status added later reads again.
-            _ => (Flow::Continue, false),
+            _ => (Flow::Continue, ReadEnd::More),
         })
     }
 

@@ -17,7 +17,7 @@ use crate::args::{self, Invocation};
 use crate::context::Context;
 use crate::error::Error;
 use crate::handler::{Handler, Identity};
-use crate::mesh::{Flow, Mesh};
+use crate::mesh::{Flow, Mesh, ReadEnd, FD_GUARD_RETRY};
 use crate::privdrop;
 use crate::reap::Children;
 use crate::route::Peer;
@@ -49,11 +49,20 @@ pub fn event_loop(
     // anew each turn.
     let mut interest = Vec::new();
     let mut revents: Vec<PollFlags> = Vec::new();
+    // Channels whose last read the descriptor guard refused: not polled for input
+    // (still readable, that would spin) but read again after FD_GUARD_RETRY.
+    let mut guarded: Vec<Peer> = Vec::new();
     loop {
         if mesh.shutdown_requested() {
             return Ok(LoopEnd::Requested);
         }
         mesh.interest_into(&mut interest);
+        for (peer, read, _) in &mut interest {
+            if guarded.contains(peer) {
+                *read = false;
+            }
+        }
+        interest.retain(|&(_, r, w)| r || w);
         {
             let mut fds = Vec::with_capacity(interest.len() + 1);
             fds.push(PollFd::new(signals, PollFlags::IN));
@@ -68,7 +77,8 @@ pub fn event_loop(
                 let ch = mesh.channel(peer).ok_or(Error::NotConnected(peer))?;
                 fds.push(PollFd::new(ch, ev));
             }
-            match poll(&mut fds, None) {
+            let timeout = (!guarded.is_empty()).then_some(FD_GUARD_TIMEOUT);
+            match poll(&mut fds, timeout.as_ref()) {
                 Ok(_) => {}
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(Error::errno("poll")(e)),
@@ -111,37 +121,100 @@ pub fn event_loop(
                 }
             }
             if re.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
-                match mesh.receive(peer, handler)? {
-                    Flow::Continue => {}
-                    Flow::Closed(p) => return Ok(LoopEnd::Closed(p)),
-                    Flow::Shutdown => return Ok(LoopEnd::Requested),
+                if let Some(end) = receive(mesh, peer, handler, &mut guarded)? {
+                    return Ok(end);
                 }
+            }
+        }
+        for peer in std::mem::take(&mut guarded) {
+            if let Some(end) = receive(mesh, peer, handler, &mut guarded)? {
+                return Ok(end);
             }
         }
     }
 }
 
-/// Runs the built-in loop, or the tokio one for a process that asked for it.
-fn drive(
-    tokio: bool,
+/// [`FD_GUARD_RETRY`] as poll(2)'s timeout.
+const FD_GUARD_TIMEOUT: rustix::event::Timespec = rustix::event::Timespec {
+    tv_sec: 0,
+    tv_nsec: FD_GUARD_RETRY.as_nanos() as i64,
+};
+
+/// Reads from `peer` and dispatches; a read refused by the descriptor guard puts
+/// the peer in `guarded`.
+fn receive(
     mesh: &mut Mesh,
+    peer: Peer,
     handler: &mut dyn Handler,
-    signals: &SignalPipe,
-    children: Option<&mut Children>,
-) -> Result<LoopEnd, Error> {
-    #[cfg(feature = "tokio")]
-    if tokio {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .map_err(Error::os("tokio runtime"))?;
-        return rt.block_on(crate::tokio_run::event_loop(
-            mesh, handler, signals, children,
-        ));
+    guarded: &mut Vec<Peer>,
+) -> Result<Option<LoopEnd>, Error> {
+    let (flow, end) = mesh.receive_once(peer, handler)?;
+    if end == ReadEnd::FdGuard && !guarded.contains(&peer) {
+        guarded.push(peer);
     }
-    let _ = tokio;
-    event_loop(mesh, handler, signals, children)
+    Ok(match flow {
+        Flow::Continue => None,
+        Flow::Closed(p) => Some(LoopEnd::Closed(p)),
+        Flow::Shutdown => Some(LoopEnd::Requested),
+    })
+}
+
+/// The runtime of a process that runs its loop in tokio: built before the
+/// process's handler, so that everything the handler does (its start function,
+/// `ready`, `dispatch`) runs inside it, with I/O and timers.
+struct Runtime {
+    #[cfg(feature = "tokio")]
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Runtime {
+    fn new(tokio: bool) -> Result<Runtime, Error> {
+        #[cfg(feature = "tokio")]
+        {
+            let rt = tokio
+                .then(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_io()
+                        .enable_time()
+                        .build()
+                })
+                .transpose()
+                .map_err(Error::os("tokio runtime"))?;
+            Ok(Runtime { rt })
+        }
+        #[cfg(not(feature = "tokio"))]
+        {
+            let _ = tokio;
+            Ok(Runtime {})
+        }
+    }
+
+    /// Runs `f` inside the runtime, if there is one.
+    fn enter<T>(&self, f: impl FnOnce() -> T) -> T {
+        #[cfg(feature = "tokio")]
+        if let Some(rt) = &self.rt {
+            let _in = rt.enter();
+            return f();
+        }
+        f()
+    }
+
+    /// Runs the built-in loop, or the tokio one.
+    fn drive(
+        &self,
+        mesh: &mut Mesh,
+        handler: &mut dyn Handler,
+        signals: &SignalPipe,
+        children: Option<&mut Children>,
+    ) -> Result<LoopEnd, Error> {
+        #[cfg(feature = "tokio")]
+        if let Some(rt) = &self.rt {
+            return rt.block_on(crate::tokio_run::event_loop(
+                mesh, handler, signals, children,
+            ));
+        }
+        event_loop(mesh, handler, signals, children)
+    }
 }
 
 /// A daemon ready to run: the parent or one of its children, depending on the
@@ -283,27 +356,20 @@ fn run_parent(mut table: ProcTable, app_args: &[OsString]) -> Result<bool, Error
     let tokio = parent.uses_tokio();
     let signals = SignalPipe::install(parent.handled_signals(), &[Signal::Chld])
         .map_err(Error::os("signals"))?;
-    let mut handler = parent.make_handler(&me).map_err(Error::App)?;
+    let rt = Runtime::new(tokio)?;
+    let mut handler = rt.enter(|| parent.make_handler(&me).map_err(Error::App))?;
     let mut mesh = Mesh::new(&table, me)?;
     let mut children = Children::new();
 
     let result = startup::spawn_all(&table, &mut mesh, &mut children, app_args)
         .and_then(|()| startup::connect(&table, &mut mesh))
-        .and_then(|()| mesh.announce_ready(&mut *handler))
-        .and_then(|()| {
-            drive(
-                tokio,
-                &mut mesh,
-                &mut *handler,
-                &signals,
-                Some(&mut children),
-            )
-        });
+        .and_then(|()| rt.enter(|| mesh.announce_ready(&mut *handler)))
+        .and_then(|()| rt.drive(&mut mesh, &mut *handler, &signals, Some(&mut children)));
     match &result {
         Ok(end) => log_end(&mesh, end),
         Err(e) => log::error!("{}", describe(&mesh, e)),
     }
-    shut_down(&mut mesh, &mut *handler);
+    rt.enter(|| shut_down(&mut mesh, &mut *handler));
     children.reap_all(table.grace(), Some(&signals), &|| {
         let _ = signals.drain();
     });
@@ -326,15 +392,16 @@ fn run_child(mut table: ProcTable, title: &str, instance: u32) -> Result<bool, E
         drop_privileges(spec.user_name(), spec.chroot_dir())?;
     }
     privdrop::set_process_name(title);
-    let mut handler = spec.make_handler(&me).map_err(Error::App)?;
+    let rt = Runtime::new(tokio)?;
+    let mut handler = rt.enter(|| spec.make_handler(&me).map_err(Error::App))?;
     let mut mesh = Mesh::new(&table, me)?;
     mesh.attach(Peer::PARENT, parent_fd)?;
-    let result = drive(tokio, &mut mesh, &mut *handler, &signals, None);
+    let result = rt.drive(&mut mesh, &mut *handler, &signals, None);
     match &result {
         Ok(end) => log_end(&mesh, end),
         Err(e) => log::error!("{}", describe(&mesh, e)),
     }
-    shut_down(&mut mesh, &mut *handler);
+    rt.enter(|| shut_down(&mut mesh, &mut *handler));
     Ok(result.is_ok())
 }
 

@@ -14,7 +14,7 @@
 //! [`event_loop`] can also be awaited in a runtime the application built.
 
 use std::collections::BTreeMap;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::task::Poll;
 
@@ -25,7 +25,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use crate::context::Context;
 use crate::error::Error;
 use crate::handler::Handler;
-use crate::mesh::{Flow, Mesh};
+use crate::mesh::{Flow, Mesh, ReadEnd, FD_GUARD_RETRY};
 use crate::reap::Children;
 use crate::route::{Peer, Target};
 use crate::run::LoopEnd;
@@ -128,6 +128,7 @@ impl AsRawFd for Watched {
 
 enum Event {
     Signals,
+    Retry,
     Outbox(Outgoing),
     Read(Peer),
     Write(Peer),
@@ -156,11 +157,20 @@ pub async fn event_loop(
     let mut watched: BTreeMap<Peer, AsyncFd<Watched>> = BTreeMap::new();
     let result = async {
         let mut interest = Vec::new();
+        // Channels whose last read the descriptor guard refused, and the timer after
+        // which they are read again (their readiness is kept: they are not drained).
+        let mut guarded: Vec<Peer> = Vec::new();
+        let mut retry = Box::pin(tokio::time::sleep(FD_GUARD_RETRY));
         loop {
             if mesh.shutdown_requested() {
                 return Ok(LoopEnd::Requested);
             }
             mesh.interest_into(&mut interest);
+            for (peer, read, _) in &mut interest {
+                if guarded.contains(peer) {
+                    *read = false;
+                }
+            }
             for &(peer, _, _) in &interest {
                 if let std::collections::btree_map::Entry::Vacant(e) = watched.entry(peer) {
                     let ch = mesh.channel(peer).ok_or(Error::NotConnected(peer))?;
@@ -176,6 +186,9 @@ pub async fn event_loop(
                 }
                 if let Poll::Ready(Some(m)) = rx.poll_recv(cx) {
                     return Poll::Ready(Event::Outbox(m));
+                }
+                if !guarded.is_empty() && retry.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Retry);
                 }
                 for &(peer, read, write) in &interest {
                     let Some(w) = watched.get(&peer) else {
@@ -217,6 +230,24 @@ pub async fn event_loop(
                         }
                     }
                 }
+                Event::Retry => {
+                    for peer in std::mem::take(&mut guarded) {
+                        let (flow, end) = mesh.receive_once(peer, handler)?;
+                        if end == ReadEnd::FdGuard {
+                            guarded.push(peer);
+                        }
+                        match flow {
+                            Flow::Continue => {}
+                            Flow::Closed(p) => return Ok(LoopEnd::Closed(p)),
+                            Flow::Shutdown => return Ok(LoopEnd::Requested),
+                        }
+                    }
+                    if !guarded.is_empty() {
+                        retry
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + FD_GUARD_RETRY);
+                    }
+                }
                 Event::Outbox(m) => {
                     mesh.send(m.to, m.target, m.ty, m.peerid, m.fd, &[&m.payload])?;
                     // Everything queued now goes in this turn: the outbox is looked at
@@ -230,9 +261,18 @@ pub async fn event_loop(
                 Event::Read(peer) => {
                     let w = watched.get(&peer).ok_or(Error::NotConnected(peer))?;
                     let mut g = w.readable().await.map_err(Error::os("tokio AsyncFd"))?;
-                    let (flow, drained) = mesh.receive_once(peer, handler)?;
-                    if drained {
-                        g.clear_ready();
+                    let (flow, end) = mesh.receive_once(peer, handler)?;
+                    match end {
+                        ReadEnd::Drained => g.clear_ready(),
+                        ReadEnd::More => {}
+                        ReadEnd::FdGuard => {
+                            if guarded.is_empty() {
+                                retry
+                                    .as_mut()
+                                    .reset(tokio::time::Instant::now() + FD_GUARD_RETRY);
+                            }
+                            guarded.push(peer);
+                        }
                     }
                     match flow {
                         Flow::Continue => {}

@@ -359,6 +359,20 @@ fn line_count(p: &Path) -> usize {
 fn load_2000_requests_16_connections() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut d = Daemon::start("load", &[]);
+    let (ok, out, err) = d.ctl(&d.csock, "show procs");
+    assert!(ok, "{err}");
+    let servers: Vec<u32> = out
+        .lines()
+        .filter(|l| l.starts_with("server "))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect();
+    assert_eq!(servers.len(), 3);
+    let fds = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let fds_before: Vec<usize> = servers.iter().map(|&p| fds(p)).collect();
     let statuses = load(d.addr, 16, 125);
     assert_eq!(statuses.len(), 2000, "every request answered");
     assert!(statuses.iter().all(|&s| s == 200));
@@ -384,6 +398,20 @@ fn load_2000_requests_16_connections() {
         .sum();
     assert_eq!(per_server, total);
 
+    // Every connection's descriptor was closed when its client left.
+    drop((s, bad));
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now: Vec<usize> = servers.iter().map(|&p| fds(p)).collect();
+        if now == fds_before {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "servers hold {now:?} descriptors, {fds_before:?} before"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (ok, out, err) = d.ctl(&d.csock, "show procs");
     assert!(ok, "{err}");
     assert_eq!(
@@ -713,6 +741,21 @@ fn daemon_mode_logs_to_syslog() {
         null = null.display(),
         sock = log_sock.display()
     );
+    // Whatever happens below, no process of this daemon outlives the test: they are
+    // found by the socket path in their command line (the daemon left the test's
+    // process group with setsid).
+    struct KillByArg(String);
+    impl Drop for KillByArg {
+        fn drop(&mut self) {
+            for pid in pids_with_arg(&self.0) {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                    rustix::process::Signal::KILL,
+                );
+            }
+        }
+    }
+    let _guard = KillByArg(csock.display().to_string());
     let launch = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", &script])
         .arg(example("httpd"))
@@ -770,6 +813,7 @@ fn daemon_mode_logs_to_syslog() {
     while let Ok(n) = syslog.recv(&mut b) {
         lines.push(String::from_utf8_lossy(&b[..n]).into_owned());
     }
+    assert!(pids_with_arg(&csock.display().to_string()).is_empty());
     let parent_pid = pids[0];
     let has = |s: &str| lines.iter().any(|l| l.contains(s));
     assert!(
@@ -894,4 +938,21 @@ fn pipelined(addr: SocketAddr, depth: usize) -> Vec<u16> {
         }
     }
     st
+}
+
+/// Live processes with `arg` among their arguments.
+fn pids_with_arg(arg: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if cmd.split(|&b| b == 0).any(|a| a == arg.as_bytes()) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
 }

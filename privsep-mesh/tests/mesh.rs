@@ -42,6 +42,7 @@ const RESULT: u32 = 5;
 const FD_ALL: u32 = 6;
 const FD_WRITTEN: u32 = 7;
 const FWD: u32 = 8;
+const FD_ONE: u32 = 9;
 const BOGUS: u32 = 999;
 
 static START: OnceLock<Instant> = OnceLock::new();
@@ -95,7 +96,7 @@ fn parse_opts(app: &[OsString]) -> Option<Opts> {
 
 fn with_runtime(o: &Opts, spec: ProcSpec) -> ProcSpec {
     #[cfg(feature = "tokio")]
-    if o.tokio || o.scenario == "tokio" {
+    if o.tokio || ["tokio", "timers", "alone"].contains(&o.scenario.as_str()) {
         return spec.tokio();
     }
     let _ = o;
@@ -139,8 +140,22 @@ fn table(o: &Opts) -> ProcTable {
         "kill" => t.with(probe(A, "server", 3)).with(probe(B, "logger", 1)),
         "protocol" => t.with(probe(A, "alpha", 1)).with(probe(B, "beta", 2)),
         "signals" => t.with(probe(A, "worker", 2).signals(&[Signal::Usr1])),
+        // Close to its limit from the start, so that imsg-io's descriptor guard
+        // checks every read (far from it, the guard lets reads go unchecked
+        // for a while, assuming nobody lowers the limit meanwhile).
+        "fdlimit" => t.with(with_runtime(
+            o,
+            ProcSpec::new(A, "alpha").start(|_| {
+                free_slots_to(6)?;
+                Ok(Probe::default())
+            }),
+        )),
         #[cfg(feature = "tokio")]
         "tokio" => t.with(probe(A, "alpha", 2)).with(probe(B, "beta", 1)),
+        #[cfg(feature = "tokio")]
+        "timers" => t.with(probe(A, "alpha", 1)),
+        #[cfg(feature = "tokio")]
+        "alone" => t,
         "large" => t
             .with(probe(A, "alpha", 8))
             .with(probe(B, "beta", 8))
@@ -175,6 +190,25 @@ fn peer_name(p: Peer) -> String {
 fn parse_peer(s: &str) -> Option<Peer> {
     let (a, b) = s.split_once('.')?;
     Some(Peer::new(ProcId(a.parse().ok()?), b.parse().ok()?))
+}
+
+/// Lowers this process's soft descriptor limit so that `free` slots are left
+/// above the lowest free descriptor; returns the new limit.
+fn free_slots_to(free: u64) -> Result<u64, AppError> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lowest = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 0)?;
+    let n = std::os::fd::AsRawFd::as_raw_fd(&lowest) as u64;
+    drop(lowest);
+    let old = getrlimit(Resource::Nofile);
+    let limit = n + free;
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(limit),
+            maximum: old.maximum,
+        },
+    )?;
+    Ok(limit)
 }
 
 /// Every child runs this: it reports itself when the mesh is ready and answers
@@ -273,6 +307,12 @@ impl Handler for Probe {
                 b"bogus" => {
                     ctx.compose(B, Target::Instance(0), BOGUS, 0, b"")?;
                 }
+                b"limit" => {
+                    // One free descriptor slot: imsg-io's descriptor guard refuses
+                    // every read that could bring a descriptor.
+                    let n = free_slots_to(1)?;
+                    Probe::result(ctx, format!("limited {n}"))?;
+                }
                 #[cfg(feature = "tokio")]
                 b"task" => {
                     // A spawned task answers through the outbox, after yielding.
@@ -285,6 +325,24 @@ impl Handler for Probe {
                             outbox.compose(ProcId::PARENT, Target::All, RESULT, 0, s.as_bytes());
                     });
                 }
+                #[cfg(feature = "tokio")]
+                b"timers" => {
+                    // Called in the handler itself, not only in a task: both need
+                    // the runtime's timer driver.
+                    let sleep = tokio::time::sleep(Duration::from_millis(30));
+                    let mut every = tokio::time::interval(Duration::from_millis(10));
+                    let outbox = ctx.outbox().ok_or("no outbox: not a tokio process")?;
+                    tokio::spawn(async move {
+                        let t = Instant::now();
+                        sleep.await;
+                        for _ in 0..3 {
+                            every.tick().await;
+                        }
+                        let s = format!("timers {}", t.elapsed().as_millis());
+                        let _ =
+                            outbox.compose(ProcId::PARENT, Target::All, RESULT, 0, s.as_bytes());
+                    });
+                }
                 _ => return Ok(Handled::No),
             },
             FD_ALL => {
@@ -293,6 +351,11 @@ impl Handler for Probe {
                 f.write_all(ctx.me().peer.instance.to_string().as_bytes())?;
                 drop(f);
                 ctx.compose(from.proc, to_sender, FD_WRITTEN, 0, b"")?;
+            }
+            FD_ONE => {
+                let fd: OwnedFd = msg.take_fd().ok_or("FD_ONE without a descriptor")?;
+                drop(fd);
+                Probe::result(ctx, "got_fd".into())?;
             }
             FD_WRITTEN => {
                 self.fd_written += 1;
@@ -341,6 +404,7 @@ struct Conductor {
     pongs: Vec<(Peer, BTreeMap<String, String>)>,
     results: BTreeMap<String, String>,
     fired: bool,
+    sent: bool,
     done: bool,
 }
 
@@ -367,6 +431,7 @@ impl Conductor {
             pongs: Vec::new(),
             results: BTreeMap::new(),
             fired: false,
+            sent: false,
             done: false,
         }
     }
@@ -567,6 +632,36 @@ impl Conductor {
                 );
                 self.finish(ctx);
             }
+            #[cfg(feature = "tokio")]
+            "timers" if !self.fired => {
+                self.fired = true;
+                ctx.compose(A, Target::Instance(0), CMD, 0, b"timers")?;
+            }
+            #[cfg(feature = "tokio")]
+            "timers" => {
+                if let Some(ms) = self.results.get("timers") {
+                    let ms: u64 = ms.parse().unwrap_or(0);
+                    check("tokio_sleep_and_interval", ms >= 30, format!("{ms} ms"));
+                    self.finish(ctx);
+                }
+            }
+            #[cfg(feature = "tokio")]
+            "alone" if !self.fired => {
+                self.fired = true;
+                // A table with only the parent: its ready hook runs in the runtime
+                // too, and can spawn and sleep there.
+                check(
+                    "ready_in_runtime",
+                    tokio::runtime::Handle::try_current().is_ok(),
+                    "no tokio runtime in ready()",
+                );
+                tokio::spawn(async {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    say("SLEPT");
+                    let me = rustix::process::getpid();
+                    let _ = rustix::process::kill_process(me, rustix::process::Signal::TERM);
+                });
+            }
             "privdrop" => {
                 self.check_privdrop(ctx);
                 self.finish(ctx);
@@ -574,6 +669,23 @@ impl Conductor {
             "kill" | "signals" if !self.fired => {
                 self.fired = true;
                 say(&Self::pids_line(ctx));
+            }
+            "fdlimit" if !self.fired => {
+                self.fired = true;
+                say(&Self::pids_line(ctx));
+                ctx.compose(A, Target::Instance(0), CMD, 0, b"limit")?;
+            }
+            "fdlimit" => {
+                if self.results.contains_key("got_fd") {
+                    say("GOT");
+                    self.finish(ctx);
+                } else if self.results.contains_key("limited") && !self.sent {
+                    self.sent = true;
+                    let fd = std::fs::File::open("/dev/null")?;
+                    ctx.compose_fd(A, Target::Instance(0), FD_ONE, 0, fd.into(), b"")?;
+                    ctx.flush(A, Target::Instance(0))?;
+                    say("SENT");
+                }
             }
             "protocol" if !self.fired => {
                 self.fired = true;
@@ -1190,6 +1302,73 @@ fn signals(extra: &[&str]) -> Result<(), String> {
     )
 }
 
+/// CPU time (user + system, clock ticks) a process has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
+    // Fields 14 and 15 of stat(5) (utime, stime); `rest` starts at field 3.
+    let f: Vec<u64> = rest.split(' ').map(|w| w.parse().unwrap_or(0)).collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
+/// A child left with one free descriptor slot is sent a descriptor: while imsg-io's
+/// guard refuses to read, the child sleeps (under 5 % of a CPU over 2 s, measured
+/// from /proc), and once its limit is raised from outside it takes the message
+/// within a second, without the sender sending again.
+fn test_fdlimit() -> Result<(), String> {
+    fdlimit(&[])
+}
+
+fn fdlimit(extra: &[&str]) -> Result<(), String> {
+    use rustix::process::{getrlimit, prlimit, Pid, Resource};
+    let mut r = Run::start("fdlimit", extra);
+    let child = pids(&r.line("PIDS")?)["1.0"];
+    r.line("SENT")?;
+    // Let the frame arrive and the child's loop meet the guard.
+    std::thread::sleep(Duration::from_millis(200));
+    let hz = rustix::param::clock_ticks_per_second();
+    let window = Duration::from_secs(2);
+    let before = cpu_ticks(child);
+    std::thread::sleep(window);
+    let used = cpu_ticks(child) - before;
+    let share = used as f64 / (hz as f64 * window.as_secs_f64());
+    println!("    blocked child used {:.1} % of a CPU", share * 100.0);
+    r.expect(
+        r.lines.try_iter().all(|l| l != "GOT"),
+        "the descriptor arrived although the guard should have refused it",
+    )?;
+    r.expect(
+        share < 0.05,
+        &format!("the blocked child used {:.0} % of a CPU", share * 100.0),
+    )?;
+    let pid = Pid::from_raw(child as i32).ok_or("bad pid")?;
+    prlimit(Some(pid), Resource::Nofile, getrlimit(Resource::Nofile))
+        .map_err(|e| format!("prlimit: {e}\n{}", r.dump()))?;
+    let raised = Instant::now();
+    r.line("GOT")?;
+    let late = raised.elapsed();
+    println!(
+        "    message taken {} ms after the limit was raised",
+        late.as_millis()
+    );
+    r.expect(
+        late < Duration::from_secs(1),
+        &format!("message taken {} ms after the limit rose", late.as_millis()),
+    )?;
+    let code = r.finish()?;
+    r.expect(code == 0, &format!("exit status {code}"))?;
+    r.expect(
+        r.stdout.contains(&"LEFTOVER 0".into()),
+        "children left unreaped",
+    )
+}
+
+/// The descriptor-limit scenario with every process in a tokio runtime.
+#[cfg(feature = "tokio")]
+fn test_fdlimit_tokio() -> Result<(), String> {
+    fdlimit(&["--tokio"])
+}
+
 /// 4 process types × 8 instances: comes up, answers a broadcast; timing printed.
 fn test_large() -> Result<(), String> {
     let mut r = Run::start("large", &[]);
@@ -1223,6 +1402,30 @@ fn test_tokio() -> Result<(), String> {
         r.stdout.contains(&"LEFTOVER 0".into()),
         "children left unreaped",
     )
+}
+
+/// A handler of a tokio process makes a sleep and an interval (the runtime has
+/// timers), and a task waits on both.
+#[cfg(feature = "tokio")]
+fn test_tokio_timers() -> Result<(), String> {
+    let mut r = Run::start("timers", &[]);
+    let code = r.finish()?;
+    r.checks(&["tokio_sleep_and_interval"])?;
+    r.expect(code == 0, &format!("exit status {code}"))?;
+    r.expect(
+        r.stdout.contains(&"LEFTOVER 0".into()),
+        "children left unreaped",
+    )
+}
+
+/// A table with only the parent, in tokio: `ready` runs inside the runtime.
+#[cfg(feature = "tokio")]
+fn test_tokio_alone() -> Result<(), String> {
+    let mut r = Run::start("alone", &[]);
+    let code = r.finish()?;
+    r.checks(&["ready_in_runtime"])?;
+    r.expect(r.stdout.contains(&"SLEPT".into()), "the task never slept")?;
+    r.expect(code == 0, &format!("exit status {code}"))
 }
 
 /// The SIGKILL scenario with every process in a tokio runtime.
@@ -1269,6 +1472,7 @@ fn driver() -> ExitCode {
         ("protocol_error", test_protocol_error),
         ("signals", test_signals),
         ("large", test_large),
+        ("fdlimit", test_fdlimit),
         ("no_action", test_no_action),
         #[cfg(feature = "tokio")]
         ("tokio", test_tokio),
@@ -1276,6 +1480,12 @@ fn driver() -> ExitCode {
         ("kill_tokio", test_kill_tokio),
         #[cfg(feature = "tokio")]
         ("signals_tokio", test_signals_tokio),
+        #[cfg(feature = "tokio")]
+        ("fdlimit_tokio", test_fdlimit_tokio),
+        #[cfg(feature = "tokio")]
+        ("tokio_timers", test_tokio_timers),
+        #[cfg(feature = "tokio")]
+        ("tokio_alone", test_tokio_alone),
     ];
     let mut failed = 0;
     let mut ran = 0;
