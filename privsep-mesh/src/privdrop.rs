@@ -44,8 +44,20 @@ pub enum PrivdropError {
     UnknownUser(String),
     /// The user database could not be read.
     Lookup(io::Error),
-    /// `chroot` failed.
+    /// `chroot` failed, or the directory could not be examined (a missing
+    /// directory is this error: it is never created).
     Chroot(PathBuf, io::Error),
+    /// A component of the chroot path (named here) is not a directory owned by
+    /// root and writable by root alone, so the dropped process could change its
+    /// own root; nothing was done.
+    UnsafeChroot {
+        /// The chroot directory asked for.
+        root: PathBuf,
+        /// The component that fails.
+        component: PathBuf,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// `chdir("/")` failed.
     Chdir(io::Error),
     /// `setgroups` failed.
@@ -64,6 +76,16 @@ impl fmt::Display for PrivdropError {
             PrivdropError::UnknownUser(u) => write!(f, "unknown user {u}"),
             PrivdropError::Lookup(e) => write!(f, "user lookup: {e}"),
             PrivdropError::Chroot(d, e) => write!(f, "chroot {}: {e}", d.display()),
+            PrivdropError::UnsafeChroot {
+                root,
+                component,
+                why,
+            } => write!(
+                f,
+                "unsafe chroot {}: {} {why}",
+                root.display(),
+                component.display()
+            ),
             PrivdropError::Chdir(e) => write!(f, "chdir /: {e}"),
             PrivdropError::SetGroups(e) => write!(f, "setgroups: {e}"),
             PrivdropError::SetGid(e) => write!(f, "setresgid: {e}"),
@@ -121,8 +143,51 @@ pub fn lookup(name: &str) -> Result<User, PrivdropError> {
     }
 }
 
-/// Chroots to `root` and makes it the working directory.
+/// Checks that `root` is safe to chroot into, as OpenSSH's `safely_chroot` does:
+/// an absolute path whose every component (`/`, then each directory down to
+/// `root` itself) exists, is a directory, is owned by root and is writable by
+/// neither group nor others. Otherwise a process that drops to an unprivileged
+/// user inside it could plant files (a `/etc/passwd`, a library) in its own root.
+/// A missing directory is an error; it is never created.
+///
+/// ```
+/// use privsep_mesh::privdrop::{check_chroot, PrivdropError};
+/// assert!(check_chroot("/".as_ref()).is_ok());
+/// // /tmp is writable by everyone.
+/// assert!(matches!(
+///     check_chroot("/tmp".as_ref()),
+///     Err(PrivdropError::UnsafeChroot { .. })
+/// ));
+/// ```
+pub fn check_chroot(root: &Path) -> Result<(), PrivdropError> {
+    let unsafe_at = |component: &Path, why| PrivdropError::UnsafeChroot {
+        root: root.into(),
+        component: component.into(),
+        why,
+    };
+    if !root.is_absolute() {
+        return Err(unsafe_at(root, "is not an absolute path"));
+    }
+    let mut at = PathBuf::new();
+    for part in root.components() {
+        at.push(part);
+        let st = rustix::fs::stat(&at).map_err(|e| PrivdropError::Chroot(root.into(), e.into()))?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
+            return Err(unsafe_at(&at, "is not a directory"));
+        }
+        if st.st_uid != 0 {
+            return Err(unsafe_at(&at, "is not owned by root"));
+        }
+        if st.st_mode & 0o022 != 0 {
+            return Err(unsafe_at(&at, "is writable by group or others"));
+        }
+    }
+    Ok(())
+}
+
+/// Chroots to `root` (after [`check_chroot`]) and makes it the working directory.
 pub fn enter_chroot(root: &Path) -> Result<(), PrivdropError> {
+    check_chroot(root)?;
     rustix::process::chroot(root).map_err(|e| PrivdropError::Chroot(root.into(), e.into()))?;
     rustix::process::chdir("/").map_err(|e| PrivdropError::Chdir(e.into()))
 }
@@ -254,6 +319,77 @@ pub fn set_process_name(name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn why(r: Result<(), PrivdropError>) -> String {
+        match r {
+            Ok(()) => "ok".into(),
+            Err(PrivdropError::UnsafeChroot { component, why, .. }) => {
+                format!("{} {why}", component.display())
+            }
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// What OpenSSH's safely_chroot refuses is refused; a root-owned 0755 chain is
+    /// accepted. Directories under /run, which is root's and 0755 (not /tmp).
+    #[test]
+    fn chroot_must_be_root_owned_and_not_group_or_other_writable() {
+        assert_eq!(
+            why(check_chroot("/tmp".as_ref())),
+            "/tmp is writable by group or others"
+        );
+        assert_eq!(
+            why(check_chroot("tmp".as_ref())),
+            "tmp is not an absolute path"
+        );
+        let missing = Path::new("/nonexistent-privsep-mesh-chroot");
+        assert!(matches!(
+            check_chroot(missing),
+            Err(PrivdropError::Chroot(_, e)) if e.kind() == io::ErrorKind::NotFound
+        ));
+        assert!(!missing.exists(), "a missing chroot is never created");
+        if !is_root() {
+            return;
+        }
+        let dir = PathBuf::from(format!("/run/privsep-mesh-chroot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let inner = dir.join("inner");
+        std::fs::create_dir(&inner).unwrap();
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        mode(&dir, 0o755);
+        mode(&inner, 0o755);
+        assert_eq!(why(check_chroot(&inner)), "ok");
+        let nobody = lookup("nobody").unwrap();
+        std::os::unix::fs::chown(&inner, Some(nobody.uid), None).unwrap();
+        assert_eq!(
+            why(check_chroot(&inner)),
+            format!("{} is not owned by root", inner.display())
+        );
+        std::os::unix::fs::chown(&inner, Some(0), None).unwrap();
+        mode(&inner, 0o775);
+        assert_eq!(
+            why(check_chroot(&inner)),
+            format!("{} is writable by group or others", inner.display())
+        );
+        // A parent that others can write to is as bad: they could swap the child.
+        mode(&inner, 0o755);
+        mode(&dir, 0o757);
+        assert_eq!(
+            why(check_chroot(&inner)),
+            format!("{} is writable by group or others", dir.display())
+        );
+        mode(&dir, 0o755);
+        std::fs::write(dir.join("file"), b"").unwrap();
+        assert_eq!(
+            why(check_chroot(&dir.join("file"))),
+            format!("{}/file is not a directory", dir.display())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn lookup_root_and_unknown() {

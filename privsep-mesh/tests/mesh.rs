@@ -1103,7 +1103,8 @@ fn test_mesh_everyone() -> Result<(), String> {
 /// Children run as nobody inside their chroot and cannot get root back (as root);
 /// without root, privilege drop is off and said once.
 fn test_privdrop() -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!("privsep-mesh-test-{}", std::process::id()));
+    // Under /run (root's, 0755): the library refuses a chroot below /tmp.
+    let dir = PathBuf::from(format!("/run/privsep-mesh-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
     let mut r = Run::start("privdrop", &["--chroot", dir.to_str().unwrap()]);
@@ -1203,6 +1204,48 @@ fn test_privdrop_failure() -> Result<(), String> {
         r.stdout.contains(&"LEFTOVER 0".into()),
         "children left unreaped",
     )
+}
+
+/// A chroot directory the dropped user could write to (owned by nobody, mode
+/// 0777) is refused before anything is dropped: both workers say why and exit 1,
+/// the parent logs both lost children and exits 1.
+fn test_privdrop_unsafe_chroot() -> Result<(), String> {
+    if !privdrop::is_root() {
+        return Ok(());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = PathBuf::from(format!("/run/privsep-mesh-unsafe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+    let nobody = privdrop::lookup("nobody").map_err(|e| e.to_string())?;
+    let result = (|| {
+        std::os::unix::fs::chown(&dir, Some(nobody.uid), Some(nobody.gid))
+            .map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+            .map_err(|e| e.to_string())?;
+        let mut r = Run::start("privdrop", &["--chroot", dir.to_str().unwrap()]);
+        let code = r.finish()?;
+        let err = r.stderr();
+        let why = format!(
+            "cannot drop privileges: unsafe chroot {0}: {0} is not owned by root",
+            dir.display()
+        );
+        r.expect(
+            err.matches(&why).count() == 2,
+            &format!("want {why:?} from both workers"),
+        )?;
+        r.expect(
+            !r.stdout.iter().any(|l| l.starts_with("CHECK ")),
+            "the mesh ran",
+        )?;
+        r.expect(code == 1, &format!("exit status {code}"))?;
+        r.expect(
+            r.stdout.contains(&"LEFTOVER 0".into()),
+            "children left unreaped",
+        )
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// SIGKILL one server: the parent logs the lost child in proc.c's words, everyone
@@ -1468,6 +1511,7 @@ fn driver() -> ExitCode {
         ("privdrop", test_privdrop),
         ("privdrop_unprivileged", test_privdrop_unprivileged),
         ("privdrop_failure", test_privdrop_failure),
+        ("privdrop_unsafe_chroot", test_privdrop_unsafe_chroot),
         ("kill", test_kill),
         ("protocol_error", test_protocol_error),
         ("signals", test_signals),

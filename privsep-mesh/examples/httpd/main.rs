@@ -140,7 +140,9 @@ fn default_chroot() -> PathBuf {
     if var_empty.is_dir() {
         var_empty
     } else {
-        std::env::temp_dir().join("privsep-mesh-empty")
+        // Not under /tmp: the library refuses a root with a component others
+        // can write to.
+        PathBuf::from("/run/privsep-mesh-empty")
     }
 }
 
