@@ -15,7 +15,7 @@ use std::os::fd::OwnedFd;
 
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 
-use crate::context::Context;
+use crate::handler::Context;
 use crate::error::Error;
 use crate::handler::{AppError, Handled, Handler, Identity, Received};
 use crate::mesh::{Flow, Mesh};
