@@ -42,7 +42,7 @@ impl Outbox {
         Outbox { tx }
     }
 
-    /// Queues a message to (`to`, `target`) (see [`Context::compose`]).
+    /// Queues a message to (`to`, `target`) (see [`Context::compose`](crate::Context::compose)).
     pub fn compose(
         &self,
         to: ProcId,
@@ -54,7 +54,7 @@ impl Outbox {
         self.send(to, target, ty, peerid, None, payload)
     }
 
-    /// Queues a message with a descriptor (see [`Context::compose_fd`]). If the loop
+    /// Queues a message with a descriptor (see [`Context::compose_fd`](crate::Context::compose_fd)). If the loop
     /// has ended, the descriptor is closed.
     pub fn compose_fd(
         &self,
