@@ -1,6 +1,6 @@
 //! The crate's modules stay in layers: no import circle of more than three files.
 //!
-//! Reads `src/*.rs`, takes an edge A → B for every `crate::B` that A names outside
+//! Reads `src/*.rs` (a directory module as one file), takes an edge A → B for every `crate::B` that A names outside
 //! its unit tests (in `use` lines, paths and doc links alike), and finds the
 //! strongly connected components (Tarjan). The largest is printed; more than three
 //! files in one fails.
@@ -12,15 +12,22 @@ type Graph = BTreeMap<String, BTreeSet<String>>;
 fn graph() -> Graph {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = BTreeMap::new();
+    let without_tests = |text: String| match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    };
     for e in std::fs::read_dir(&src).unwrap() {
         let p = e.unwrap().path();
+        let name = p.file_stem().unwrap().to_string_lossy().into_owned();
         if p.extension().is_some_and(|x| x == "rs") {
-            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
             let text = std::fs::read_to_string(&p).unwrap();
-            let text = match text.find("#[cfg(test)]\nmod tests") {
-                Some(i) => text[..i].to_owned(),
-                None => text,
-            };
+            files.insert(name, without_tests(text));
+        } else if p.join("mod.rs").exists() {
+            // A directory module counts as one file: all of its files together.
+            let mut text = String::new();
+            for f in std::fs::read_dir(&p).unwrap() {
+                text += &without_tests(std::fs::read_to_string(f.unwrap().path()).unwrap());
+            }
             files.insert(name, text);
         }
     }
