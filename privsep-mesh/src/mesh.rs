@@ -23,6 +23,7 @@ use crate::table::{ProcId, ProcTable};
 
 /// Application messages exchanged with one peer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Counts {
     /// Messages queued to the peer.
     pub sent: u64,
@@ -58,6 +59,7 @@ pub(crate) use imsg_io::FD_GUARD_RETRY;
 
 /// Why a process left its event loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LoopEnd {
     /// End of file (or a dead peer on write) on the channel to this peer.
     Closed(Peer),
