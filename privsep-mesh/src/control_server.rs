@@ -37,9 +37,9 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify};
 
 use crate::control_socket::{peer_credentials, Access, Credentials, REFUSED};
-use crate::route::Target;
-use crate::route::ProcId;
 use crate::outbox::Outbox;
+use crate::route::ProcId;
+use crate::route::Target;
 
 /// How long accepting pauses after `EMFILE`/`ENFILE` unless a client leaves first.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);

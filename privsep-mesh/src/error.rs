@@ -4,12 +4,12 @@ use core::fmt;
 use std::io;
 
 use crate::args::ArgsError;
-use crate::route::MAX_INSTANCES;
 use crate::control::{self, PayloadError};
 use crate::privdrop::PrivdropError;
 use crate::readiness::AckError;
-use crate::route::{Peer, RouteError};
 use crate::route::ProcId;
+use crate::route::MAX_INSTANCES;
+use crate::route::{Peer, RouteError};
 
 /// An application error: returned by a handler, it ends the process with a log line
 /// naming it and a non-zero exit status.

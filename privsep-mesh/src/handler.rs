@@ -14,11 +14,9 @@ use crate::control;
 pub use crate::error::AppError;
 use crate::error::Error;
 use crate::mesh::{Counts, Mesh};
-use crate::route::{instance_from_pid, Peer, ProcId, Target};
 pub use crate::route::Identity;
+use crate::route::{instance_from_pid, Peer, ProcId, Target};
 use crate::signals::Signal;
-
-
 
 /// Whether a handler took care of a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

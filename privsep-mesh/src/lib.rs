@@ -81,9 +81,9 @@ pub mod table;
 #[cfg(feature = "tokio")]
 pub mod tokio_run;
 
-pub use handler::{Context, NO_PEERID};
 pub use error::{Error, ProtocolError};
 pub use handler::{AppError, Handled, Handler, Identity, NullHandler, Received};
+pub use handler::{Context, NO_PEERID};
 pub use mesh::{Counts, Flow, Mesh};
 pub use policy::Policy;
 pub use route::{Peer, Target};

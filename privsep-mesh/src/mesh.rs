@@ -12,13 +12,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use imsg_io::{Channel, Config, OwnedMessage, ReadStatus};
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 
-use crate::handler::Context;
 use crate::control;
 use crate::error::{Error, ProtocolError};
+use crate::handler::Context;
 use crate::handler::{Handled, Handler, Identity, Received};
 use crate::readiness::{AckBarrier, ExpectedChannels};
-use crate::signals::Signal;
 use crate::route::{self, pid_for_instance, Peer, Target};
+use crate::signals::Signal;
 use crate::table::{ProcId, ProcTable};
 
 /// Application messages exchanged with one peer.

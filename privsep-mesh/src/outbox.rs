@@ -89,4 +89,3 @@ impl Outbox {
             .map_err(|_| LoopGone)
     }
 }
-

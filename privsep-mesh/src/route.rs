@@ -46,7 +46,6 @@ impl Identity {
     }
 }
 
-
 /// Which instances of a process a message is for.
 ///
 /// proc.c passes an `int n` where `-1` means "every instance"; here that is a type.

@@ -14,8 +14,8 @@ use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 
 use crate::args::{self, Invocation};
-use crate::handler::Context;
 use crate::error::Error;
+use crate::handler::Context;
 use crate::handler::{Handler, Identity};
 pub use crate::mesh::LoopEnd;
 use crate::mesh::{Flow, Mesh, ReadEnd, FD_GUARD_RETRY};
@@ -26,7 +26,6 @@ use crate::signals::{Signal, SignalPipe};
 use crate::startup;
 use crate::stderr_log;
 use crate::table::{ProcId, ProcTable};
-
 
 /// Runs `mesh` until a channel closes, a terminating signal arrives, or the handler
 /// asks to stop. In the parent, `children` is reaped as SIGCHLD arrives.

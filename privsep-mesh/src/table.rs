@@ -14,11 +14,10 @@ use imsg_codec::{Dialect, MAX_IMSGSIZE};
 use crate::error::AppError;
 pub use crate::error::TableError;
 use crate::handler::{Handler, NullHandler};
-pub use crate::route::{Identity, ProcId, MAX_INSTANCES};
 use crate::policy::{self, Policy};
 use crate::route::Peer;
+pub use crate::route::{Identity, ProcId, MAX_INSTANCES};
 use crate::signals::Signal;
-
 
 /// Descriptors every process holds besides its channels: stdin, stdout, stderr.
 pub const STDIO_FDS: usize = 3;
@@ -26,7 +25,6 @@ pub const STDIO_FDS: usize = 3;
 /// Descriptors the event loop holds besides the channels: the two ends of the signal
 /// self-pipe (see [`crate::signals`]).
 pub const LOOP_FDS: usize = 2;
-
 
 pub(crate) type StartFn = Box<dyn FnMut(&Identity) -> Result<Box<dyn Handler>, AppError>>;
 
@@ -168,7 +166,6 @@ impl ProcSpec {
         }
     }
 }
-
 
 /// The whole daemon: its processes, the connection policy, and channel settings.
 ///

@@ -22,15 +22,15 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::mpsc::unbounded_channel;
 
-use crate::handler::Context;
 use crate::error::Error;
+use crate::handler::Context;
 use crate::handler::Handler;
+use crate::mesh::LoopEnd;
 use crate::mesh::{Flow, Mesh, ReadEnd, FD_GUARD_RETRY};
+use crate::outbox::Outgoing;
+pub use crate::outbox::{LoopGone, Outbox};
 use crate::reap::Children;
 use crate::route::Peer;
-use crate::mesh::LoopEnd;
-pub use crate::outbox::{LoopGone, Outbox};
-use crate::outbox::Outgoing;
 use crate::signals::{Signal, SignalPipe};
 
 /// A descriptor watched by the reactor but owned elsewhere (the mesh's channel or the
