@@ -13,15 +13,39 @@
 //! the number of open descriptors is the same before and after (so the caller
 //! must not open or close descriptors concurrently).
 
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use imsg_io::{Channel, Config, Dialect, Error, ReadStatus};
+use rustix::fs::{Mode, OFlags, RawDir, SeekFrom};
+
+thread_local! {
+    /// `/proc/self/fd`, opened once, so a count is a seek and two `getdents`
+    /// (its own descriptor is among those counted, the same every time).
+    static FD_DIR: OwnedFd = rustix::fs::open(
+        "/proc/self/fd",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .expect("/proc/self/fd");
+    /// The descriptors sent with chunks are duplicates of these two.
+    static DEV_NULL: OwnedFd = std::fs::File::open("/dev/null").expect("/dev/null").into();
+    static SOCKET: OwnedFd = UnixStream::pair().expect("socketpair").0.into();
+}
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
+    FD_DIR.with(|dir| {
+        rustix::fs::seek(dir, SeekFrom::Start(0)).expect("rewind /proc/self/fd");
+        let mut buf = [MaybeUninit::<u8>::uninit(); 1024];
+        let mut entries = RawDir::new(dir, &mut buf);
+        let mut n = 0;
+        while let Some(entry) = entries.next() {
+            entry.expect("read /proc/self/fd");
+            n += 1;
+        }
+        n
+    })
 }
 
 #[derive(PartialEq)]
@@ -76,16 +100,17 @@ impl Rx {
     }
 }
 
+/// A new descriptor for a socket or for `/dev/null` (a duplicate: cheaper than
+/// opening one, and the receiver cannot tell).
 fn make_fd(socket: bool) -> OwnedFd {
-    if socket {
-        UnixStream::pair().expect("socketpair").0.into()
-    } else {
-        std::fs::File::open("/dev/null").expect("/dev/null").into()
-    }
+    let original = if socket { &SOCKET } else { &DEV_NULL };
+    original.with(|fd| fd.try_clone().expect("dup"))
 }
 
 /// Runs one input; returns the number of frames delivered.
 pub fn run(data: &[u8]) -> usize {
+    // Open the long-lived descriptors before counting.
+    SOCKET.with(|_| DEV_NULL.with(|_| ()));
     let before = open_fds();
     let frames = run_inner(data);
     assert_eq!(open_fds(), before, "descriptor leak");
