@@ -119,7 +119,11 @@ impl Channel {
     /// descriptor passing, with `read`/`write`.
     pub fn new(fd: impl Into<OwnedFd>, config: Config) -> Result<Channel, Error> {
         let fd = fd.into();
-        let transport = match (socket::is_socket(fd.as_fd())?, config.fdpass) {
+        let is_socket = socket::is_socket(fd.as_fd())?;
+        if is_socket {
+            crate::sys::prepare_socket(fd.as_fd())?;
+        }
+        let transport = match (is_socket, config.fdpass) {
             (true, true) => Transport::SocketFdpass,
             (true, false) => Transport::Socket,
             (false, false) => Transport::Plain,

@@ -11,16 +11,17 @@
 //! descriptor per frame every frame does a read. So the guard counts, and then
 //! lets reads go unchecked for a while:
 //!
-//! - A check counts the process's open descriptors (a listing of
-//!   `/proc/self/fd` into a buffer on the stack, no allocation) and reads the
-//!   soft limit. The limit minus the descriptors open below it is the number of
+//! - A check counts the process's open descriptors (on Linux a listing of
+//!   `/proc/self/fd` into a buffer on the stack, no allocation; on OpenBSD
+//!   `getdtablecount`) and reads the soft limit. The limit minus the descriptors open below it is the number of
 //!   free slots the kernel can use. Fewer than `FD_HEADROOM`: refused.
 //! - Otherwise the next reads may go unchecked, as many as can take a quarter of
 //!   the free slots beyond the headroom at [`MAX_FDS_PER_RECV`] descriptors a
 //!   read: the rest of the process may open the other three quarters meanwhile.
 //!   The allowance is shared by every channel of the process, so many channels do
 //!   not each spend it. Close to the limit it is zero: every read is checked.
-//! - Where `/proc` cannot be read (a chroot), each read is checked by asking the
+//! - Where they cannot be counted (a chroot without `/proc`, FreeBSD, NetBSD,
+//!   macOS, Linux built with `--cfg imsg_fallback`), each read is checked by asking the
 //!   kernel itself: the channel's socket is duplicated `FD_HEADROOM` times
 //!   (`F_DUPFD_CLOEXEC` takes the lowest free number) and the duplicates closed;
 //!   an `EMFILE` refuses.
@@ -29,11 +30,8 @@
 //! more than three quarters of the slots that were free, and nobody lowers the
 //! limit.
 
-use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use rustix::io::Errno;
 
 use crate::socket::MAX_FDS_PER_RECV;
 
@@ -54,7 +52,7 @@ pub(crate) fn refuse(probe: BorrowedFd<'_>) -> bool {
     if took.is_ok() {
         return false;
     }
-    match free_slots() {
+    match crate::sys::free_slots() {
         Some(free) if free < FD_HEADROOM => true,
         Some(free) => {
             let allowance = (free - FD_HEADROOM) / (4 * MAX_FDS_PER_RECV);
@@ -65,55 +63,10 @@ pub(crate) fn refuse(probe: BorrowedFd<'_>) -> bool {
     }
 }
 
-/// A lower bound on the descriptor slots free below the soft limit: the limit
-/// minus the descriptors open. `None` when they cannot be counted.
-fn free_slots() -> Option<usize> {
-    use rustix::fs::{open, Mode, OFlags, RawDir};
-    use rustix::process::{getrlimit, Resource};
-    let limit = match getrlimit(Resource::Nofile).current {
-        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        None => usize::MAX,
-    };
-    let dir = open(
-        "/proc/self/fd",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
-    let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
-    let mut entries = RawDir::new(&dir, &mut buf);
-    // Descriptors below the limit (one that is not a number counts too); the
-    // listing's own is among them and closed right after.
-    let mut below = 0usize;
-    while let Some(entry) = entries.next() {
-        let entry = entry.ok()?;
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let number = std::str::from_utf8(name)
-            .ok()
-            .and_then(|n| n.parse::<usize>().ok());
-        if number.is_none_or(|n| n < limit) {
-            below += 1;
-        }
-    }
-    Some(limit.saturating_sub(below.saturating_sub(1)))
-}
-
 /// True when fewer than [`FD_HEADROOM`] descriptors can be opened now, asking
 /// the kernel with duplicates of `probe`.
 pub(crate) fn exhausted(probe: BorrowedFd<'_>) -> bool {
-    let mut held = [None, None, None, None];
-    for slot in held.iter_mut().take(FD_HEADROOM) {
-        match rustix::io::fcntl_dupfd_cloexec(probe, 0) {
-            Ok(fd) => *slot = Some(fd),
-            Err(Errno::MFILE) | Err(Errno::NFILE) => return true,
-            // Any other failure says nothing about the limit: let the read go on.
-            Err(_) => return false,
-        }
-    }
-    false
+    crate::sys::fewer_free_slots_than(FD_HEADROOM, probe)
 }
 
 const _: () = assert!(FD_HEADROOM >= 1 && FD_HEADROOM <= 4);

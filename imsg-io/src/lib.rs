@@ -54,6 +54,7 @@ pub mod raw;
 mod recv_buffer;
 mod send_queue;
 mod socket;
+mod sys;
 
 #[cfg(feature = "tokio")]
 pub use async_channel::AsyncChannel;

@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
 
 use rustix::io::{Errno, IoSlice};
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
 
 use crate::Error;
 
@@ -14,7 +14,7 @@ use crate::Error;
 pub const MAX_RAW_FDS: usize = 16;
 
 /// One `sendmsg` of `bytes` with `fds` as a single `SCM_RIGHTS` message
-/// (`MSG_NOSIGNAL`). Returns the bytes sent; the descriptors travel with the first
+/// (`MSG_NOSIGNAL`; `SO_NOSIGPIPE` is set first on macOS). Returns the bytes sent; the descriptors travel with the first
 /// byte if any byte was sent. `EAGAIN` is returned as [`Error::Io`] with kind
 /// `WouldBlock`; `EPIPE`/`ECONNRESET` as [`Error::PeerClosed`].
 ///
@@ -35,12 +35,13 @@ pub fn sendmsg(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Re
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(Errno::NOBUFS.into());
     }
+    crate::sys::prepare_socket(sock)?;
     loop {
         match rustix::net::sendmsg(
             sock,
             &[IoSlice::new(bytes)],
             &mut control,
-            SendFlags::NOSIGNAL,
+            crate::sys::SEND_FLAGS,
         ) {
             Ok(n) => return Ok(n),
             Err(Errno::INTR) => continue,

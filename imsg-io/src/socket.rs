@@ -1,11 +1,11 @@
 //! The system calls: one send or receive of bytes, with at most one descriptor.
 //!
-//! Sends use `MSG_NOSIGNAL` so a dead peer is `EPIPE`, never `SIGPIPE`; on a
-//! descriptor that is not a socket (a pipe), where no such flag exists, `SIGPIPE` is
-//! blocked in the calling thread around the `write(2)` and the one it raised is
-//! consumed. Receives
-//! with descriptor passing use `recvmsg` with `MSG_CMSG_CLOEXEC` and a control
-//! buffer of `CMSG_SPACE(sizeof(int))`, as C does.
+//! Sends on a socket never raise `SIGPIPE` (`MSG_NOSIGNAL`, or `SO_NOSIGPIPE` on
+//! macOS): a dead peer is `EPIPE`. On a descriptor that is not a socket (a pipe),
+//! where no such flag exists, `SIGPIPE` is blocked in the calling thread around the
+//! `write(2)` and the one it raised is consumed. Receives with descriptor passing
+//! use `recvmsg` with a control buffer of `CMSG_SPACE(sizeof(int))`, as C does, and
+//! make what arrives close-on-exec. What differs per system is in [`crate::sys`].
 
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -13,25 +13,24 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use rustix::io::{Errno, IoSlice, IoSliceMut};
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
+    SendAncillaryMessage,
 };
 
-/// `CMSG_ALIGN` of the platform (`size_t` alignment on Linux and the BSDs).
-const fn cmsg_align(n: usize) -> usize {
-    let a = std::mem::size_of::<usize>();
-    (n + a - 1) & !(a - 1)
-}
+use crate::sys;
 
-/// `sizeof(struct cmsghdr)`: `size_t cmsg_len; int cmsg_level; int cmsg_type`.
-const CMSGHDR_LEN: usize = cmsg_align(std::mem::size_of::<usize>() + 8);
-
-/// `CMSG_SPACE(sizeof(int))`: the control buffer C's `msgbuf_read` uses.
-const CMSG_SPACE_ONE_FD: usize = CMSGHDR_LEN + cmsg_align(4);
+/// `CMSG_SPACE(sizeof(int))`: the control buffer C's `msgbuf_read` uses, from the
+/// platform's own macro. (rustix's `cmsg_space!` adds alignment slack for
+/// unaligned buffers, which the kernel would fill with more descriptors than C
+/// receives at once; this buffer is aligned.)
+// SAFETY: CMSG_SPACE and CMSG_LEN are arithmetic on their argument.
+const CMSG_SPACE_ONE_FD: usize = unsafe { libc::CMSG_SPACE(4) } as usize;
 
 /// How many descriptors one receive can install: the control buffer's padding
-/// leaves room for more than one (2 on 64-bit Linux). A peer sending more in one
-/// `sendmsg` gets `MSG_CTRUNC`.
-pub(crate) const MAX_FDS_PER_RECV: usize = (CMSG_SPACE_ONE_FD - CMSGHDR_LEN) / 4;
+/// can leave room for more than one (2 on 64-bit Linux and the BSDs, 1 on macOS). A
+/// peer sending more in one `sendmsg` gets `MSG_CTRUNC`.
+// SAFETY: as above.
+pub(crate) const MAX_FDS_PER_RECV: usize =
+    (CMSG_SPACE_ONE_FD - unsafe { libc::CMSG_LEN(0) } as usize) / 4;
 
 /// Control buffer storage aligned for `cmsghdr`, so rustix uses all of it.
 #[repr(C, align(8))]
@@ -75,15 +74,10 @@ pub(crate) fn send(
                     // Cannot happen: the buffer is sized for one descriptor.
                     return Err(Errno::NOBUFS);
                 }
-                rustix::net::sendmsg(
-                    sock,
-                    &[IoSlice::new(bytes)],
-                    &mut control,
-                    SendFlags::NOSIGNAL,
-                )
+                rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, sys::SEND_FLAGS)
             }
             (Transport::Plain, None) => write_without_sigpipe(sock, bytes),
-            (_, None) => rustix::net::send(sock, bytes, SendFlags::NOSIGNAL),
+            (_, None) => rustix::net::send(sock, bytes, sys::SEND_FLAGS),
         };
         match r {
             Err(Errno::INTR) => continue,
@@ -114,14 +108,7 @@ fn write_without_sigpipe(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize, Errn
         libc::pthread_sigmask(libc::SIG_BLOCK, &pipe_only, &mut old);
         let r = rustix::io::write(fd, bytes);
         if r == Err(Errno::PIPE) && !was_pending {
-            let zero = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            while libc::sigtimedwait(&pipe_only, std::ptr::null_mut(), &zero) == -1
-                && Errno::from_io_error(&std::io::Error::last_os_error()) == Some(Errno::INTR)
-            {
-            }
+            sys::consume_sigpipe(&pipe_only);
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         r
@@ -160,16 +147,27 @@ pub(crate) fn recv(
 fn recv_fdpass(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, Errno> {
     let mut space = ControlSpace([MaybeUninit::uninit(); CMSG_SPACE_ONE_FD]);
     let mut control = RecvAncillaryBuffer::new(&mut space.0);
-    let msg = rustix::net::recvmsg(
-        sock,
-        &mut [IoSliceMut::new(buf)],
-        &mut control,
-        RecvFlags::CMSG_CLOEXEC,
-    )?;
+    let mut lost = false;
+    let msg = loop {
+        match rustix::net::recvmsg(
+            sock,
+            &mut [IoSliceMut::new(&mut *buf)],
+            &mut control,
+            sys::RECV_FLAGS,
+        ) {
+            // No slot for a descriptor, the bytes still queued (OpenBSD): read them
+            // again, without it, and report the loss as MSG_CTRUNC would.
+            Err(e) if sys::lost_descriptors(e) => lost = true,
+            r => break r?,
+        }
+    };
     let mut fd = None;
     for m in control.drain() {
         if let RecvAncillaryMessage::ScmRights(fds) = m {
             for f in fds {
+                // Where recvmsg could not be asked to; a failure leaves the
+                // descriptor inheritable by a later exec, nothing worse.
+                let _ = sys::after_recv(&f);
                 if fd.is_none() {
                     fd = Some(f);
                 } else {
@@ -182,7 +180,7 @@ fn recv_fdpass(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, Errno> 
     Ok(Received {
         bytes: msg.bytes,
         fd,
-        truncated: msg.flags.contains(ReturnFlags::CTRUNC),
+        truncated: lost || msg.flags.contains(ReturnFlags::CTRUNC),
     })
 }
 

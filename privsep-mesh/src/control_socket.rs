@@ -173,7 +173,8 @@ impl ControlSocket {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("stat")(e)),
         }
-        let mask = rustix::fs::Mode::from_raw_mode(0o777 & !access.mode());
+        let mask =
+            rustix::fs::Mode::from_bits_truncate((0o777 & !access.mode()) as rustix::fs::RawMode);
         let old = rustix::process::umask(mask);
         let bound = UnixListener::bind(path);
         rustix::process::umask(old);
@@ -225,10 +226,11 @@ impl Drop for ControlSocket {
     }
 }
 
-/// The connected peer's credentials (`SO_PEERCRED`): pid, uid, gid at connect time.
+/// The connected peer's credentials at connect time: `SO_PEERCRED` on Linux,
+/// `getpeereid` on the BSDs and macOS (which give no pid: 0 there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Credentials {
-    /// Process id.
+    /// Process id (0 where the platform does not say).
     pub pid: u32,
     /// User id.
     pub uid: u32,
@@ -238,12 +240,8 @@ pub struct Credentials {
 
 /// Reads a connected `AF_UNIX` socket's peer credentials.
 pub fn peer_credentials(sock: impl AsFd) -> io::Result<Credentials> {
-    let c = rustix::net::sockopt::socket_peercred(sock)?;
-    Ok(Credentials {
-        pid: c.pid.as_raw_nonzero().get() as u32,
-        uid: c.uid.as_raw(),
-        gid: c.gid.as_raw(),
-    })
+    let (pid, uid, gid) = crate::sys::peer_ids(sock.as_fd())?;
+    Ok(Credentials { pid, uid, gid })
 }
 
 #[cfg(test)]

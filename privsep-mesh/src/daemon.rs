@@ -12,21 +12,20 @@ use std::io;
 
 use rustix::fs::{Mode, OFlags};
 
-/// Number of threads of this process (from `/proc/self/task`).
-fn threads() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
-}
-
 /// Forks into the background (see the module documentation). Returns in the child
 /// only; the original process exits with status 0. Refuses (error, nothing done) if
 /// the process has more than one thread, since only the calling thread would
-/// survive the fork.
+/// survive the fork (checked on Linux, from `/proc/self/task`; elsewhere that is the
+/// caller's to ensure).
 pub fn daemonize() -> io::Result<()> {
-    if threads()? != 1 {
+    if crate::sys::thread_count()?.is_some_and(|n| n != 1) {
         return Err(io::Error::other(
             "daemonize: the process must be single-threaded",
         ));
     }
+    // Resolve the binary to re-execute while the working directory is still the
+    // one the program was started in (a relative argv[0] is relative to it).
+    crate::startup::self_exe()?;
     // Flush what the launching process printed, so that it is not printed twice.
     io::Write::flush(&mut io::stdout())?;
     // SAFETY: the process has exactly one thread (checked above), so the child

@@ -13,8 +13,6 @@
 
 use std::os::fd::OwnedFd;
 
-use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
-
 use crate::context::Context;
 use crate::error::Error;
 use crate::handler::{AppError, Handled, Handler, Identity, Received};
@@ -79,13 +77,7 @@ impl Handler for Probe {
 }
 
 fn pair() -> Option<(OwnedFd, OwnedFd)> {
-    socketpair(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        None,
-    )
-    .ok()
+    crate::sys::stream_pair_cloexec_nonblock().ok()
 }
 
 /// Runs one input; returns how the receiving side ended (for seed tests).

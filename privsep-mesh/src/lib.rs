@@ -74,6 +74,7 @@ pub mod run;
 pub mod signals;
 pub mod startup;
 pub mod stderr_log;
+mod sys;
 pub mod syslog_log;
 pub mod table;
 #[cfg(feature = "tokio")]

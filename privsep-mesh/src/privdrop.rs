@@ -11,9 +11,11 @@
 //!    are exactly `[gid]`, and `setuid(0)` and a `setgid` to a group the process
 //!    does not hold (0, or 1 for a user whose group is 0) fail.
 //!
-//! The id changes go through glibc's `setgroups`/`setresgid`/`setresuid`, which apply
-//! to every thread of the process (the raw system calls change only the calling
-//! thread on Linux).
+//! The id changes go through the C library (`setgroups`, then `setresgid` and
+//! `setresuid`, or `setgid` and `setuid` where those do not exist: macOS, NetBSD),
+//! which applies them to every thread of the process (on Linux the raw system calls
+//! change only the calling thread). Where the saved ids cannot be read back, the
+//! check relies on `setuid(0)` failing.
 //!
 //! When the daemon does not run as root, nothing is dropped: the parent says so once.
 
@@ -205,26 +207,22 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 pub fn become_user(user: &User) -> Result<(), PrivdropError> {
     let gid = user.gid as libc::gid_t;
     let uid = user.uid as libc::uid_t;
-    // SAFETY: plain libc calls with values and a pointer to one gid that lives for
-    // the call; glibc applies them to all threads.
-    unsafe {
-        check(libc::setgroups(1, &gid)).map_err(PrivdropError::SetGroups)?;
-        check(libc::setresgid(gid, gid, gid)).map_err(PrivdropError::SetGid)?;
-        check(libc::setresuid(uid, uid, uid)).map_err(PrivdropError::SetUid)?;
-    }
+    // SAFETY: a libc call with a pointer to one gid that lives for the call.
+    check(unsafe { libc::setgroups(1, &gid) }).map_err(PrivdropError::SetGroups)?;
+    crate::sys::set_ids(uid, gid).map_err(|(which, e)| match which {
+        crate::sys::IdSwitch::Gid => PrivdropError::SetGid(e),
+        crate::sys::IdSwitch::Uid => PrivdropError::SetUid(e),
+    })?;
     verify(user)
 }
 
 /// The calling process's (real, effective, saved) uids and gids and its supplementary
-/// groups.
+/// groups. Where the saved ids cannot be read (macOS, NetBSD), the effective ones
+/// stand in for them.
 pub fn credentials() -> io::Result<([u32; 3], [u32; 3], Vec<u32>)> {
-    let (mut r, mut e, mut s) = (0, 0, 0);
-    let (mut gr, mut ge, mut gs) = (0, 0, 0);
-    // SAFETY: each call writes three ids to locals / up to `n` gids into a buffer of
-    // length `n`.
+    let (uids, gids) = crate::sys::get_ids()?;
+    // SAFETY: getgroups writes up to `n` gids into a buffer of length `n`.
     unsafe {
-        check(libc::getresuid(&mut r, &mut e, &mut s))?;
-        check(libc::getresgid(&mut gr, &mut ge, &mut gs))?;
         let n = libc::getgroups(0, std::ptr::null_mut());
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -235,7 +233,7 @@ pub fn credentials() -> io::Result<([u32; 3], [u32; 3], Vec<u32>)> {
             return Err(io::Error::last_os_error());
         }
         groups.truncate(n as usize);
-        Ok(([r, e, s], [gr, ge, gs], groups))
+        Ok((uids, gids, groups))
     }
 }
 
@@ -304,13 +302,13 @@ pub fn verify(user: &User) -> Result<(), PrivdropError> {
     Ok(())
 }
 
-/// Sets the process (thread) name shown by `ps -o comm` and in `/proc/PID/comm`
-/// (the kernel keeps 15 bytes).
+/// Sets the name `ps` shows for the process: on Linux the name in `ps -o comm` and
+/// `/proc/PID/comm` (the kernel keeps 15 bytes), on the BSDs the title
+/// (`setproctitle`, as proc.c does), on macOS the main thread's name.
 pub fn set_process_name(name: &str) {
-    let mut bytes: Vec<u8> = name.bytes().filter(|&b| b != 0).take(15).collect();
-    bytes.push(0);
-    if let Ok(c) = CStr::from_bytes_with_nul(&bytes) {
-        if let Err(e) = rustix::thread::set_name(c) {
+    let bytes: Vec<u8> = name.bytes().filter(|&b| b != 0).collect();
+    if let Ok(c) = CString::new(bytes) {
+        if let Err(e) = crate::sys::set_process_title(&c) {
             log::debug!("cannot set the process name: {e}");
         }
     }

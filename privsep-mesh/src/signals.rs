@@ -19,7 +19,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::io::Errno;
-use rustix::pipe::{pipe_with, PipeFlags};
 
 /// A signal the framework knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,18 +88,21 @@ static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_signal(sig: libc::c_int) {
     // SAFETY: only async-signal-safe calls: reading and restoring errno through its
-    // thread-local location, and write(2) of one byte from a local to a descriptor
-    // that stays open while WRITE_FD names it (SignalPipe::drop clears WRITE_FD and
-    // restores the dispositions before closing it).
+    // thread-local location (the platform's __errno_location, __error or __errno,
+    // which return a valid pointer for the calling thread), and write(2) of one
+    // byte from a local to a descriptor that stays open while WRITE_FD names it
+    // (SignalPipe::drop clears WRITE_FD and restores the dispositions before
+    // closing it).
     unsafe {
-        let errno = *libc::__errno_location();
+        let errno_at = crate::sys::errno_location();
+        let errno = *errno_at;
         let fd = WRITE_FD.load(Ordering::Relaxed);
         if fd >= 0 {
             let byte = sig as u8;
             // A full pipe drops the byte: a signal is already pending there.
             let _ = libc::write(fd, (&byte as *const u8).cast(), 1);
         }
-        *libc::__errno_location() = errno;
+        *errno_at = errno;
     }
 }
 
@@ -137,7 +139,7 @@ impl SignalPipe {
     ///
     /// Fails with `EBUSY` if another `SignalPipe` is alive in this process.
     pub fn install(for_app: &[Signal], internal: &[Signal]) -> io::Result<SignalPipe> {
-        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        let (read, write) = crate::sys::pipe_cloexec_nonblock()?;
         if WRITE_FD
             .compare_exchange(-1, write.as_raw_fd(), Ordering::SeqCst, Ordering::SeqCst)
             .is_err()

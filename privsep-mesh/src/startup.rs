@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{fstat, FileType};
 use rustix::io::{fcntl_setfd, Errno, FdFlags};
-use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 
 use crate::args::child_args;
 use crate::control;
@@ -25,44 +24,22 @@ use crate::table::ProcTable;
 /// `PROC_PARENT_SOCK_FILENO`).
 pub const PARENT_FD: i32 = 3;
 
-/// The binary children are started from: this process's own executable.
-pub const SELF_EXE: &str = "/proc/self/exe";
+/// The binary children are started from: this process's own executable, as the
+/// platform names it (`/proc/self/exe` on Linux; the kernel's path on FreeBSD,
+/// NetBSD and macOS; `argv[0]` on OpenBSD, as proc.c's `execvp(argv[0])`, made
+/// absolute the first time this is asked).
+pub fn self_exe() -> io::Result<std::path::PathBuf> {
+    crate::sys::self_exe()
+}
 
 fn stream_pair() -> Result<(OwnedFd, OwnedFd), Error> {
-    socketpair(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        None,
-    )
-    .map_err(Error::errno("socketpair"))
+    crate::sys::stream_pair_cloexec_nonblock().map_err(|error| Error::Os {
+        what: "socketpair",
+        error,
+    })
 }
 
-/// Marks every descriptor above 3 close-on-exec, so that a child starts with stdio
-/// and its channel only, whatever the parent inherited without `O_CLOEXEC` (proc.c
-/// execs without a `closefrom`). Marking instead of closing keeps std's exec-error
-/// pipe working. Called between fork and exec: async-signal-safe calls only.
-fn close_above_parent_fd_on_exec() {
-    // SAFETY: close_range(2) and fcntl(2) on descriptor numbers; no memory is touched.
-    unsafe {
-        let first = (PARENT_FD + 1) as libc::c_uint;
-        let rc = libc::syscall(
-            libc::SYS_close_range,
-            first,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
-        if rc != 0 {
-            // Kernels before 5.11: one fcntl per possible descriptor.
-            let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(0, 1 << 16) as libc::c_int;
-            for fd in first as libc::c_int..max {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            }
-        }
-    }
-}
-
-/// Starts one child instance: `SELF_EXE` with `-P title -I instance` before the
+/// Starts one child instance: [`self_exe`] with `-P title -I instance` before the
 /// application's arguments and `channel` on descriptor 3 (and nothing else but
 /// stdio). Returns its pid.
 pub(crate) fn spawn_child(
@@ -71,14 +48,18 @@ pub(crate) fn spawn_child(
     app_args: &[OsString],
     channel: &OwnedFd,
 ) -> io::Result<u32> {
-    let mut cmd = Command::new(SELF_EXE);
+    let mut cmd = Command::new(self_exe()?);
     if let Some(arg0) = std::env::args_os().next() {
         cmd.arg0(arg0);
     }
     cmd.args(child_args(title, instance, app_args));
     let raw = channel.as_raw_fd();
+    // Read before the fork: the loop below runs where only async-signal-safe calls
+    // may be made.
+    let open_max = crate::sys::open_max();
     // SAFETY: the closure runs in the forked child before exec and only calls
-    // async-signal-safe functions (dup2, fcntl) on a descriptor number copied in; it
+    // async-signal-safe functions (dup2, fcntl, close_range) on descriptor numbers
+    // copied in; it
     // allocates nothing (io::Error::last_os_error only reads errno).
     unsafe {
         cmd.pre_exec(move || {
@@ -91,7 +72,11 @@ pub(crate) fn spawn_child(
                 // dup2 clears FD_CLOEXEC on the new descriptor.
                 return Err(io::Error::last_os_error());
             }
-            close_above_parent_fd_on_exec();
+            // Every descriptor above 3 close-on-exec, so that a child starts with
+            // stdio and its channel only, whatever the parent inherited without
+            // O_CLOEXEC (proc.c execs without a closefrom). Marking instead of
+            // closing keeps std's exec-error pipe working.
+            crate::sys::cloexec_from(PARENT_FD + 1, open_max);
             Ok(())
         });
     }

@@ -28,8 +28,9 @@ use std::sync::OnceLock;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-/// The system's syslog socket.
-pub const DEV_LOG: &str = "/dev/log";
+/// The system's syslog socket: `/dev/log` on Linux and OpenBSD, `/var/run/log` on
+/// FreeBSD and NetBSD, `/var/run/syslog` on macOS.
+pub const DEV_LOG: &str = crate::sys::SYSLOG_SOCKET;
 
 /// syslog's `LOG_DAEMON` facility.
 pub const LOG_DAEMON: u8 = 3;

@@ -614,7 +614,9 @@ fn accept_pauses_when_descriptors_run_low() {
 #[test]
 fn unprivileged_user_and_restricted_socket() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut d = Daemon::start("unpriv", &[]);
+    let config = std::env::temp_dir().join(format!("httpd-test-{}.conf", std::process::id()));
+    std::fs::write(&config, "bonjour\n").unwrap();
+    let mut d = Daemon::start("unpriv", &["-f", config.to_str().unwrap()]);
     if is_root() {
         let nobody = 65534;
         let (ok, _, err) = httpctl(&d.csock, "show stats", Some((nobody, &d.dir)));
@@ -646,14 +648,18 @@ fn unprivileged_user_and_restricted_socket() {
         .unwrap();
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("already in use"));
-    // Reload and verbosity from the main socket.
-    assert!(d.ctl(&d.csock, "reload").0);
+    // Reload (the parent re-reads the settings file and broadcasts it) and
+    // verbosity from the main socket.
     let mut s = TcpStream::connect(d.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (_, body) = get(&mut s, "/", &mut Vec::new()).unwrap();
+    assert!(body.starts_with("bonjour from server["), "{body}");
+    std::fs::write(&config, "hej\n").unwrap();
+    assert!(d.ctl(&d.csock, "reload").0);
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, body) = get(&mut s, "/", &mut Vec::new()).unwrap();
-        if body.contains("generation 2") {
+        if body.starts_with("hej from server[") && body.contains("generation 2") {
             break;
         }
         assert!(
@@ -661,6 +667,19 @@ fn unprivileged_user_and_restricted_socket() {
             "reload never reached the servers: {body}"
         );
     }
+    // A settings file that cannot be read: reload fails, the settings stay.
+    std::fs::remove_file(&config).unwrap();
+    let (ok, _, err) = d.ctl(&d.csock, "reload");
+    assert!(
+        !ok && err.contains("failed") && err.contains(".conf"),
+        "{err}"
+    );
+    let (_, body) = get(&mut s, "/", &mut Vec::new()).unwrap();
+    assert!(
+        body.starts_with("hej from server[") && body.contains("generation 2"),
+        "{body}"
+    );
+    std::fs::write(&config, "hej\n").unwrap();
     // SIGHUP to the parent reloads too.
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(d.pgid() as i32).unwrap(),
@@ -707,6 +726,7 @@ fn unprivileged_user_and_restricted_socket() {
     assert!(ok);
     assert!(d.wait_exit(DEADLINE).success());
     d.assert_group_gone();
+    let _ = std::fs::remove_file(&config);
 }
 
 /// Daemon mode in a private mount namespace whose `/dev/log` is a datagram socket the

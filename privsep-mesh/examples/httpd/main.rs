@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! httpd [-dnv] [-l ADDR:PORT] [-s SOCKET] [-S SOCKET]... [-L ACCESS_LOG]
-//!       [--servers N] [--chroot DIR] [--no-access-log]
+//!       [-f SETTINGS] [--servers N] [--chroot DIR] [--no-access-log]
 //! ```
 //!
 //! - The parent binds the listening TCP socket, the control sockets and opens the
@@ -32,8 +32,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use privsep_mesh::args::{self, Invocation};
@@ -59,7 +59,7 @@ const LISTEN: u32 = 2; // parent → every server, with the listening TCP socket
 const LOG_FD: u32 = 3; // parent → logger, with the access log (peer id: client to answer)
 const CSOCK: u32 = 4; // parent → control, with a control socket; payload "main"/"restricted"
 const ACCESS: u32 = 5; // server → logger: one access-log line
-const GENERATION: u32 = 6; // parent → every server: settings generation (reload)
+const SETTINGS: u32 = 6; // parent → every server: generation u32, then the greeting
 const STATS: u32 = 7; // server/logger → control: "name count"
 const QUIESCE: u32 = 8; // parent → every server: stop answering (peer id: client)
 const QUIESCED: u32 = 9; // server → logger, after its last access line
@@ -76,6 +76,7 @@ struct Options {
     csock: Option<PathBuf>,
     rsocks: Vec<PathBuf>,
     access_log: Option<PathBuf>,
+    config: Option<PathBuf>,
     servers: u32,
     chroot: PathBuf,
     no_action: bool,
@@ -100,6 +101,7 @@ fn options() -> Result<Options, String> {
         csock: None,
         rsocks: Vec::new(),
         access_log: None,
+        config: None,
         servers: 3,
         chroot: default_chroot(),
         no_action: false,
@@ -120,6 +122,7 @@ fn options() -> Result<Options, String> {
             "-s" => o.csock = Some(abs(value("a socket path")?)?),
             "-S" => o.rsocks.push(abs(value("a socket path")?)?),
             "-L" => o.access_log = Some(abs(value("a file path")?)?),
+            "-f" => o.config = Some(abs(value("a file path")?)?),
             "--servers" => {
                 o.servers = value("a number")?
                     .parse()
@@ -176,6 +179,17 @@ struct Resources {
     listener: TcpListener,
     csocks: Vec<ControlSocket>,
     access_log: PathBuf,
+    config: Option<PathBuf>,
+}
+
+/// The settings file (`-f`): its first line is the greeting servers answer with.
+fn read_greeting(config: Option<&Path>) -> Result<String, String> {
+    match config {
+        None => Ok("hello".to_owned()),
+        Some(p) => std::fs::read_to_string(p)
+            .map(|t| t.lines().next().unwrap_or("").trim().to_owned())
+            .map_err(|e| format!("{}: {e}", p.display())),
+    }
 }
 
 fn open_access_log(path: &Path) -> std::io::Result<File> {
@@ -213,10 +227,12 @@ fn resources(o: &Options, demo_dir: Option<&Path>) -> Result<Resources, String> 
         (None, None) => PathBuf::from("/var/log/privsep-httpd-access.log"),
     };
     open_access_log(&access_log).map_err(|e| format!("{}: {e}", access_log.display()))?;
+    read_greeting(o.config.as_deref())?;
     Ok(Resources {
         listener,
         csocks,
         access_log,
+        config: o.config.clone(),
     })
 }
 
@@ -348,6 +364,7 @@ struct Parent {
     res: Resources,
     reports: BTreeMap<(u32, u32), String>,
     generation: u32,
+    greeting: String,
 }
 
 impl Parent {
@@ -355,22 +372,36 @@ impl Parent {
         Ok(Parent {
             res: res.ok_or("the parent started without its sockets")?,
             reports: BTreeMap::new(),
-            generation: 1,
+            generation: 0,
+            greeting: String::new(),
         })
     }
 
-    /// Re-reads the settings (here: a new generation) and broadcasts them.
-    fn reload(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
+    /// Re-reads the settings file and broadcasts the settings as a new generation.
+    /// A file that cannot be read leaves the running settings as they are.
+    fn reload(&mut self, ctx: &mut Context<'_>) -> Result<Result<(), String>, AppError> {
+        let greeting = match read_greeting(self.res.config.as_deref()) {
+            Ok(g) => g,
+            Err(why) => {
+                log::warn!("reload: {why}; keeping generation {}", self.generation);
+                return Ok(Err(why));
+            }
+        };
         self.generation += 1;
-        log::info!("reloading: generation {}", self.generation);
-        ctx.compose(
+        self.greeting = greeting;
+        log::info!(
+            "settings generation {}: greeting {:?}",
+            self.generation,
+            self.greeting
+        );
+        ctx.composev(
             SERVER,
             Target::All,
-            GENERATION,
+            SETTINGS,
             NO_PEERID,
-            &self.generation.to_ne_bytes(),
+            &[&self.generation.to_ne_bytes(), self.greeting.as_bytes()],
         )?;
-        Ok(())
+        Ok(Ok(()))
     }
 
     fn procs(&self, ctx: &Context<'_>) -> Vec<String> {
@@ -419,8 +450,10 @@ impl Parent {
                 }
             },
             proto::RELOAD => {
-                self.reload(ctx)?;
-                reply(ctx, proto::END, "")?;
+                match self.reload(ctx)? {
+                    Ok(()) => reply(ctx, proto::END, "")?,
+                    Err(why) => reply(ctx, proto::FAILED, &why)?,
+                };
             }
             // Servers stop answering and mark the end of their access lines to the
             // logger; when it has written them all, the mesh stops: nothing lost.
@@ -456,6 +489,9 @@ impl Handler for Parent {
     fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
         let addr = self.res.listener.local_addr()?;
         log::info!("listening on {addr}, {} servers", ctx.instances(SERVER));
+        if let Err(why) = self.reload(ctx)? {
+            return Err(why.into());
+        }
         let l: OwnedFd = self.res.listener.try_clone()?.into();
         ctx.compose_fd(SERVER, Target::All, LISTEN, NO_PEERID, l, b"")?;
         let f = open_access_log(&self.res.access_log)?;
@@ -499,7 +535,7 @@ impl Handler for Parent {
 
     fn signal(&mut self, ctx: &mut Context<'_>, signal: Signal) -> Result<(), AppError> {
         if signal == Signal::Hup {
-            self.reload(ctx)?;
+            let _ = self.reload(ctx)?;
         }
         Ok(())
     }
@@ -672,8 +708,14 @@ struct Server {
     instance: u32,
     access_logging: bool,
     requests: Arc<AtomicU64>,
-    generation: Arc<AtomicU32>,
+    settings: Arc<Mutex<Settings>>,
     stopping: Arc<AtomicBool>,
+}
+
+/// What the parent's `SETTINGS` says.
+struct Settings {
+    generation: u32,
+    greeting: String,
 }
 
 impl Server {
@@ -682,7 +724,10 @@ impl Server {
             instance,
             access_logging,
             requests: Arc::new(AtomicU64::new(0)),
-            generation: Arc::new(AtomicU32::new(1)),
+            settings: Arc::new(Mutex::new(Settings {
+                generation: 0,
+                greeting: "hello".to_owned(),
+            })),
             stopping: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -704,7 +749,7 @@ impl Handler for Server {
                     instance: self.instance,
                     outbox: self.access_logging.then(|| ctx.outbox()).flatten(),
                     requests: self.requests.clone(),
-                    generation: self.generation.clone(),
+                    settings: self.settings.clone(),
                     stopping: self.stopping.clone(),
                 };
                 tokio::spawn(accept_loop(l, Arc::new(site)));
@@ -721,10 +766,16 @@ impl Handler for Server {
                     }
                 }
             }
-            GENERATION => {
-                let g = msg.reader().get_h32()?;
-                self.generation.store(g, Ordering::Relaxed);
-                log::info!("reloaded: generation {g}");
+            SETTINGS => {
+                let mut r = msg.reader();
+                let generation = r.get_h32()?;
+                let greeting = String::from_utf8_lossy(r.rest()).into_owned();
+                log::info!("settings generation {generation}: greeting {greeting:?}");
+                let mut s = self.settings.lock().map_err(|_| "settings lock poisoned")?;
+                *s = Settings {
+                    generation,
+                    greeting,
+                };
             }
             proto::SHOW_STATS => {
                 let s = format!(
@@ -745,7 +796,7 @@ struct Site {
     instance: u32,
     outbox: Option<Outbox>,
     requests: Arc<AtomicU64>,
-    generation: Arc<AtomicU32>,
+    settings: Arc<Mutex<Settings>>,
     /// Set when the daemon stops: no more requests are answered.
     stopping: Arc<AtomicBool>,
 }
@@ -816,14 +867,16 @@ fn answer(buf: &[u8], site: &Site) -> Option<Answer> {
         _ => minor == 1,
     };
     let (status, body) = match (method, path) {
-        ("GET" | "HEAD", "/") => (
-            200,
+        ("GET" | "HEAD", "/") => (200, {
+            let (generation, greeting) = match site.settings.lock() {
+                Ok(s) => (s.generation, s.greeting.clone()),
+                Err(_) => (0, "hello".to_owned()),
+            };
             format!(
-                "hello from server[{}] (generation {})\n",
-                site.instance,
-                site.generation.load(Ordering::Relaxed)
-            ),
-        ),
+                "{greeting} from server[{}] (generation {generation})\n",
+                site.instance
+            )
+        }),
         ("GET" | "HEAD", _) => (404, "not found\n".into()),
         _ => (405, "method not allowed\n".into()),
     };
