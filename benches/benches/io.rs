@@ -4,7 +4,7 @@
 //! - `io_stream_16B`: frames with 16-byte payloads (32 bytes a frame) streamed one
 //!   way. `imsg` (no descriptor passing: `send`/`recv`), `imsg_fdpass` (the same
 //!   on channels that allow descriptors: `sendmsg`/`recvmsg` and the descriptor
-//!   guard before every read), and the ceiling `raw`: the same bytes moved with
+//!   guard), and the ceiling `raw`: the same bytes moved with
 //!   plain blocking `write`/`read` in 256 KiB chunks. Bytes/s; frames/s = bytes/s / 32.
 //!   The imsg writer works as an event loop does: its socket is non-blocking, it
 //!   composes frames and tries one `write()` each time another `WRITE_BATCH` bytes

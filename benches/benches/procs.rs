@@ -12,7 +12,7 @@
 //! - `fd`: 200 k frames with 8-byte payloads, each with a descriptor (a duplicate
 //!   of `/dev/null`, duplicated per frame by the writer and closed by the reader,
 //!   in the ceiling too), a flush every 100 frames.
-//! - `pingpong`: 100 k round trips of a 16-byte-payload frame.
+//! - `pingpong`: 20 k round trips of a 16-byte-payload frame.
 //!
 //! The raw writer sends the very bytes imsg would (encoded frames), one `write`
 //! per flush (cadence 1: one frame a write); the raw reader reads into a 64 KiB
@@ -518,7 +518,7 @@ fn main() {
     });
     list.push(Workload {
         name: "pingpong".into(),
-        n: 100_000 / scale,
+        n: 20_000 / scale,
         kind: Kind::PingPong,
     });
     list.retain(|w| w.name.contains(&only));

@@ -8,7 +8,7 @@
 use core::fmt;
 use std::ffi::{OsStr, OsString};
 
-use crate::table::MAX_INSTANCES;
+use crate::route::MAX_INSTANCES;
 
 /// How this process was started.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +40,7 @@ impl Invocation {
 
 /// A `-P … -I …` prefix that is not well formed.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ArgsError {
     /// `-P` without a title after it, or the title is not UTF-8 or empty.
     BadTitle,

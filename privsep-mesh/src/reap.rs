@@ -28,6 +28,7 @@ impl ExitKind {
 
 /// One child's end.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChildExit {
     /// The process and instance it was.
     pub peer: Peer,
@@ -207,7 +208,7 @@ impl Children {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::ProcId;
+    use crate::route::ProcId;
 
     /// A child reaped by pid through `Children`, not through its std handle.
     fn spawn(prog: &str, args: &[&str]) -> u32 {
