@@ -40,6 +40,7 @@ impl Invocation {
 
 /// A `-P … -I …` prefix that is not well formed.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ArgsError {
     /// `-P` without a title after it, or the title is not UTF-8 or empty.
     BadTitle,

@@ -46,6 +46,7 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Limits of a [`ControlServer`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ControlSettings {
     /// Message types a restricted socket allows.
     pub unprivileged: Vec<u32>,
@@ -123,7 +124,9 @@ struct Shared {
 /// use privsep_mesh::{ProcId, Target};
 /// # fn f(listener: std::os::unix::net::UnixListener, outbox: privsep_mesh::tokio_run::Outbox) -> std::io::Result<()> {
 /// const SHOW: u32 = 1;
-/// let server = ControlServer::new(ControlSettings { unprivileged: vec![SHOW], ..Default::default() });
+/// let mut settings = ControlSettings::default();
+/// settings.unprivileged = vec![SHOW];
+/// let server = ControlServer::new(settings);
 /// server.listen(listener, Access::Main, outbox, Arc::new(|_req| Decision::Forward(ProcId::PARENT, Target::All)))?;
 /// // later, in the handler's dispatch: server.reply(msg.peerid(), msg.msg_type(), msg.payload());
 /// # Ok(()) }

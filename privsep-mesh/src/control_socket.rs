@@ -229,6 +229,7 @@ impl Drop for ControlSocket {
 /// The connected peer's credentials at connect time: `SO_PEERCRED` on Linux,
 /// `getpeereid` on the BSDs and macOS (which give no pid: 0 there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Credentials {
     /// Process id (0 where the platform does not say).
     pub pid: u32,

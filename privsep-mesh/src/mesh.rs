@@ -22,6 +22,7 @@ use crate::table::{ProcId, ProcTable};
 
 /// Application messages exchanged with one peer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Counts {
     /// Messages queued to the peer.
     pub sent: u64,

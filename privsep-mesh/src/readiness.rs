@@ -16,6 +16,7 @@ use crate::route::Peer;
 
 /// Why a `PROCFD` was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Refusal {
     /// The policy gives this process no channel to that peer.
     Unexpected(Peer),
@@ -93,6 +94,7 @@ impl ExpectedChannels {
 
 /// A second acknowledgement, or one from a process that owes none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AckError {
     /// That child is not one the barrier waits for.
     Unexpected(Peer),

@@ -28,6 +28,7 @@ impl ExitKind {
 
 /// One child's end.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChildExit {
     /// The process and instance it was.
     pub peer: Peer,

@@ -28,6 +28,7 @@ use crate::table::{ProcId, ProcTable};
 
 /// Why a process left its event loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LoopEnd {
     /// End of file (or a dead peer on write) on the channel to this peer.
     Closed(Peer),

@@ -22,6 +22,7 @@ use rustix::io::Errno;
 
 /// A signal the framework knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Signal {
     /// SIGTERM.
     Term,

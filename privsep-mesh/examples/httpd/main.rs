@@ -581,10 +581,9 @@ fn route() -> Route {
 
 impl Handler for Control {
     fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
-        self.server = Some(ControlServer::new(ControlSettings {
-            unprivileged: proto::UNPRIVILEGED.to_vec(),
-            ..ControlSettings::default()
-        }));
+        let mut settings = ControlSettings::default();
+        settings.unprivileged = proto::UNPRIVILEGED.to_vec();
+        self.server = Some(ControlServer::new(settings));
         report(ctx)
     }
 
