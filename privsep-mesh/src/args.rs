@@ -8,7 +8,7 @@
 use core::fmt;
 use std::ffi::{OsStr, OsString};
 
-use crate::table::MAX_INSTANCES;
+use crate::route::MAX_INSTANCES;
 
 /// How this process was started.
 #[derive(Clone, Debug, PartialEq, Eq)]

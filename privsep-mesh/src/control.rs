@@ -20,7 +20,7 @@
 use core::fmt;
 
 use crate::route::Peer;
-use crate::table::ProcId;
+use crate::route::ProcId;
 
 /// First message type reserved for the framework; application types must be below.
 pub const CONTROL_BASE: u32 = 0xffff_ff00;

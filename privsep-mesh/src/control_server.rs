@@ -37,9 +37,9 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify};
 
 use crate::control_socket::{peer_credentials, Access, Credentials, REFUSED};
+use crate::outbox::Outbox;
+use crate::route::ProcId;
 use crate::route::Target;
-use crate::table::ProcId;
-use crate::tokio_run::Outbox;
 
 /// How long accepting pauses after `EMFILE`/`ENFILE` unless a client leaves first.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -353,7 +353,7 @@ mod tests {
 
     use super::*;
     use crate::control_socket::ControlSocket;
-    use crate::tokio_run::Outgoing;
+    use crate::outbox::Outgoing;
 
     const SHOW: u32 = 1;
     const STOP: u32 = 2;

@@ -5,11 +5,64 @@ use std::io;
 
 use crate::args::ArgsError;
 use crate::control::{self, PayloadError};
-use crate::handler::AppError;
 use crate::privdrop::PrivdropError;
 use crate::readiness::AckError;
+use crate::route::ProcId;
+use crate::route::MAX_INSTANCES;
 use crate::route::{Peer, RouteError};
-use crate::table::{ProcId, TableError};
+
+/// An application error: returned by a handler, it ends the process with a log line
+/// naming it and a non-zero exit status.
+pub type AppError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A table that cannot describe a daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TableError {
+    /// No process with id 0.
+    NoParent,
+    /// The parent must have exactly one instance and drops no privileges.
+    BadParent,
+    /// Two processes with one id.
+    DuplicateId(ProcId),
+    /// Two processes with one title.
+    DuplicateTitle(String),
+    /// A title that is empty, starts with `-`, or contains NUL or white space.
+    BadTitle(String),
+    /// An instance count of 0 or above [`MAX_INSTANCES`].
+    BadInstances {
+        /// The process.
+        id: ProcId,
+        /// The count asked for.
+        instances: u32,
+    },
+    /// A process id the table does not have.
+    UnknownProcess(ProcId),
+    /// The frame size limit is not valid for the dialect.
+    BadMaxFrame(usize),
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TableError::NoParent => f.write_str("the table has no parent (process 0)"),
+            TableError::BadParent => {
+                f.write_str("the parent has exactly one instance and no user or chroot")
+            }
+            TableError::DuplicateId(id) => write!(f, "process id {id} appears twice"),
+            TableError::DuplicateTitle(t) => write!(f, "process title {t:?} appears twice"),
+            TableError::BadTitle(t) => write!(f, "bad process title {t:?}"),
+            TableError::BadInstances { id, instances } => write!(
+                f,
+                "process {id}: {instances} instances (1 to {MAX_INSTANCES} allowed)"
+            ),
+            TableError::UnknownProcess(id) => write!(f, "no process with id {id}"),
+            TableError::BadMaxFrame(n) => write!(f, "frame size limit {n} is not valid"),
+        }
+    }
+}
+
+impl std::error::Error for TableError {}
 
 /// A message on the mesh that breaks the framework's protocol. proc.c calls `fatalx`
 /// for these; here the dispatch path returns them and the event loop ends the

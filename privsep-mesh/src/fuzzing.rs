@@ -13,8 +13,8 @@
 
 use std::os::fd::OwnedFd;
 
-use crate::context::Context;
 use crate::error::Error;
+use crate::handler::Context;
 use crate::handler::{AppError, Handled, Handler, Identity, Received};
 use crate::mesh::{Flow, Mesh};
 use crate::route::{Peer, Target};

@@ -55,7 +55,6 @@
 pub mod args;
 #[cfg(test)]
 mod child_test;
-pub mod context;
 pub mod control;
 #[cfg(feature = "tokio")]
 pub mod control_server;
@@ -65,6 +64,8 @@ pub mod error;
 pub mod fuzzing;
 pub mod handler;
 pub mod mesh;
+#[cfg(feature = "tokio")]
+mod outbox;
 pub mod policy;
 pub mod privdrop;
 pub mod readiness;
@@ -80,9 +81,9 @@ pub mod table;
 #[cfg(feature = "tokio")]
 pub mod tokio_run;
 
-pub use context::{Context, NO_PEERID};
 pub use error::{Error, ProtocolError};
 pub use handler::{AppError, Handled, Handler, Identity, NullHandler, Received};
+pub use handler::{Context, NO_PEERID};
 pub use mesh::{Counts, Flow, Mesh};
 pub use policy::Policy;
 pub use route::{Peer, Target};

@@ -12,12 +12,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use imsg_io::{Channel, Config, OwnedMessage, ReadStatus};
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 
-use crate::context::Context;
 use crate::control;
 use crate::error::{Error, ProtocolError};
+use crate::handler::Context;
 use crate::handler::{Handled, Handler, Identity, Received};
 use crate::readiness::{AckBarrier, ExpectedChannels};
 use crate::route::{self, pid_for_instance, Peer, Target};
+use crate::signals::Signal;
 use crate::table::{ProcId, ProcTable};
 
 /// Application messages exchanged with one peer.
@@ -56,6 +57,18 @@ pub(crate) enum ReadEnd {
 
 pub(crate) use imsg_io::FD_GUARD_RETRY;
 
+/// Why a process left its event loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoopEnd {
+    /// End of file (or a dead peer on write) on the channel to this peer.
+    Closed(Peer),
+    /// SIGTERM or SIGINT.
+    Signal(Signal),
+    /// The handler called [`Context::shutdown`].
+    Requested,
+}
+
 /// One process's end of the mesh.
 pub struct Mesh {
     me: Identity,
@@ -76,7 +89,7 @@ pub struct Mesh {
     /// before it.
     scratch: OwnedMessage,
     #[cfg(feature = "tokio")]
-    outbox: Option<crate::tokio_run::Outbox>,
+    outbox: Option<crate::outbox::Outbox>,
 }
 
 impl std::fmt::Debug for Mesh {
@@ -201,12 +214,12 @@ impl Mesh {
     }
 
     #[cfg(feature = "tokio")]
-    pub(crate) fn set_outbox(&mut self, outbox: Option<crate::tokio_run::Outbox>) {
+    pub(crate) fn set_outbox(&mut self, outbox: Option<crate::outbox::Outbox>) {
         self.outbox = outbox;
     }
 
     #[cfg(feature = "tokio")]
-    pub(crate) fn outbox(&self) -> Option<crate::tokio_run::Outbox> {
+    pub(crate) fn outbox(&self) -> Option<crate::outbox::Outbox> {
         self.outbox.clone()
     }
 

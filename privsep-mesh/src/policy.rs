@@ -11,7 +11,7 @@
 //! different instances). An application passes its own `fn` for anything else.
 
 use crate::route::Peer;
-use crate::table::ProcId;
+use crate::route::ProcId;
 
 /// A connection policy: `true` if children `a` and `b` get a channel to each other.
 ///

@@ -162,7 +162,7 @@ impl AckBarrier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::ProcId;
+    use crate::route::ProcId;
 
     const S0: Peer = Peer::new(ProcId(1), 0);
     const S1: Peer = Peer::new(ProcId(1), 1);

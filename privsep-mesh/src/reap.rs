@@ -208,7 +208,7 @@ impl Children {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::ProcId;
+    use crate::route::ProcId;
 
     /// A child reaped by pid through `Children`, not through its std handle.
     fn spawn(prog: &str, args: &[&str]) -> u32 {

@@ -1,12 +1,50 @@
 //! Routing: which instances of a process a message goes to (proc.c's `proc_range`),
 //! and how the sender's instance rides in the header's pid field.
 //!
-//! Pure functions: no process, no socket.
+//! Pure functions: no process, no socket. The identity types ([`ProcId`],
+//! [`Peer`], [`Target`], [`Identity`]) live here, a leaf that imports nothing of
+//! the crate.
 
 use core::fmt;
 use core::ops::Range;
 
-use crate::table::ProcId;
+/// Most instances one process may have (proc.c's `PROC_MAX_INSTANCES`).
+pub const MAX_INSTANCES: u32 = 32;
+
+/// A process id: the index of a process type in the table. The parent is 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcId(pub u32);
+
+impl ProcId {
+    /// The parent process.
+    pub const PARENT: ProcId = ProcId(0);
+}
+
+impl fmt::Display for ProcId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Who this process is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The daemon's name ([`crate::ProcTable::new`]).
+    pub daemon: String,
+    /// Process id and instance.
+    pub peer: Peer,
+    /// The process title.
+    pub title: String,
+    /// The operating system's process id.
+    pub pid: u32,
+}
+
+impl Identity {
+    /// `title[instance]`, the form used in log lines.
+    pub fn name(&self) -> String {
+        format!("{}[{}]", self.title, self.peer.instance)
+    }
+}
 
 /// Which instances of a process a message is for.
 ///

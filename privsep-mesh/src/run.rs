@@ -14,9 +14,10 @@ use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 
 use crate::args::{self, Invocation};
-use crate::context::Context;
 use crate::error::Error;
+use crate::handler::Context;
 use crate::handler::{Handler, Identity};
+pub use crate::mesh::LoopEnd;
 use crate::mesh::{Flow, Mesh, ReadEnd, FD_GUARD_RETRY};
 use crate::privdrop;
 use crate::reap::Children;
@@ -25,18 +26,6 @@ use crate::signals::{Signal, SignalPipe};
 use crate::startup;
 use crate::stderr_log;
 use crate::table::{ProcId, ProcTable};
-
-/// Why a process left its event loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LoopEnd {
-    /// End of file (or a dead peer on write) on the channel to this peer.
-    Closed(Peer),
-    /// SIGTERM or SIGINT.
-    Signal(Signal),
-    /// The handler called [`Context::shutdown`].
-    Requested,
-}
 
 /// Runs `mesh` until a channel closes, a terminating signal arrives, or the handler
 /// asks to stop. In the parent, `children` is reaped as SIGCHLD arrives.

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use log::{LevelFilter, Log, Metadata, Record};
 
-use crate::handler::Identity;
+use crate::route::Identity;
 
 static ROLE: Mutex<String> = Mutex::new(String::new());
 

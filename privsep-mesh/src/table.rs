@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use imsg_codec::{Dialect, MAX_IMSGSIZE};
 
-use crate::handler::{AppError, Handler, Identity, NullHandler};
+use crate::error::AppError;
+pub use crate::error::TableError;
+use crate::handler::{Handler, NullHandler};
 use crate::policy::{self, Policy};
 use crate::route::Peer;
+pub use crate::route::{Identity, ProcId, MAX_INSTANCES};
 use crate::signals::Signal;
-
-/// Most instances one process may have (proc.c's `PROC_MAX_INSTANCES`).
-pub const MAX_INSTANCES: u32 = 32;
 
 /// Descriptors every process holds besides its channels: stdin, stdout, stderr.
 pub const STDIO_FDS: usize = 3;
@@ -25,21 +25,6 @@ pub const STDIO_FDS: usize = 3;
 /// Descriptors the event loop holds besides the channels: the two ends of the signal
 /// self-pipe (see [`crate::signals`]).
 pub const LOOP_FDS: usize = 2;
-
-/// A process id: the index of a process type in the table. The parent is 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProcId(pub u32);
-
-impl ProcId {
-    /// The parent process.
-    pub const PARENT: ProcId = ProcId(0);
-}
-
-impl fmt::Display for ProcId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
 
 pub(crate) type StartFn = Box<dyn FnMut(&Identity) -> Result<Box<dyn Handler>, AppError>>;
 
@@ -132,7 +117,7 @@ impl ProcSpec {
 
     /// Runs this process's channels in a current-thread tokio runtime instead of the
     /// built-in `poll(2)` loop, so that its handler can spawn tasks (see
-    /// [`crate::tokio_run`]).
+    /// the crate's tokio loop).
     #[cfg(feature = "tokio")]
     pub fn tokio(mut self) -> ProcSpec {
         self.tokio = true;
@@ -181,55 +166,6 @@ impl ProcSpec {
         }
     }
 }
-
-/// A table that cannot describe a daemon.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TableError {
-    /// No process with id 0.
-    NoParent,
-    /// The parent must have exactly one instance and drops no privileges.
-    BadParent,
-    /// Two processes with one id.
-    DuplicateId(ProcId),
-    /// Two processes with one title.
-    DuplicateTitle(String),
-    /// A title that is empty, starts with `-`, or contains NUL or white space.
-    BadTitle(String),
-    /// An instance count of 0 or above [`MAX_INSTANCES`].
-    BadInstances {
-        /// The process.
-        id: ProcId,
-        /// The count asked for.
-        instances: u32,
-    },
-    /// A process id the table does not have.
-    UnknownProcess(ProcId),
-    /// The frame size limit is not valid for the dialect.
-    BadMaxFrame(usize),
-}
-
-impl fmt::Display for TableError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TableError::NoParent => f.write_str("the table has no parent (process 0)"),
-            TableError::BadParent => {
-                f.write_str("the parent has exactly one instance and no user or chroot")
-            }
-            TableError::DuplicateId(id) => write!(f, "process id {id} appears twice"),
-            TableError::DuplicateTitle(t) => write!(f, "process title {t:?} appears twice"),
-            TableError::BadTitle(t) => write!(f, "bad process title {t:?}"),
-            TableError::BadInstances { id, instances } => write!(
-                f,
-                "process {id}: {instances} instances (1 to {MAX_INSTANCES} allowed)"
-            ),
-            TableError::UnknownProcess(id) => write!(f, "no process with id {id}"),
-            TableError::BadMaxFrame(n) => write!(f, "frame size limit {n} is not valid"),
-        }
-    }
-}
-
-impl std::error::Error for TableError {}
 
 /// The whole daemon: its processes, the connection policy, and channel settings.
 ///
