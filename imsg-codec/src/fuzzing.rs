@@ -5,23 +5,30 @@ use core::fmt::{self, Write};
 
 use crate::{Dialect, Frame, Framing, SliceBuf, Status, HEADER_SIZE, LEGACY_HASFD, MAX_IMSGSIZE};
 
-/// Checks [`Framing::new`] against its documented range for a set of fixed limits,
-/// then splits `data` in both dialects under three limits each (the standard one,
-/// the dialect's largest, and one read from the data's first two bytes, so the
-/// fuzzer can steer it to every boundary) and panics if any answer is
-/// inconsistent: every accepted frame must re-emit byte for byte (through `emit`,
-/// `emitv` and the builder), partial answers must count the missing bytes exactly,
-/// and errors may only come from a complete header that `parse_header` also
-/// refuses. The first frame's dump line is formatted once per input (formatting
-/// every payload under every limit made this oracle several times slower and
-/// checks nothing the byte comparisons do not). `scratch` must be at least
-/// `data.len()` bytes.
+/// Splits `data` in both dialects under a range of limits (fixed ones and two
+/// read from the data's first bytes) and panics if any answer is inconsistent:
+/// every accepted frame must re-emit byte for byte (through `emit`, `emitv` and
+/// the builder), partial answers must count the missing bytes exactly, errors
+/// may only come from a complete header that `parse_header` also refuses, and the
+/// [`Framing::frames`] iterator must give the same answers as `split`. Limits
+/// outside what a dialect allows must be refused by [`Framing::new`] and are
+/// clamped into range. `scratch` must be at least `data.len()` bytes.
+///
+/// Each frame is re-emitted and dumped once per dialect, under the dialect's
+/// largest limit. A lower limit must accept a prefix of those same frames and
+/// stop, if earlier, only at a frame longer than that limit; so each distinct
+/// lower limit is split once more and compared by offset, without re-emitting.
 ///
 /// Legacy flag bits other than `IMSGF_HASFD` are ignored on receipt, as C does,
 /// so they are the one part of a frame that does not re-emit.
 pub fn check_split(data: &[u8], scratch: &mut [u8]) {
     assert!(scratch.len() >= data.len(), "scratch shorter than data");
-    let fixed = [
+    let mut head = [0u8; 4];
+    let n = data.len().min(4);
+    head[..n].copy_from_slice(&data[..n]);
+    let from_data_16 = u16::from_le_bytes([head[0], head[1]]) as usize;
+    let from_data_32 = u32::from_le_bytes(head) as usize;
+    let limits = [
         0,
         HEADER_SIZE - 1,
         HEADER_SIZE,
@@ -31,22 +38,36 @@ pub fn check_split(data: &[u8], scratch: &mut [u8]) {
         u16::MAX as usize,
         u16::MAX as usize + 1,
         usize::MAX,
+        from_data_16,
+        from_data_32,
     ];
-    let mut head = [0u8; 2];
-    let n = data.len().min(2);
-    head[..n].copy_from_slice(&data[..n]);
-    let from_data = u16::from_le_bytes(head) as usize;
-    let mut dump = true;
     for dialect in [Dialect::Legacy, Dialect::Current] {
-        let range = HEADER_SIZE..=dialect.max_frame_len();
-        for max in fixed.into_iter().chain([from_data]) {
-            assert_eq!(Framing::new(dialect, max).is_ok(), range.contains(&max));
+        let top = dialect.max_frame_len();
+        let mut clamped = limits;
+        for max in &mut clamped {
+            let in_range = (HEADER_SIZE..=top).contains(max);
+            assert_eq!(Framing::new(dialect, *max).is_ok(), in_range);
+            *max = (*max).clamp(HEADER_SIZE, top);
         }
-        for max in [MAX_IMSGSIZE, dialect.max_frame_len(), from_data] {
-            let max = max.clamp(HEADER_SIZE, dialect.max_frame_len());
-            match Framing::new(dialect, max) {
-                Ok(framing) => check_stream(data, framing, scratch, &mut dump),
+        clamped.sort_unstable();
+
+        let widest = Framing::new(dialect, top).expect("the dialect's own limit");
+        let all = check_stream(data, widest, Some(scratch));
+        for (i, &max) in clamped.iter().enumerate() {
+            if max == top || (i > 0 && clamped[i - 1] == max) {
+                continue;
+            }
+            let framing = match Framing::new(dialect, max) {
+                Ok(framing) => framing,
                 Err(e) => panic!("clamped limit refused: {e}"),
+            };
+            let upto = check_stream(data, framing, None);
+            assert!(upto <= all, "a lower limit accepted more");
+            if upto < all {
+                match widest.parse_header(&data[upto..]) {
+                    Ok(Status::Complete(h)) => assert!(h.len as usize > max),
+                    other => panic!("stopped at {upto} on {other:?}"),
+                }
             }
         }
     }
@@ -62,18 +83,27 @@ impl Write for Count {
     }
 }
 
-fn check_stream(data: &[u8], framing: Framing, scratch: &mut [u8], dump: &mut bool) {
+/// Splits `data` to its end under `framing`, checking every answer, and the
+/// iterator in step with it; with `scratch`, also re-emits and dumps every frame.
+/// Returns how many bytes the whole frames took.
+fn check_stream(data: &[u8], framing: Framing, mut scratch: Option<&mut [u8]>) -> usize {
     let mut rest = data;
-    let mut count = 0;
+    let mut it = framing.frames(data);
     loop {
         match framing.split(rest) {
             Ok(Status::Complete((frame, used))) => {
                 assert!((HEADER_SIZE..=framing.max_frame()).contains(&used));
-                assert_eq!(frame.as_bytes(), &rest[..used]);
+                // The frame is those very bytes (same address), not a copy.
+                assert!(core::ptr::eq(frame.as_bytes(), &rest[..used]));
                 assert_eq!(frame.payload().len(), used - HEADER_SIZE);
-                check_frame(frame, framing, scratch, core::mem::take(dump));
+                match it.next() {
+                    Some(Ok(f)) => assert!(core::ptr::eq(f.as_bytes(), frame.as_bytes())),
+                    other => panic!("iterator gave {other:?} for a frame"),
+                }
+                if let Some(scratch) = scratch.as_deref_mut() {
+                    check_frame(frame, framing, scratch);
+                }
                 rest = &rest[used..];
-                count += 1;
             }
             Ok(Status::Partial { needed }) => {
                 let want = match framing.parse_header(rest) {
@@ -82,6 +112,7 @@ fn check_stream(data: &[u8], framing: Framing, scratch: &mut [u8], dump: &mut bo
                 };
                 assert!(needed > 0);
                 assert_eq!(needed, want);
+                assert_eq!(it.next(), None);
                 break;
             }
             Err(e) => {
@@ -90,28 +121,27 @@ fn check_stream(data: &[u8], framing: Framing, scratch: &mut [u8], dump: &mut bo
                     "error {e:?} before a whole header"
                 );
                 assert_eq!(framing.parse_header(rest), Err(e));
+                assert_eq!(it.next(), Some(Err(e)));
+                assert_eq!(it.next(), None);
                 break;
             }
         }
     }
-    // The iterator agrees with the loop.
-    let mut it = framing.frames(data);
-    assert_eq!(it.by_ref().filter(|f| f.is_ok()).count(), count);
-    assert_eq!(it.consumed(), data.len() - rest.len());
+    let used = data.len() - rest.len();
+    assert_eq!(it.consumed(), used);
+    used
 }
 
-fn check_frame(frame: Frame<&[u8]>, framing: Framing, scratch: &mut [u8], dump: bool) {
+fn check_frame(frame: Frame<&[u8]>, framing: Framing, scratch: &mut [u8]) {
     let dialect = frame.dialect();
     let bytes = frame.as_bytes();
     let header = frame.header();
     assert_eq!(Frame::new_checked(bytes, &framing), Ok(frame));
     assert_eq!(framing.parse_header(bytes), Ok(Status::Complete(header)));
     assert_eq!(header.len as usize, bytes.len());
-    if dump {
-        let mut line = Count(0);
-        write!(line, "{}", frame.dump_line()).unwrap();
-        assert!(line.0 >= 2 * frame.payload().len());
-    }
+    let mut line = Count(0);
+    write!(line, "{}", frame.dump_line()).unwrap();
+    assert!(line.0 >= 2 * frame.payload().len());
 
     // What re-emitting must give: the input, less legacy flag bits C ignores.
     let unknown_flags = match dialect {
