@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use imsg_codec::Reader;
 use imsg_io::OwnedMessage;
@@ -17,6 +18,7 @@ use crate::mesh::{Counts, Mesh};
 pub use crate::route::Identity;
 use crate::route::{instance_from_pid, Peer, ProcId, Target};
 use crate::signals::Signal;
+use crate::timer::Timer;
 
 /// Whether a handler took care of a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +55,13 @@ pub trait Handler {
     /// A signal the process asked for with [`crate::ProcSpec::signals`].
     fn signal(&mut self, ctx: &mut Context<'_>, signal: Signal) -> Result<(), AppError> {
         let _ = (ctx, signal);
+        Ok(())
+    }
+
+    /// A timer this process armed ([`Context::timer_after`],
+    /// [`Context::timer_every`]) is due.
+    fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> Result<(), AppError> {
+        let _ = (ctx, timer);
         Ok(())
     }
 
@@ -284,6 +293,24 @@ impl<'a> Context<'a> {
             control::VERBOSE,
             &control::encode_verbose(level),
         )
+    }
+
+    /// Arms a one-shot timer: [`Handler::timer`] is called with it once, `after`
+    /// from now (in either loop kind).
+    pub fn timer_after(&mut self, after: Duration) -> Timer {
+        self.mesh.timers().arm(after, None)
+    }
+
+    /// Arms a repeating timer: [`Handler::timer`] is called with it every `period`
+    /// (first after one period) until [`cancel_timer`](Context::cancel_timer).
+    /// A loop that falls behind skips the missed calls rather than bursting.
+    pub fn timer_every(&mut self, period: Duration) -> Timer {
+        self.mesh.timers().arm(period, Some(period))
+    }
+
+    /// Disarms a timer; false if it was not armed (a one-shot timer that fired).
+    pub fn cancel_timer(&mut self, timer: Timer) -> bool {
+        self.mesh.timers().cancel(timer)
     }
 
     /// Leaves the event loop after the current message: the shutdown hook runs, the

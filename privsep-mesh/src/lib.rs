@@ -78,6 +78,7 @@ pub mod stderr_log;
 mod sys;
 pub mod syslog_log;
 pub mod table;
+mod timer;
 #[cfg(feature = "tokio")]
 pub mod tokio_run;
 
@@ -90,3 +91,4 @@ pub use route::{Peer, Target};
 pub use run::{main, Privsep};
 pub use signals::Signal;
 pub use table::{ProcId, ProcSpec, ProcTable, MAX_INSTANCES};
+pub use timer::Timer;

@@ -20,6 +20,7 @@ use crate::readiness::{AckBarrier, ExpectedChannels};
 use crate::route::{self, pid_for_instance, Peer, Target};
 use crate::signals::Signal;
 use crate::table::{ProcId, ProcTable};
+use crate::timer::Timers;
 
 /// Application messages exchanged with one peer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -88,6 +89,7 @@ pub struct Mesh {
     /// message), so receiving allocates only when a payload is larger than any
     /// before it.
     scratch: OwnedMessage,
+    timers: Timers,
     #[cfg(feature = "tokio")]
     outbox: Option<crate::outbox::Outbox>,
 }
@@ -147,6 +149,7 @@ impl Mesh {
             pids: BTreeMap::new(),
             counts: BTreeMap::new(),
             scratch: OwnedMessage::default(),
+            timers: Timers::default(),
             #[cfg(feature = "tokio")]
             outbox: None,
             me,
@@ -202,6 +205,28 @@ impl Mesh {
     /// Whether the handler asked to shut down.
     pub fn shutdown_requested(&self) -> bool {
         self.shutdown
+    }
+
+    pub(crate) fn timers(&mut self) -> &mut Timers {
+        &mut self.timers
+    }
+
+    /// When the earliest timer a handler armed is due.
+    pub(crate) fn next_deadline(&self) -> Option<std::time::Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Calls [`Handler::timer`] for every timer due now. [`Flow::Shutdown`] if
+    /// the handler asked for it.
+    pub(crate) fn fire_timers(&mut self, handler: &mut dyn Handler) -> Result<Flow, Error> {
+        for t in self.timers.take_due(std::time::Instant::now()) {
+            let mut ctx = Context::new(self);
+            handler.timer(&mut ctx, t).map_err(Error::App)?;
+            if self.shutdown {
+                return Ok(Flow::Shutdown);
+            }
+        }
+        Ok(Flow::Continue)
     }
 
     pub(crate) fn request_shutdown(&mut self) {

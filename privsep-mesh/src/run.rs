@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use rustix::event::{poll, PollFd, PollFlags};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 use crate::args::{self, Invocation};
@@ -67,7 +67,7 @@ pub fn event_loop(
                 let ch = mesh.channel(peer).ok_or(Error::NotConnected(peer))?;
                 fds.push(PollFd::new(ch, ev));
             }
-            let timeout = (!guarded.is_empty()).then_some(FD_GUARD_TIMEOUT);
+            let timeout = wait_time(mesh.next_deadline(), !guarded.is_empty());
             match poll(&mut fds, timeout.as_ref()) {
                 Ok(_) => {}
                 Err(Errno::INTR) => continue,
@@ -121,14 +121,24 @@ pub fn event_loop(
                 return Ok(end);
             }
         }
+        if mesh.fire_timers(handler)? == Flow::Shutdown {
+            return Ok(LoopEnd::Requested);
+        }
     }
 }
 
-/// [`FD_GUARD_RETRY`] as poll(2)'s timeout.
-const FD_GUARD_TIMEOUT: rustix::event::Timespec = rustix::event::Timespec {
-    tv_sec: 0,
-    tv_nsec: FD_GUARD_RETRY.as_nanos() as i64,
-};
+/// poll(2)'s timeout: until the earliest timer, and at most [`FD_GUARD_RETRY`]
+/// while a channel waits out the descriptor guard; `None` (forever) otherwise.
+fn wait_time(deadline: Option<std::time::Instant>, guarded: bool) -> Option<Timespec> {
+    let until = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+    let wait = match (until, guarded) {
+        (Some(u), true) => u.min(FD_GUARD_RETRY),
+        (Some(u), false) => u,
+        (None, true) => FD_GUARD_RETRY,
+        (None, false) => return None,
+    };
+    Timespec::try_from(wait).ok()
+}
 
 /// Reads from `peer` and dispatches; a read refused by the descriptor guard puts
 /// the peer in `guarded`.

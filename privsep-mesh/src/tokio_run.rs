@@ -45,6 +45,7 @@ impl AsRawFd for Watched {
 
 enum Event {
     Signals,
+    Timers,
     Retry,
     Outbox(Outgoing),
     Read(Peer),
@@ -78,6 +79,8 @@ pub async fn event_loop(
         // which they are read again (their readiness is kept: they are not drained).
         let mut guarded: Vec<Peer> = Vec::new();
         let mut retry = Box::pin(tokio::time::sleep(FD_GUARD_RETRY));
+        // The handler's earliest timer.
+        let mut timer = Box::pin(tokio::time::sleep(FD_GUARD_RETRY));
         loop {
             if mesh.shutdown_requested() {
                 return Ok(LoopEnd::Requested);
@@ -103,6 +106,15 @@ pub async fn event_loop(
                 }
                 if let Poll::Ready(Some(m)) = rx.poll_recv(cx) {
                     return Poll::Ready(Event::Outbox(m));
+                }
+                if let Some(d) = mesh.next_deadline() {
+                    let d = tokio::time::Instant::from_std(d);
+                    if timer.deadline() != d {
+                        timer.as_mut().reset(d);
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::Timers);
+                    }
                 }
                 if !guarded.is_empty() && retry.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::Retry);
@@ -145,6 +157,11 @@ pub async fn event_loop(
                             let mut ctx = Context::new(mesh);
                             handler.signal(&mut ctx, s).map_err(Error::App)?;
                         }
+                    }
+                }
+                Event::Timers => {
+                    if mesh.fire_timers(handler)? == Flow::Shutdown {
+                        return Ok(LoopEnd::Requested);
                     }
                 }
                 Event::Retry => {

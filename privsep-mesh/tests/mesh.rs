@@ -26,7 +26,7 @@ use privsep_mesh::args::{self, Invocation};
 use privsep_mesh::policy::everyone;
 use privsep_mesh::{
     privdrop, stderr_log, AppError, Context, Handled, Handler, Peer, Privsep, ProcId, ProcSpec,
-    ProcTable, Received, Signal, Target,
+    ProcTable, Received, Signal, Target, Timer,
 };
 
 const A: ProcId = ProcId(1);
@@ -143,6 +143,7 @@ fn table(o: &Opts) -> ProcTable {
         // Close to its limit from the start, so that imsg-io's descriptor guard
         // checks every read (far from it, the guard lets reads go unchecked
         // for a while, assuming nobody lowers the limit meanwhile).
+        "app_timers" => t.with(probe(A, "alpha", 1)),
         "fdlimit" => t.with(with_runtime(
             o,
             ProcSpec::new(A, "alpha").start(|_| {
@@ -219,6 +220,10 @@ struct Probe {
     pongs: Vec<String>,
     pipe: Option<std::fs::File>,
     fd_written: u32,
+    /// The timers armed by CMD "arm": (one-shot, repeating), when, and what fired.
+    timers: Option<(Timer, Timer, Instant)>,
+    once: u32,
+    ticks: u32,
 }
 
 impl Probe {
@@ -307,6 +312,11 @@ impl Handler for Probe {
                 b"bogus" => {
                     ctx.compose(B, Target::Instance(0), BOGUS, 0, b"")?;
                 }
+                b"arm" => {
+                    let once = ctx.timer_after(Duration::from_millis(30));
+                    let every = ctx.timer_every(Duration::from_millis(10));
+                    self.timers = Some((once, every, Instant::now()));
+                }
                 b"limit" => {
                     // One free descriptor slot: imsg-io's descriptor guard refuses
                     // every read that could bring a descriptor.
@@ -389,6 +399,25 @@ impl Handler for Probe {
 
     fn signal(&mut self, ctx: &mut Context<'_>, signal: Signal) -> Result<(), AppError> {
         say_signal(ctx, signal);
+        Ok(())
+    }
+
+    fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> Result<(), AppError> {
+        let (once, every, t0) = self.timers.ok_or("a timer fired that was never armed")?;
+        if timer == once {
+            self.once += 1;
+        } else if timer == every {
+            self.ticks += 1;
+        }
+        if self.once == 1 && self.ticks >= 3 && ctx.cancel_timer(every) {
+            let s = format!(
+                "app_timers once={} ticks={} ms={}",
+                self.once,
+                self.ticks,
+                t0.elapsed().as_millis()
+            );
+            Probe::result(ctx, s)?;
+        }
         Ok(())
     }
 
@@ -669,6 +698,22 @@ impl Conductor {
             "kill" | "signals" if !self.fired => {
                 self.fired = true;
                 say(&Self::pids_line(ctx));
+            }
+            "app_timers" if !self.fired => {
+                self.fired = true;
+                ctx.compose(A, Target::Instance(0), CMD, 0, b"arm")?;
+            }
+            "app_timers" => {
+                if let Some(r) = self.results.get("app_timers") {
+                    let r = kv(r);
+                    let ms: u64 = r["ms"].parse().unwrap_or(0);
+                    check(
+                        "handler_timers",
+                        r["once"] == "1" && r["ticks"] == "3" && ms >= 30,
+                        format!("{r:?}"),
+                    );
+                    self.finish(ctx);
+                }
             }
             "fdlimit" if !self.fired => {
                 self.fired = true;
@@ -1345,6 +1390,25 @@ fn signals(extra: &[&str]) -> Result<(), String> {
     )
 }
 
+/// A handler arms a one-shot and a repeating timer through its Context: the
+/// one-shot fires once, the repeating one until it is cancelled.
+fn test_handler_timers() -> Result<(), String> {
+    handler_timers(&[])
+}
+
+fn handler_timers(extra: &[&str]) -> Result<(), String> {
+    let mut r = Run::start("app_timers", extra);
+    let code = r.finish()?;
+    r.checks(&["handler_timers"])?;
+    r.expect(code == 0, &format!("exit status {code}"))
+}
+
+/// Handler timers in a tokio process.
+#[cfg(feature = "tokio")]
+fn test_handler_timers_tokio() -> Result<(), String> {
+    handler_timers(&["--tokio"])
+}
+
 /// CPU time (user + system, clock ticks) a process has used.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -1517,6 +1581,9 @@ fn driver() -> ExitCode {
         ("signals", test_signals),
         ("large", test_large),
         ("fdlimit", test_fdlimit),
+        ("handler_timers", test_handler_timers),
+        #[cfg(feature = "tokio")]
+        ("handler_timers_tokio", test_handler_timers_tokio),
         ("no_action", test_no_action),
         #[cfg(feature = "tokio")]
         ("tokio", test_tokio),
