@@ -411,8 +411,14 @@ impl Parent {
         )];
         let me = self_report();
         rows.push(row("parent", 0, &me));
-        for ((id, inst), r) in &self.reports {
-            rows.push(row(ctx.title_of(ProcId(*id)).unwrap_or("?"), *inst, r));
+        // Every child, also one whose report has not arrived yet (uid, gid "-").
+        for peer in ctx.peers() {
+            let report = match self.reports.get(&(peer.proc.0, peer.instance)) {
+                Some(r) => r.clone(),
+                None => format!("{} - -", ctx.child_pid(peer).unwrap_or(0)),
+            };
+            let title = ctx.title_of(peer.proc).unwrap_or("?");
+            rows.push(row(title, peer.instance, &report));
         }
         rows
     }
