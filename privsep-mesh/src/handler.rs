@@ -19,6 +19,7 @@ pub use crate::route::Identity;
 use crate::route::{instance_from_pid, Peer, ProcId, Target};
 use crate::signals::Signal;
 use crate::timer::Timer;
+use crate::watch::{Ready, Watch};
 
 /// Whether a handler took care of a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +63,14 @@ pub trait Handler {
     /// [`Context::timer_every`]) is due.
     fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> Result<(), AppError> {
         let _ = (ctx, timer);
+        Ok(())
+    }
+
+    /// A descriptor this process watches ([`Context::watch`]) is ready for what
+    /// `ready` says. Readiness is level-triggered: what is left unread is
+    /// reported again.
+    fn io(&mut self, ctx: &mut Context<'_>, watch: Watch, ready: Ready) -> Result<(), AppError> {
+        let _ = (ctx, watch, ready);
         Ok(())
     }
 
@@ -311,6 +320,37 @@ impl<'a> Context<'a> {
     /// Disarms a timer; false if it was not armed (a one-shot timer that fired).
     pub fn cancel_timer(&mut self, timer: Timer) -> bool {
         self.mesh.timers().cancel(timer)
+    }
+
+    /// Hands `io` (a listening socket, a client socket: anything with a
+    /// descriptor, set non-blocking by the caller) to the event loop, which
+    /// watches it for `interest` in either loop kind and calls [`Handler::io`].
+    /// The loop owns it from here: reach it with [`io`](Context::io), close it
+    /// with [`unwatch`](Context::unwatch).
+    pub fn watch<T: std::os::fd::AsFd + 'static>(&mut self, io: T, interest: Ready) -> Watch {
+        self.mesh.watches().add(Box::new(io), interest)
+    }
+
+    /// The object watched as `watch`, if it is a `T`.
+    pub fn io<T: 'static>(&mut self, watch: Watch) -> Option<&mut T> {
+        let e = self.mesh.watches().entries.get_mut(&watch)?;
+        e.io.as_any_mut().downcast_mut::<T>()
+    }
+
+    /// Changes what `watch` waits for; false if it is not watched.
+    pub fn set_interest(&mut self, watch: Watch, interest: Ready) -> bool {
+        match self.mesh.watches().entries.get_mut(&watch) {
+            Some(e) => {
+                e.interest = interest;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops watching `watch` and closes its object; false if it was not watched.
+    pub fn unwatch(&mut self, watch: Watch) -> bool {
+        self.mesh.watches().entries.remove(&watch).is_some()
     }
 
     /// Leaves the event loop after the current message: the shutdown hook runs, the

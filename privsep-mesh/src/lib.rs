@@ -81,6 +81,7 @@ pub mod table;
 mod timer;
 #[cfg(feature = "tokio")]
 pub mod tokio_run;
+mod watch;
 
 pub use error::{Error, ProtocolError};
 pub use handler::{AppError, Handled, Handler, Identity, NullHandler, Received};
@@ -92,3 +93,4 @@ pub use run::{main, Privsep};
 pub use signals::Signal;
 pub use table::{ProcId, ProcSpec, ProcTable, MAX_INSTANCES};
 pub use timer::Timer;
+pub use watch::{Ready, Watch};

@@ -21,6 +21,7 @@ use crate::route::{self, pid_for_instance, Peer, Target};
 use crate::signals::Signal;
 use crate::table::{ProcId, ProcTable};
 use crate::timer::Timers;
+use crate::watch::{Ready, Watch, Watches};
 
 /// Application messages exchanged with one peer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,6 +91,7 @@ pub struct Mesh {
     /// before it.
     scratch: OwnedMessage,
     timers: Timers,
+    watches: Watches,
     #[cfg(feature = "tokio")]
     outbox: Option<crate::outbox::Outbox>,
 }
@@ -150,6 +152,7 @@ impl Mesh {
             counts: BTreeMap::new(),
             scratch: OwnedMessage::default(),
             timers: Timers::default(),
+            watches: Watches::default(),
             #[cfg(feature = "tokio")]
             outbox: None,
             me,
@@ -229,6 +232,41 @@ impl Mesh {
         Ok(Flow::Continue)
     }
 
+    pub(crate) fn watches_ref(&self) -> &Watches {
+        &self.watches
+    }
+
+    pub(crate) fn watches(&mut self) -> &mut Watches {
+        &mut self.watches
+    }
+
+    /// Calls [`Handler::io`] for `w` if it is still watched and something it
+    /// waits for is ready. [`Flow::Shutdown`] if the handler asked for it.
+    pub(crate) fn watch_ready(
+        &mut self,
+        w: Watch,
+        ready: Ready,
+        handler: &mut dyn Handler,
+    ) -> Result<Flow, Error> {
+        let Some(e) = self.watches.entries.get(&w) else {
+            return Ok(Flow::Continue);
+        };
+        let ready = Ready {
+            readable: ready.readable && e.interest.readable,
+            writable: ready.writable && e.interest.writable,
+        };
+        if ready == Ready::default() {
+            return Ok(Flow::Continue);
+        }
+        let mut ctx = Context::new(self);
+        handler.io(&mut ctx, w, ready).map_err(Error::App)?;
+        Ok(if self.shutdown {
+            Flow::Shutdown
+        } else {
+            Flow::Continue
+        })
+    }
+
     pub(crate) fn request_shutdown(&mut self) {
         self.shutdown = true;
     }
@@ -283,6 +321,7 @@ impl Mesh {
     /// Closes every channel.
     pub fn close_all(&mut self) {
         self.channels.clear();
+        self.watches.entries.clear();
     }
 
     /// Peers whose channel the event loop should poll: (peer, read?, write?). Before

@@ -26,6 +26,7 @@ use crate::signals::{Signal, SignalPipe};
 use crate::startup;
 use crate::stderr_log;
 use crate::table::{ProcId, ProcTable};
+use crate::watch::{from_revents, Ready, Watch};
 
 /// Runs `mesh` until a channel closes, a terminating signal arrives, or the handler
 /// asks to stop. In the parent, `children` is reaped as SIGCHLD arrives.
@@ -42,10 +43,13 @@ pub fn event_loop(
     // Channels whose last read the descriptor guard refused: not polled for input
     // (still readable, that would spin) but read again after FD_GUARD_RETRY.
     let mut guarded: Vec<Peer> = Vec::new();
+    // The handler's watched descriptors polled this turn, after the channels.
+    let mut watched: Vec<(Watch, Ready)> = Vec::new();
     loop {
         if mesh.shutdown_requested() {
             return Ok(LoopEnd::Requested);
         }
+        watched.clear();
         mesh.interest_into(&mut interest);
         for (peer, read, _) in &mut interest {
             if guarded.contains(peer) {
@@ -66,6 +70,20 @@ pub fn event_loop(
                 }
                 let ch = mesh.channel(peer).ok_or(Error::NotConnected(peer))?;
                 fds.push(PollFd::new(ch, ev));
+            }
+            for (w, e) in &mesh.watches_ref().entries {
+                if e.interest == Ready::default() {
+                    continue;
+                }
+                let mut ev = PollFlags::empty();
+                if e.interest.readable {
+                    ev |= PollFlags::IN;
+                }
+                if e.interest.writable {
+                    ev |= PollFlags::OUT;
+                }
+                watched.push((*w, e.interest));
+                fds.push(PollFd::from_borrowed_fd(e.io.fd(), ev));
             }
             let timeout = wait_time(mesh.next_deadline(), !guarded.is_empty());
             match poll(&mut fds, timeout.as_ref()) {
@@ -119,6 +137,13 @@ pub fn event_loop(
         for peer in std::mem::take(&mut guarded) {
             if let Some(end) = receive(mesh, peer, handler, &mut guarded)? {
                 return Ok(end);
+            }
+        }
+        let first = interest.len() + 1;
+        for (k, &(w, want)) in watched.iter().enumerate() {
+            let ready = from_revents(revents[first + k], want);
+            if mesh.watch_ready(w, ready, handler)? == Flow::Shutdown {
+                return Ok(LoopEnd::Requested);
             }
         }
         if mesh.fire_timers(handler)? == Flow::Shutdown {
