@@ -5,10 +5,9 @@
 //! down). The trait and the context are one module: each names the other.
 
 use std::collections::BTreeMap;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use imsg_codec::Reader;
 use imsg_io::OwnedMessage;
 
 use crate::control;
@@ -107,60 +106,30 @@ impl Received {
         self.from
     }
 
-    /// The message type.
-    pub fn msg_type(&self) -> u32 {
-        self.msg.msg_type()
-    }
-
-    /// The peer id field.
-    pub fn peerid(&self) -> u32 {
-        self.msg.peerid()
-    }
-
-    /// The raw pid field: the sender's instance + 1 on the mesh.
-    pub fn pid(&self) -> i32 {
-        self.msg.pid()
-    }
-
     /// The sender's instance as read from the pid field (for a forwarded message
     /// this is the forwarder's, as in proc.c).
     pub fn sender_instance(&self) -> Option<u32> {
         instance_from_pid(self.msg.pid())
     }
 
-    /// The payload.
-    pub fn payload(&self) -> &[u8] {
-        self.msg.payload()
-    }
-
-    /// An ibuf-style reader over the payload.
-    pub fn reader(&self) -> Reader<'_> {
-        self.msg.reader()
-    }
-
-    /// Whether the sender flagged a descriptor.
-    pub fn flagged_fd(&self) -> bool {
-        self.msg.flagged_fd()
-    }
-
-    /// The descriptor, without taking it.
-    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.msg.fd()
-    }
-
-    /// Takes the descriptor; one not taken is closed with the message.
-    pub fn take_fd(&mut self) -> Option<OwnedFd> {
-        self.msg.take_fd()
-    }
-
-    /// The underlying message.
-    pub fn message(&self) -> &OwnedMessage {
-        &self.msg
-    }
-
     /// The underlying message, moved out (with its descriptor, if not taken).
     pub fn into_message(self) -> OwnedMessage {
         self.msg
+    }
+}
+
+/// The message's own accessors (`msg_type`, `peerid`, `pid`, `payload`, `reader`,
+/// `flagged_fd`, `fd`, `take_fd`) are [`OwnedMessage`]'s.
+impl std::ops::Deref for Received {
+    type Target = OwnedMessage;
+    fn deref(&self) -> &OwnedMessage {
+        &self.msg
+    }
+}
+
+impl std::ops::DerefMut for Received {
+    fn deref_mut(&mut self) -> &mut OwnedMessage {
+        &mut self.msg
     }
 }
 
