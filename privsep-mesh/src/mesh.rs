@@ -71,6 +71,17 @@ pub enum LoopEnd {
     Requested,
 }
 
+/// Where a process is in the start-up of its mesh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Channels arrive (`PROCFD`); in the parent, children acknowledge.
+    Connecting,
+    /// A child has acknowledged the parent's `PROCREADY` and waits for `READY`.
+    Acked,
+    /// The barrier has passed: `ready` ran, application messages flow.
+    Ready,
+}
+
 /// One process's end of the mesh.
 pub struct Mesh {
     me: Identity,
@@ -80,8 +91,7 @@ pub struct Mesh {
     channels: BTreeMap<Peer, Channel>,
     expected: ExpectedChannels,
     barrier: AckBarrier,
-    acked: bool,
-    ready: bool,
+    phase: Phase,
     shutdown: bool,
     pids: BTreeMap<Peer, u32>,
     counts: BTreeMap<Peer, Counts>,
@@ -101,7 +111,7 @@ impl std::fmt::Debug for Mesh {
         f.debug_struct("Mesh")
             .field("me", &self.me)
             .field("peers", &self.channels.keys().collect::<Vec<_>>())
-            .field("ready", &self.ready)
+            .field("phase", &self.phase)
             .finish_non_exhaustive()
     }
 }
@@ -145,8 +155,7 @@ impl Mesh {
             channels: BTreeMap::new(),
             expected,
             barrier,
-            acked: false,
-            ready: false,
+            phase: Phase::Connecting,
             shutdown: false,
             pids: BTreeMap::new(),
             counts: BTreeMap::new(),
@@ -202,7 +211,7 @@ impl Mesh {
 
     /// Whether the readiness barrier has passed in this process.
     pub fn is_ready(&self) -> bool {
-        self.ready
+        self.phase == Phase::Ready
     }
 
     /// Whether the handler asked to shut down.
@@ -342,7 +351,7 @@ impl Mesh {
             self.channels
                 .iter()
                 .map(|(&p, ch)| {
-                    let read = self.ready || !child || p == Peer::PARENT;
+                    let read = self.phase == Phase::Ready || !child || p == Peer::PARENT;
                     (p, read, ch.queue_len() > 0)
                 })
                 // A channel left out of the set is not polled at all: poll(2)
@@ -464,7 +473,7 @@ impl Mesh {
         let ty = msg.msg_type();
         let proto = |error| Error::Protocol { from, error };
         if !control::is_control(ty) {
-            if !self.ready {
+            if self.phase != Phase::Ready {
                 return Err(proto(ProtocolError::BeforeReady { ty }));
             }
             self.counts.entry(from).or_default().received += 1;
@@ -504,7 +513,7 @@ impl Mesh {
                 }
             }
             control::PROCREADY if from_parent => {
-                if self.acked {
+                if self.phase != Phase::Connecting {
                     return Err(proto(ProtocolError::Repeated { ty }));
                 }
                 let parent = control::decode_layout(msg.payload())
@@ -521,12 +530,12 @@ impl Mesh {
                     }));
                 }
                 self.expected.close();
-                self.acked = true;
+                self.phase = Phase::Acked;
                 self.send_control(ProcId::PARENT, Target::All, control::PROCREADY, &[])?;
                 Ok(())
             }
             control::READY if from_parent => {
-                if !self.acked || self.ready {
+                if self.phase != Phase::Acked {
                     return Err(proto(ProtocolError::Repeated { ty }));
                 }
                 self.become_ready(handler)
@@ -552,7 +561,7 @@ impl Mesh {
     /// children), tell them all with `READY` and call the parent's own
     /// [`Handler::ready`].
     pub fn announce_ready(&mut self, handler: &mut dyn Handler) -> Result<(), Error> {
-        if self.ready || !self.barrier.is_complete() {
+        if self.phase == Phase::Ready || !self.barrier.is_complete() {
             return Ok(());
         }
         for peer in self.peers() {
@@ -567,7 +576,7 @@ impl Mesh {
     }
 
     fn become_ready(&mut self, handler: &mut dyn Handler) -> Result<(), Error> {
-        self.ready = true;
+        self.phase = Phase::Ready;
         log::debug!("mesh ready: {} channels", self.channels.len());
         let mut ctx = Context::new(self);
         handler.ready(&mut ctx).map_err(Error::App)
@@ -816,7 +825,7 @@ mod tests {
     #[test]
     fn receive_reuses_one_buffer_and_closes_untaken_descriptors() {
         let (mut mesh, mut ends) = parent_with_three_servers();
-        mesh.ready = true;
+        mesh.phase = Phase::Ready;
         let from = Peer::new(SERVER, 1);
         let mut server = Channel::new(ends.remove(1), mesh.config.clone()).unwrap();
         let (pipe_r, pipe_w) = rustix::pipe::pipe().unwrap();
