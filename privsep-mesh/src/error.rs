@@ -6,7 +6,7 @@ use std::io;
 use crate::args::ArgsError;
 use crate::control::{self, PayloadError};
 use crate::privdrop::PrivdropError;
-use crate::readiness::AckError;
+pub use crate::readiness::AckError;
 use crate::route::ProcId;
 use crate::route::MAX_INSTANCES;
 use crate::route::{Peer, RouteError};

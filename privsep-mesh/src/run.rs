@@ -30,7 +30,7 @@ use crate::watch::{from_revents, Ready, Watch};
 
 /// Runs `mesh` until a channel closes, a terminating signal arrives, or the handler
 /// asks to stop. In the parent, `children` is reaped as SIGCHLD arrives.
-pub fn event_loop(
+pub(crate) fn event_loop(
     mesh: &mut Mesh,
     handler: &mut dyn Handler,
     signals: &SignalPipe,

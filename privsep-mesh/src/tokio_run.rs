@@ -10,8 +10,6 @@
 //! parent reaps on SIGCHLD. Channels and the signal self-pipe are watched with
 //! `tokio::io::unix::AsyncFd` (edge-triggered: a channel's readiness is only
 //! cleared once a read found nothing more).
-//!
-//! [`event_loop`] can also be awaited in a runtime the application built.
 
 use std::collections::BTreeMap;
 use std::future::{poll_fn, Future};
@@ -93,7 +91,7 @@ fn poll_watches(ws: &Watches, cx: &mut std::task::Context<'_>) -> Option<Event> 
 
 /// The event loop of [`crate::run::event_loop`], awaiting readiness through tokio.
 /// Must run inside a tokio runtime with I/O enabled.
-pub async fn event_loop(
+pub(crate) async fn event_loop(
     mesh: &mut Mesh,
     handler: &mut dyn Handler,
     signals: &SignalPipe,
