@@ -93,6 +93,7 @@ impl Watches {
 }
 
 /// What poll(2) says of `fd` now, for `interest` (no waiting).
+#[cfg(feature = "tokio")]
 pub(crate) fn ready_now(fd: BorrowedFd<'_>, interest: Ready) -> Ready {
     use rustix::event::{poll, PollFd, PollFlags};
     let mut ev = PollFlags::empty();

@@ -72,6 +72,8 @@ struct Opts {
     no_action: bool,
     /// Every process runs its loop in a tokio runtime.
     tokio: bool,
+    /// The mesh runs through `run_async` in a runtime built here.
+    in_app_runtime: bool,
 }
 
 fn parse_opts(app: &[OsString]) -> Option<Opts> {
@@ -81,6 +83,7 @@ fn parse_opts(app: &[OsString]) -> Option<Opts> {
         chroot: None,
         no_action: false,
         tokio: false,
+        in_app_runtime: false,
     };
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -88,6 +91,7 @@ fn parse_opts(app: &[OsString]) -> Option<Opts> {
             "--chroot" => o.chroot = Some(it.next()?.into()),
             "--no-action" => o.no_action = true,
             "--tokio" => o.tokio = true,
+            "--async" => o.in_app_runtime = true,
             _ => {}
         }
     }
@@ -167,7 +171,20 @@ fn table(o: &Opts) -> ProcTable {
 }
 
 fn daemon(o: Opts, is_parent: bool) -> ExitCode {
-    let code = Privsep::new(table(&o)).no_action(o.no_action).run();
+    let privsep = Privsep::new(table(&o)).no_action(o.no_action);
+    #[cfg(feature = "tokio")]
+    let code = if o.in_app_runtime {
+        // The application's own runtime, as `#[tokio::main]` would build it.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(privsep.run_async())
+    } else {
+        privsep.run()
+    };
+    #[cfg(not(feature = "tokio"))]
+    let code = privsep.run();
     if is_parent {
         // Every child must have been reaped: none may be left with us as parent.
         let me = std::process::id();
@@ -527,6 +544,7 @@ impl Conductor {
             chroot: None,
             no_action: false,
             tokio: false,
+            in_app_runtime: false,
         })
     }
 
@@ -1484,6 +1502,14 @@ fn test_handler_listener_tokio() -> Result<(), String> {
     handler_listener(&["--tokio"])
 }
 
+/// The listener scenario through `Privsep::run_async` in a runtime the
+/// application built: every process runs the tokio loop in it.
+#[cfg(feature = "tokio")]
+fn test_run_async_in_app_runtime() -> Result<(), String> {
+    handler_listener(&["--async"])?;
+    handler_timers(&["--async"])
+}
+
 /// Handler timers in a tokio process.
 #[cfg(feature = "tokio")]
 fn test_handler_timers_tokio() -> Result<(), String> {
@@ -1664,6 +1690,8 @@ fn driver() -> ExitCode {
         ("fdlimit", test_fdlimit),
         ("handler_timers", test_handler_timers),
         ("handler_listener", test_handler_listener),
+        #[cfg(feature = "tokio")]
+        ("run_async", test_run_async_in_app_runtime),
         #[cfg(feature = "tokio")]
         ("handler_listener_tokio", test_handler_listener_tokio),
         #[cfg(feature = "tokio")]
