@@ -3,6 +3,7 @@
 //! translated between the two); clients and a daemon that go away.
 
 mod harness;
+mod socket_wait;
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -46,10 +47,7 @@ impl Tap {
             err: Some(err),
         };
         let until = deadline();
-        while !listen.exists() {
-            assert!(Instant::now() < until, "imsg-tap never listened");
-            thread::sleep(Duration::from_millis(5));
-        }
+        socket_wait::wait_listening(listen, until, "imsg-tap");
         tap
     }
 

@@ -3,6 +3,7 @@
 //! dialects, end of file, timeouts, protocol and usage errors.
 
 mod harness;
+mod socket_wait;
 
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -59,11 +60,7 @@ fn text(b: &[u8]) -> &str {
 }
 
 fn wait_for_socket(path: &Path) {
-    let until = deadline();
-    while !path.exists() {
-        assert!(Instant::now() < until, "{} never appeared", path.display());
-        thread::sleep(Duration::from_millis(5));
-    }
+    socket_wait::wait_listening(path, deadline(), "imsgcat");
 }
 
 fn path_str(p: &Path) -> &str {

@@ -6,7 +6,7 @@ use std::io;
 use crate::args::ArgsError;
 use crate::control::{self, PayloadError};
 use crate::privdrop::PrivdropError;
-use crate::readiness::AckError;
+pub use crate::readiness::AckError;
 use crate::route::ProcId;
 use crate::route::MAX_INSTANCES;
 use crate::route::{Peer, RouteError};
@@ -240,14 +240,18 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {
+    /// The cause of the wrapped error, whose text this error's message already
+    /// includes (the rule imsg-io's errors follow too): a chain printed level by
+    /// level, as anyhow's `{:#}` does, says each thing once.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Table(e) => Some(e),
-            Error::Args(e) => Some(e),
-            Error::Route(e) => Some(e),
-            Error::Channel { error, .. } => Some(error),
-            Error::Privdrop(e) => Some(e),
-            Error::Os { error, .. } | Error::NoParentChannel(error) => Some(error),
+            Error::Table(e) => e.source(),
+            Error::Args(e) => e.source(),
+            Error::Route(e) => e.source(),
+            Error::Channel { error, .. } => error.source(),
+            Error::Privdrop(e) => e.source(),
+            Error::App(e) => e.source(),
+            Error::Os { error, .. } | Error::NoParentChannel(error) => error.source(),
             _ => None,
         }
     }
@@ -274,5 +278,55 @@ impl From<ArgsError> for Error {
 impl From<PrivdropError> for Error {
     fn from(e: PrivdropError) -> Error {
         Error::Privdrop(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::{Peer, ProcId};
+
+    /// Each level of the chain, as anyhow's `{:#}` prints it.
+    fn chain(e: &dyn std::error::Error) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut at = e.source();
+        while let Some(s) = at {
+            out.push(s.to_string());
+            at = s.source();
+        }
+        out
+    }
+
+    #[test]
+    fn chains_say_each_thing_once() {
+        let pipe = || io::Error::from(io::ErrorKind::BrokenPipe);
+        let peer = Peer::new(ProcId(1), 0);
+        let cases = [
+            Error::Channel {
+                peer,
+                error: imsg_io::Error::Io(pipe()),
+            },
+            Error::Os {
+                what: "poll",
+                error: pipe(),
+            },
+            Error::NoParentChannel(pipe()),
+            Error::Route(RouteError {
+                instance: 3,
+                instances: 2,
+            }),
+            Error::Privdrop(PrivdropError::Chdir(pipe())),
+            Error::App(Box::new(io::Error::other(pipe()))),
+        ];
+        for e in &cases {
+            let c = chain(e);
+            for w in c.windows(2) {
+                assert!(!w[0].contains(&w[1]), "{:?} repeats {:?}", w[0], w[1]);
+            }
+        }
+        assert_eq!(
+            chain(&cases[0]),
+            ["channel to 1[0]: imsg channel I/O: broken pipe"]
+        );
     }
 }

@@ -5,10 +5,9 @@
 //! down). The trait and the context are one module: each names the other.
 
 use std::collections::BTreeMap;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use imsg_codec::Reader;
 use imsg_io::OwnedMessage;
 
 use crate::control;
@@ -19,6 +18,7 @@ pub use crate::route::Identity;
 use crate::route::{instance_from_pid, Peer, ProcId, Target};
 use crate::signals::Signal;
 use crate::timer::Timer;
+use crate::watch::{Ready, Watch};
 
 /// Whether a handler took care of a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +65,14 @@ pub trait Handler {
         Ok(())
     }
 
+    /// A descriptor this process watches ([`Context::watch`]) is ready for what
+    /// `ready` says. Readiness is level-triggered: what is left unread is
+    /// reported again.
+    fn io(&mut self, ctx: &mut Context<'_>, watch: Watch, ready: Ready) -> Result<(), AppError> {
+        let _ = (ctx, watch, ready);
+        Ok(())
+    }
+
     /// The process is leaving its event loop (end of file on a channel, SIGTERM or
     /// SIGINT, or [`Context::shutdown`]); proc.c's `p_shutdown`. Messages composed
     /// here get one non-blocking write attempt before the channels close.
@@ -98,60 +106,30 @@ impl Received {
         self.from
     }
 
-    /// The message type.
-    pub fn msg_type(&self) -> u32 {
-        self.msg.msg_type()
-    }
-
-    /// The peer id field.
-    pub fn peerid(&self) -> u32 {
-        self.msg.peerid()
-    }
-
-    /// The raw pid field: the sender's instance + 1 on the mesh.
-    pub fn pid(&self) -> i32 {
-        self.msg.pid()
-    }
-
     /// The sender's instance as read from the pid field (for a forwarded message
     /// this is the forwarder's, as in proc.c).
     pub fn sender_instance(&self) -> Option<u32> {
         instance_from_pid(self.msg.pid())
     }
 
-    /// The payload.
-    pub fn payload(&self) -> &[u8] {
-        self.msg.payload()
-    }
-
-    /// An ibuf-style reader over the payload.
-    pub fn reader(&self) -> Reader<'_> {
-        self.msg.reader()
-    }
-
-    /// Whether the sender flagged a descriptor.
-    pub fn flagged_fd(&self) -> bool {
-        self.msg.flagged_fd()
-    }
-
-    /// The descriptor, without taking it.
-    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.msg.fd()
-    }
-
-    /// Takes the descriptor; one not taken is closed with the message.
-    pub fn take_fd(&mut self) -> Option<OwnedFd> {
-        self.msg.take_fd()
-    }
-
-    /// The underlying message.
-    pub fn message(&self) -> &OwnedMessage {
-        &self.msg
-    }
-
     /// The underlying message, moved out (with its descriptor, if not taken).
     pub fn into_message(self) -> OwnedMessage {
         self.msg
+    }
+}
+
+/// The message's own accessors (`msg_type`, `peerid`, `pid`, `payload`, `reader`,
+/// `flagged_fd`, `fd`, `take_fd`) are [`OwnedMessage`]'s.
+impl std::ops::Deref for Received {
+    type Target = OwnedMessage;
+    fn deref(&self) -> &OwnedMessage {
+        &self.msg
+    }
+}
+
+impl std::ops::DerefMut for Received {
+    fn deref_mut(&mut self) -> &mut OwnedMessage {
+        &mut self.msg
     }
 }
 
@@ -311,6 +289,37 @@ impl<'a> Context<'a> {
     /// Disarms a timer; false if it was not armed (a one-shot timer that fired).
     pub fn cancel_timer(&mut self, timer: Timer) -> bool {
         self.mesh.timers().cancel(timer)
+    }
+
+    /// Hands `io` (a listening socket, a client socket: anything with a
+    /// descriptor, set non-blocking by the caller) to the event loop, which
+    /// watches it for `interest` in either loop kind and calls [`Handler::io`].
+    /// The loop owns it from here: reach it with [`io`](Context::io), close it
+    /// with [`unwatch`](Context::unwatch).
+    pub fn watch<T: std::os::fd::AsFd + 'static>(&mut self, io: T, interest: Ready) -> Watch {
+        self.mesh.watches().add(Box::new(io), interest)
+    }
+
+    /// The object watched as `watch`, if it is a `T`.
+    pub fn io<T: 'static>(&mut self, watch: Watch) -> Option<&mut T> {
+        let e = self.mesh.watches().entries.get_mut(&watch)?;
+        e.io.as_any_mut().downcast_mut::<T>()
+    }
+
+    /// Changes what `watch` waits for; false if it is not watched.
+    pub fn set_interest(&mut self, watch: Watch, interest: Ready) -> bool {
+        match self.mesh.watches().entries.get_mut(&watch) {
+            Some(e) => {
+                e.interest = interest;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops watching `watch` and closes its object; false if it was not watched.
+    pub fn unwatch(&mut self, watch: Watch) -> bool {
+        self.mesh.watches().entries.remove(&watch).is_some()
     }
 
     /// Leaves the event loop after the current message: the shutdown hook runs, the

@@ -15,7 +15,7 @@
 //!
 //! What happens, as in proc.c:
 //!
-//! 1. **Start-up** ([`startup`]): the parent makes a socketpair per child instance and
+//! 1. **Start-up** (module `startup`): the parent makes a socketpair per child instance and
 //!    re-executes its own binary (`/proc/self/exe`) with `-P <title> -I <instance>`
 //!    before the original arguments ([`args`]) and the child's end on descriptor 3.
 //! 2. **Mesh**: for every pair of child instances the [`policy`] allows (default: no
@@ -23,7 +23,7 @@
 //!    sends each end to its owner in a `PROCFD` message ([`control`]), flushing as it
 //!    goes. A child refuses a duplicate or unexpected `PROCFD` (warning, descriptor
 //!    closed).
-//! 3. **Readiness barrier** ([`readiness`]): each child acknowledges once all its
+//! 3. **Readiness barrier** (module `readiness`): each child acknowledges once all its
 //!    channels are attached; when all have, the parent calls its [`Handler::ready`]
 //!    and tells every child, whose `ready` runs too — exactly once per process.
 //! 4. **Privilege drop** ([`privdrop`]) in each child when run as root: chroot,
@@ -32,7 +32,7 @@
 //! 5. **Event loop** ([`run`]): `poll(2)` over the channels and a signal self-pipe
 //!    ([`signals`]); messages go to the [`Handler`] with a [`Context`] that routes to
 //!    (process, [`Target`]) ([`route`]). End of file on any channel ends the process;
-//!    the parent then closes everything, and reaps every child ([`reap`]), logging
+//!    the parent then closes everything, and reaps every child (module `reap`), logging
 //!    abnormal ends as proc.c does.
 //!
 //! With the `tokio` feature, a process marked [`ProcSpec::tokio`] runs the same loop in
@@ -68,12 +68,12 @@ pub mod mesh;
 mod outbox;
 pub mod policy;
 pub mod privdrop;
-pub mod readiness;
-pub mod reap;
+pub(crate) mod readiness;
+pub(crate) mod reap;
 pub mod route;
 pub mod run;
 pub mod signals;
-pub mod startup;
+pub(crate) mod startup;
 pub mod stderr_log;
 mod sys;
 pub mod syslog_log;
@@ -81,6 +81,7 @@ pub mod table;
 mod timer;
 #[cfg(feature = "tokio")]
 pub mod tokio_run;
+mod watch;
 
 pub use error::{Error, ProtocolError};
 pub use handler::{AppError, Handled, Handler, Identity, NullHandler, Received};
@@ -92,3 +93,4 @@ pub use run::{main, Privsep};
 pub use signals::Signal;
 pub use table::{ProcId, ProcSpec, ProcTable, MAX_INSTANCES};
 pub use timer::Timer;
+pub use watch::{Ready, Watch};

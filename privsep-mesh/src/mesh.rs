@@ -21,6 +21,7 @@ use crate::route::{self, pid_for_instance, Peer, Target};
 use crate::signals::Signal;
 use crate::table::{ProcId, ProcTable};
 use crate::timer::Timers;
+use crate::watch::{Ready, Watch, Watches};
 
 /// Application messages exchanged with one peer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,6 +71,17 @@ pub enum LoopEnd {
     Requested,
 }
 
+/// Where a process is in the start-up of its mesh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Channels arrive (`PROCFD`); in the parent, children acknowledge.
+    Connecting,
+    /// A child has acknowledged the parent's `PROCREADY` and waits for `READY`.
+    Acked,
+    /// The barrier has passed: `ready` ran, application messages flow.
+    Ready,
+}
+
 /// One process's end of the mesh.
 pub struct Mesh {
     me: Identity,
@@ -79,8 +91,7 @@ pub struct Mesh {
     channels: BTreeMap<Peer, Channel>,
     expected: ExpectedChannels,
     barrier: AckBarrier,
-    acked: bool,
-    ready: bool,
+    phase: Phase,
     shutdown: bool,
     pids: BTreeMap<Peer, u32>,
     counts: BTreeMap<Peer, Counts>,
@@ -90,6 +101,7 @@ pub struct Mesh {
     /// before it.
     scratch: OwnedMessage,
     timers: Timers,
+    watches: Watches,
     #[cfg(feature = "tokio")]
     outbox: Option<crate::outbox::Outbox>,
 }
@@ -99,7 +111,7 @@ impl std::fmt::Debug for Mesh {
         f.debug_struct("Mesh")
             .field("me", &self.me)
             .field("peers", &self.channels.keys().collect::<Vec<_>>())
-            .field("ready", &self.ready)
+            .field("phase", &self.phase)
             .finish_non_exhaustive()
     }
 }
@@ -143,13 +155,13 @@ impl Mesh {
             channels: BTreeMap::new(),
             expected,
             barrier,
-            acked: false,
-            ready: false,
+            phase: Phase::Connecting,
             shutdown: false,
             pids: BTreeMap::new(),
             counts: BTreeMap::new(),
             scratch: OwnedMessage::default(),
             timers: Timers::default(),
+            watches: Watches::default(),
             #[cfg(feature = "tokio")]
             outbox: None,
             me,
@@ -199,7 +211,7 @@ impl Mesh {
 
     /// Whether the readiness barrier has passed in this process.
     pub fn is_ready(&self) -> bool {
-        self.ready
+        self.phase == Phase::Ready
     }
 
     /// Whether the handler asked to shut down.
@@ -227,6 +239,41 @@ impl Mesh {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    pub(crate) fn watches_ref(&self) -> &Watches {
+        &self.watches
+    }
+
+    pub(crate) fn watches(&mut self) -> &mut Watches {
+        &mut self.watches
+    }
+
+    /// Calls [`Handler::io`] for `w` if it is still watched and something it
+    /// waits for is ready. [`Flow::Shutdown`] if the handler asked for it.
+    pub(crate) fn watch_ready(
+        &mut self,
+        w: Watch,
+        ready: Ready,
+        handler: &mut dyn Handler,
+    ) -> Result<Flow, Error> {
+        let Some(e) = self.watches.entries.get(&w) else {
+            return Ok(Flow::Continue);
+        };
+        let ready = Ready {
+            readable: ready.readable && e.interest.readable,
+            writable: ready.writable && e.interest.writable,
+        };
+        if ready == Ready::default() {
+            return Ok(Flow::Continue);
+        }
+        let mut ctx = Context::new(self);
+        handler.io(&mut ctx, w, ready).map_err(Error::App)?;
+        Ok(if self.shutdown {
+            Flow::Shutdown
+        } else {
+            Flow::Continue
+        })
     }
 
     pub(crate) fn request_shutdown(&mut self) {
@@ -283,6 +330,7 @@ impl Mesh {
     /// Closes every channel.
     pub fn close_all(&mut self) {
         self.channels.clear();
+        self.watches.entries.clear();
     }
 
     /// Peers whose channel the event loop should poll: (peer, read?, write?). Before
@@ -303,7 +351,7 @@ impl Mesh {
             self.channels
                 .iter()
                 .map(|(&p, ch)| {
-                    let read = self.ready || !child || p == Peer::PARENT;
+                    let read = self.phase == Phase::Ready || !child || p == Peer::PARENT;
                     (p, read, ch.queue_len() > 0)
                 })
                 // A channel left out of the set is not polled at all: poll(2)
@@ -425,7 +473,7 @@ impl Mesh {
         let ty = msg.msg_type();
         let proto = |error| Error::Protocol { from, error };
         if !control::is_control(ty) {
-            if !self.ready {
+            if self.phase != Phase::Ready {
                 return Err(proto(ProtocolError::BeforeReady { ty }));
             }
             self.counts.entry(from).or_default().received += 1;
@@ -465,7 +513,7 @@ impl Mesh {
                 }
             }
             control::PROCREADY if from_parent => {
-                if self.acked {
+                if self.phase != Phase::Connecting {
                     return Err(proto(ProtocolError::Repeated { ty }));
                 }
                 let parent = control::decode_layout(msg.payload())
@@ -482,12 +530,12 @@ impl Mesh {
                     }));
                 }
                 self.expected.close();
-                self.acked = true;
+                self.phase = Phase::Acked;
                 self.send_control(ProcId::PARENT, Target::All, control::PROCREADY, &[])?;
                 Ok(())
             }
             control::READY if from_parent => {
-                if !self.acked || self.ready {
+                if self.phase != Phase::Acked {
                     return Err(proto(ProtocolError::Repeated { ty }));
                 }
                 self.become_ready(handler)
@@ -513,7 +561,7 @@ impl Mesh {
     /// children), tell them all with `READY` and call the parent's own
     /// [`Handler::ready`].
     pub fn announce_ready(&mut self, handler: &mut dyn Handler) -> Result<(), Error> {
-        if self.ready || !self.barrier.is_complete() {
+        if self.phase == Phase::Ready || !self.barrier.is_complete() {
             return Ok(());
         }
         for peer in self.peers() {
@@ -528,7 +576,7 @@ impl Mesh {
     }
 
     fn become_ready(&mut self, handler: &mut dyn Handler) -> Result<(), Error> {
-        self.ready = true;
+        self.phase = Phase::Ready;
         log::debug!("mesh ready: {} channels", self.channels.len());
         let mut ctx = Context::new(self);
         handler.ready(&mut ctx).map_err(Error::App)
@@ -777,7 +825,7 @@ mod tests {
     #[test]
     fn receive_reuses_one_buffer_and_closes_untaken_descriptors() {
         let (mut mesh, mut ends) = parent_with_three_servers();
-        mesh.ready = true;
+        mesh.phase = Phase::Ready;
         let from = Peer::new(SERVER, 1);
         let mut server = Channel::new(ends.remove(1), mesh.config.clone()).unwrap();
         let (pipe_r, pipe_w) = rustix::pipe::pipe().unwrap();

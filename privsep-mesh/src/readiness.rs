@@ -55,15 +55,6 @@ impl ExpectedChannels {
     }
 
     /// Records a `PROCFD` for `peer`, or says why it must be refused.
-    ///
-    /// ```
-    /// use privsep_mesh::{readiness::{ExpectedChannels, Refusal}, Peer, ProcId};
-    /// let logger = Peer::new(ProcId(2), 0);
-    /// let mut e = ExpectedChannels::new([logger]);
-    /// assert_eq!(e.accept(logger), Ok(()));
-    /// assert_eq!(e.accept(logger), Err(Refusal::Duplicate(logger)));
-    /// assert!(e.is_complete());
-    /// ```
     pub fn accept(&mut self, peer: Peer) -> Result<(), Refusal> {
         if self.closed {
             Err(Refusal::Late(peer))
@@ -128,15 +119,6 @@ impl AckBarrier {
     }
 
     /// Records `from`'s acknowledgement; `Ok(true)` when it was the last one.
-    ///
-    /// ```
-    /// use privsep_mesh::{readiness::{AckBarrier, AckError}, Peer, ProcId};
-    /// let (a, b) = (Peer::new(ProcId(1), 0), Peer::new(ProcId(1), 1));
-    /// let mut bar = AckBarrier::new([a, b]);
-    /// assert_eq!(bar.ack(a), Ok(false));
-    /// assert_eq!(bar.ack(a), Err(AckError::Duplicate(a)));
-    /// assert_eq!(bar.ack(b), Ok(true));
-    /// ```
     pub fn ack(&mut self, from: Peer) -> Result<bool, AckError> {
         if self.pending.remove(&from) {
             self.done.insert(from);
@@ -151,11 +133,6 @@ impl AckBarrier {
     /// Every child has acknowledged (true at once for a table without children).
     pub fn is_complete(&self) -> bool {
         self.pending.is_empty()
-    }
-
-    /// The children still owing an acknowledgement.
-    pub fn pending(&self) -> impl Iterator<Item = Peer> + '_ {
-        self.pending.iter().copied()
     }
 }
 

@@ -40,15 +40,6 @@ pub struct ChildExit {
 
 /// The line proc.c logs for an abnormal end, `None` for a clean one:
 /// `lost child: pid N terminated; signal S` or `lost child: pid N exited abnormally`.
-///
-/// ```
-/// use privsep_mesh::reap::{lost_child_line, ExitKind};
-/// assert_eq!(lost_child_line(42, ExitKind::Signaled(9)).unwrap(),
-///            "lost child: pid 42 terminated; signal 9");
-/// assert_eq!(lost_child_line(42, ExitKind::Exited(1)).unwrap(),
-///            "lost child: pid 42 exited abnormally");
-/// assert_eq!(lost_child_line(42, ExitKind::Exited(0)), None);
-/// ```
 pub fn lost_child_line(pid: u32, kind: ExitKind) -> Option<String> {
     match kind {
         ExitKind::Exited(0) => None,
@@ -76,6 +67,7 @@ impl Children {
     }
 
     /// The pid of a running child instance.
+    #[cfg(test)]
     pub fn pid_of(&self, peer: Peer) -> Option<u32> {
         self.running
             .iter()
@@ -84,11 +76,13 @@ impl Children {
     }
 
     /// Children not reaped yet.
+    #[cfg(test)]
     pub fn running(&self) -> usize {
         self.running.len()
     }
 
     /// Every end seen so far, in the order they were reaped.
+    #[cfg(test)]
     pub fn exits(&self) -> &[ChildExit] {
         &self.exits
     }
@@ -209,6 +203,19 @@ impl Children {
 mod tests {
     use super::*;
     use crate::route::ProcId;
+
+    #[test]
+    fn lost_child_lines_as_proc_c() {
+        assert_eq!(
+            lost_child_line(42, ExitKind::Signaled(9)).unwrap(),
+            "lost child: pid 42 terminated; signal 9"
+        );
+        assert_eq!(
+            lost_child_line(42, ExitKind::Exited(1)).unwrap(),
+            "lost child: pid 42 exited abnormally"
+        );
+        assert_eq!(lost_child_line(42, ExitKind::Exited(0)), None);
+    }
 
     /// A child reaped by pid through `Children`, not through its std handle.
     fn spawn(prog: &str, args: &[&str]) -> u32 {

@@ -26,10 +26,11 @@ use crate::signals::{Signal, SignalPipe};
 use crate::startup;
 use crate::stderr_log;
 use crate::table::{ProcId, ProcTable};
+use crate::watch::{from_revents, Ready, Watch};
 
 /// Runs `mesh` until a channel closes, a terminating signal arrives, or the handler
 /// asks to stop. In the parent, `children` is reaped as SIGCHLD arrives.
-pub fn event_loop(
+pub(crate) fn event_loop(
     mesh: &mut Mesh,
     handler: &mut dyn Handler,
     signals: &SignalPipe,
@@ -42,10 +43,13 @@ pub fn event_loop(
     // Channels whose last read the descriptor guard refused: not polled for input
     // (still readable, that would spin) but read again after FD_GUARD_RETRY.
     let mut guarded: Vec<Peer> = Vec::new();
+    // The handler's watched descriptors polled this turn, after the channels.
+    let mut watched: Vec<(Watch, Ready)> = Vec::new();
     loop {
         if mesh.shutdown_requested() {
             return Ok(LoopEnd::Requested);
         }
+        watched.clear();
         mesh.interest_into(&mut interest);
         for (peer, read, _) in &mut interest {
             if guarded.contains(peer) {
@@ -66,6 +70,20 @@ pub fn event_loop(
                 }
                 let ch = mesh.channel(peer).ok_or(Error::NotConnected(peer))?;
                 fds.push(PollFd::new(ch, ev));
+            }
+            for (w, e) in &mesh.watches_ref().entries {
+                if e.interest == Ready::default() {
+                    continue;
+                }
+                let mut ev = PollFlags::empty();
+                if e.interest.readable {
+                    ev |= PollFlags::IN;
+                }
+                if e.interest.writable {
+                    ev |= PollFlags::OUT;
+                }
+                watched.push((*w, e.interest));
+                fds.push(PollFd::from_borrowed_fd(e.io.fd(), ev));
             }
             let timeout = wait_time(mesh.next_deadline(), !guarded.is_empty());
             match poll(&mut fds, timeout.as_ref()) {
@@ -121,6 +139,13 @@ pub fn event_loop(
                 return Ok(end);
             }
         }
+        let first = interest.len() + 1;
+        for (k, &(w, want)) in watched.iter().enumerate() {
+            let ready = from_revents(revents[first + k], want);
+            if mesh.watch_ready(w, ready, handler)? == Flow::Shutdown {
+                return Ok(LoopEnd::Requested);
+            }
+        }
         if mesh.fire_timers(handler)? == Flow::Shutdown {
             return Ok(LoopEnd::Requested);
         }
@@ -159,61 +184,32 @@ fn receive(
     })
 }
 
-/// The runtime of a process that runs its loop in tokio: built before the
-/// process's handler, so that everything the handler does (its start function,
-/// `ready`, `dispatch`) runs inside it, with I/O and timers.
-struct Runtime {
+/// Runs `mesh` in the built-in loop, or in tokio's (then inside a runtime with I/O
+/// and time: the one [`Privsep::run`] built, or the application's).
+async fn drive(
+    tokio: bool,
+    mesh: &mut Mesh,
+    handler: &mut dyn Handler,
+    signals: &SignalPipe,
+    children: Option<&mut Children>,
+) -> Result<LoopEnd, Error> {
     #[cfg(feature = "tokio")]
-    rt: Option<tokio::runtime::Runtime>,
+    if tokio {
+        return crate::tokio_run::event_loop(mesh, handler, signals, children).await;
+    }
+    let _ = tokio;
+    event_loop(mesh, handler, signals, children)
 }
 
-impl Runtime {
-    fn new(tokio: bool) -> Result<Runtime, Error> {
-        #[cfg(feature = "tokio")]
-        {
-            let rt = tokio
-                .then(|| {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_io()
-                        .enable_time()
-                        .build()
-                })
-                .transpose()
-                .map_err(Error::os("tokio runtime"))?;
-            Ok(Runtime { rt })
+/// Runs a role that does not use tokio: its future never waits on a waker (the
+/// poll(2) loop blocks in poll itself), so one poll completes it.
+fn block_on_poll_loop<T>(role: impl std::future::Future<Output = T>) -> T {
+    let mut role = std::pin::pin!(role);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = role.as_mut().poll(&mut cx) {
+            return v;
         }
-        #[cfg(not(feature = "tokio"))]
-        {
-            let _ = tokio;
-            Ok(Runtime {})
-        }
-    }
-
-    /// Runs `f` inside the runtime, if there is one.
-    fn enter<T>(&self, f: impl FnOnce() -> T) -> T {
-        #[cfg(feature = "tokio")]
-        if let Some(rt) = &self.rt {
-            let _in = rt.enter();
-            return f();
-        }
-        f()
-    }
-
-    /// Runs the built-in loop, or the tokio one.
-    fn drive(
-        &self,
-        mesh: &mut Mesh,
-        handler: &mut dyn Handler,
-        signals: &SignalPipe,
-        children: Option<&mut Children>,
-    ) -> Result<LoopEnd, Error> {
-        #[cfg(feature = "tokio")]
-        if let Some(rt) = &self.rt {
-            return rt.block_on(crate::tokio_run::event_loop(
-                mesh, handler, signals, children,
-            ));
-        }
-        event_loop(mesh, handler, signals, children)
     }
 }
 
@@ -259,14 +255,28 @@ impl Privsep {
     pub fn run(self) -> ExitCode {
         let argv: Vec<OsString> = std::env::args_os().collect();
         let name = self.table.name().to_owned();
-        match self.run_with(&argv) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                log::error!("{name}: {e}");
-                ExitCode::FAILURE
-            }
-        }
+        exit_code(&name, self.run_with(&argv))
+    }
+
+    /// [`run`](Privsep::run) inside the application's own tokio runtime: every
+    /// process of the table runs the tokio loop in it (whatever
+    /// [`ProcSpec::tokio`](crate::ProcSpec::tokio) says). The runtime must have I/O
+    /// and time enabled, and run this future on its thread (`block_on`, or
+    /// `#[tokio::main(flavor = "current_thread")]`): handlers are not `Send`.
+    #[cfg(feature = "tokio")]
+    pub async fn run_async(self) -> ExitCode {
+        let argv: Vec<OsString> = std::env::args_os().collect();
+        let name = self.table.name().to_owned();
+        let r = match self
+            .table
+            .validate()
+            .map_err(Error::from)
+            .and_then(|()| Ok(args::parse(&argv)?))
+        {
+            Ok(inv) => self.role(inv, true).await,
+            Err(e) => Err(e),
+        };
+        exit_code(&name, r)
     }
 
     /// Runs the role `argv` (with `argv[0]`) selects. `Ok(true)`: orderly end;
@@ -275,10 +285,32 @@ impl Privsep {
     /// start its role (table, arguments, privilege drop).
     pub fn run_with(self, argv: &[OsString]) -> Result<bool, Error> {
         self.table.validate()?;
-        match args::parse(argv)? {
+        let inv = args::parse(argv)?;
+        let spec = match &inv {
+            Invocation::Child { title, .. } => self.table.by_title(title),
+            Invocation::Parent { .. } => self.table.get(ProcId::PARENT),
+        };
+        if spec.is_some_and(|s| s.uses_tokio()) {
+            #[cfg(feature = "tokio")]
+            {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .build()
+                    .map_err(Error::os("tokio runtime"))?;
+                return rt.block_on(self.role(inv, true));
+            }
+        }
+        block_on_poll_loop(self.role(inv, false))
+    }
+
+    /// This process's role; `tokio`: whether its loop runs in tokio (inside a
+    /// runtime the caller provides).
+    async fn role(self, inv: Invocation, tokio: bool) -> Result<bool, Error> {
+        match inv {
             Invocation::Child {
                 title, instance, ..
-            } => run_child(self.table, &title, instance),
+            } => run_child(self.table, &title, instance, tokio).await,
             Invocation::Parent { args } if self.no_action => {
                 stderr_log::set_role(&identity(&self.table, Peer::PARENT));
                 check_users(&self.table)?;
@@ -286,7 +318,18 @@ impl Privsep {
                 drop(args);
                 Ok(true)
             }
-            Invocation::Parent { args } => run_parent(self.table, &args),
+            Invocation::Parent { args } => run_parent(self.table, &args, tokio).await,
+        }
+    }
+}
+
+fn exit_code(name: &str, r: Result<bool, Error>) -> ExitCode {
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            log::error!("{name}: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -340,7 +383,11 @@ fn log_end(mesh: &Mesh, end: &LoopEnd) {
     }
 }
 
-fn run_parent(mut table: ProcTable, app_args: &[OsString]) -> Result<bool, Error> {
+async fn run_parent(
+    mut table: ProcTable,
+    app_args: &[OsString],
+    tokio: bool,
+) -> Result<bool, Error> {
     let me = identity(&table, Peer::PARENT);
     stderr_log::set_role(&me);
     let wants_drop = table
@@ -353,30 +400,45 @@ fn run_parent(mut table: ProcTable, app_args: &[OsString]) -> Result<bool, Error
     let parent = table
         .get_mut(ProcId::PARENT)
         .ok_or(Error::UnknownProcess(ProcId::PARENT))?;
-    let tokio = parent.uses_tokio();
     let signals = SignalPipe::install(parent.handled_signals(), &[Signal::Chld])
         .map_err(Error::os("signals"))?;
-    let rt = Runtime::new(tokio)?;
-    let mut handler = rt.enter(|| parent.make_handler(&me).map_err(Error::App))?;
+    let mut handler = parent.make_handler(&me).map_err(Error::App)?;
     let mut mesh = Mesh::new(&table, me)?;
     let mut children = Children::new();
 
-    let result = startup::spawn_all(&table, &mut mesh, &mut children, app_args)
+    let started = startup::spawn_all(&table, &mut mesh, &mut children, app_args)
         .and_then(|()| startup::connect(&table, &mut mesh))
-        .and_then(|()| rt.enter(|| mesh.announce_ready(&mut *handler)))
-        .and_then(|()| rt.drive(&mut mesh, &mut *handler, &signals, Some(&mut children)));
+        .and_then(|()| mesh.announce_ready(&mut *handler));
+    let result = match started {
+        Ok(()) => {
+            drive(
+                tokio,
+                &mut mesh,
+                &mut *handler,
+                &signals,
+                Some(&mut children),
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
     match &result {
         Ok(end) => log_end(&mesh, end),
         Err(e) => log::error!("{}", describe(&mesh, e)),
     }
-    rt.enter(|| shut_down(&mut mesh, &mut *handler));
+    shut_down(&mut mesh, &mut *handler);
     children.reap_all(table.grace(), Some(&signals), &|| {
         let _ = signals.drain();
     });
     Ok(result.is_ok() && children.all_clean())
 }
 
-fn run_child(mut table: ProcTable, title: &str, instance: u32) -> Result<bool, Error> {
+async fn run_child(
+    mut table: ProcTable,
+    title: &str,
+    instance: u32,
+    tokio: bool,
+) -> Result<bool, Error> {
     let id = table
         .by_title(title)
         .map(|s| s.id())
@@ -386,22 +448,20 @@ fn run_child(mut table: ProcTable, title: &str, instance: u32) -> Result<bool, E
     let me = identity(&table, Peer::new(id, instance));
     stderr_log::set_role(&me);
     let spec = table.get_mut(id).ok_or(Error::UnknownProcess(id))?;
-    let tokio = spec.uses_tokio();
     let signals = SignalPipe::install(spec.handled_signals(), &[]).map_err(Error::os("signals"))?;
     if privdrop::is_root() {
         drop_privileges(spec.user_name(), spec.chroot_dir())?;
     }
     privdrop::set_process_name(title);
-    let rt = Runtime::new(tokio)?;
-    let mut handler = rt.enter(|| spec.make_handler(&me).map_err(Error::App))?;
+    let mut handler = spec.make_handler(&me).map_err(Error::App)?;
     let mut mesh = Mesh::new(&table, me)?;
     mesh.attach(Peer::PARENT, parent_fd)?;
-    let result = rt.drive(&mut mesh, &mut *handler, &signals, None);
+    let result = drive(tokio, &mut mesh, &mut *handler, &signals, None).await;
     match &result {
         Ok(end) => log_end(&mesh, end),
         Err(e) => log::error!("{}", describe(&mesh, e)),
     }
-    rt.enter(|| shut_down(&mut mesh, &mut *handler));
+    shut_down(&mut mesh, &mut *handler);
     Ok(result.is_ok())
 }
 

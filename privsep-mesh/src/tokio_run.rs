@@ -10,8 +10,6 @@
 //! parent reaps on SIGCHLD. Channels and the signal self-pipe are watched with
 //! `tokio::io::unix::AsyncFd` (edge-triggered: a channel's readiness is only
 //! cleared once a read found nothing more).
-//!
-//! [`event_loop`] can also be awaited in a runtime the application built.
 
 use std::collections::BTreeMap;
 use std::future::{poll_fn, Future};
@@ -32,6 +30,7 @@ pub use crate::outbox::{LoopGone, Outbox};
 use crate::reap::Children;
 use crate::route::Peer;
 use crate::signals::{Signal, SignalPipe};
+use crate::watch::{ready_now, Ready, Watch, Watches};
 
 /// A descriptor watched by the reactor but owned elsewhere (the mesh's channel or the
 /// signal pipe); every `AsyncFd<Watched>` is dropped before what it names closes.
@@ -45,6 +44,7 @@ impl AsRawFd for Watched {
 
 enum Event {
     Signals,
+    Io(Watch, Ready),
     Timers,
     Retry,
     Outbox(Outgoing),
@@ -61,9 +61,37 @@ fn watch(fd: RawFd, interest: Interest) -> Result<AsyncFd<Watched>, Error> {
         .map_err(|e| Error::os("tokio AsyncFd")(e.into_parts().1))
 }
 
+/// The first watched descriptor that is ready, level-triggered: tokio's readiness
+/// is cleared only when poll(2) says the descriptor has nothing more, so what a
+/// handler left unread is reported again.
+fn poll_watches(ws: &Watches, cx: &mut std::task::Context<'_>) -> Option<Event> {
+    for (w, e) in &ws.entries {
+        let Some(reg) = &e.reg else { continue };
+        if e.interest.readable {
+            while let Poll::Ready(Ok(mut g)) = reg.poll_read_ready(cx) {
+                let now = ready_now(e.io.fd(), e.interest);
+                if now.readable {
+                    return Some(Event::Io(*w, now));
+                }
+                g.clear_ready();
+            }
+        }
+        if e.interest.writable {
+            while let Poll::Ready(Ok(mut g)) = reg.poll_write_ready(cx) {
+                let now = ready_now(e.io.fd(), e.interest);
+                if now.writable {
+                    return Some(Event::Io(*w, now));
+                }
+                g.clear_ready();
+            }
+        }
+    }
+    None
+}
+
 /// The event loop of [`crate::run::event_loop`], awaiting readiness through tokio.
 /// Must run inside a tokio runtime with I/O enabled.
-pub async fn event_loop(
+pub(crate) async fn event_loop(
     mesh: &mut Mesh,
     handler: &mut dyn Handler,
     signals: &SignalPipe,
@@ -100,12 +128,26 @@ pub async fn event_loop(
                     )?);
                 }
             }
+            for e in mesh.watches().entries.values_mut() {
+                if e.reg.is_none() {
+                    let dup = e.io.fd().try_clone_to_owned().map_err(Error::os("dup"))?;
+                    // SAFETY: `dup` is an open descriptor owned by the AsyncFd from
+                    // here on; the loop never closes, replaces or hands it out
+                    // while it is registered (it is dropped with the entry).
+                    let reg = unsafe { AsyncFd::register(dup) }
+                        .map_err(|e| Error::os("tokio AsyncFd")(e.into_parts().1))?;
+                    e.reg = Some(reg);
+                }
+            }
             let event = poll_fn(|cx| {
                 if sig.poll_read_ready(cx).is_ready() {
                     return Poll::Ready(Event::Signals);
                 }
                 if let Poll::Ready(Some(m)) = rx.poll_recv(cx) {
                     return Poll::Ready(Event::Outbox(m));
+                }
+                if let Some(ev) = poll_watches(mesh.watches_ref(), cx) {
+                    return Poll::Ready(ev);
                 }
                 if let Some(d) = mesh.next_deadline() {
                     let d = tokio::time::Instant::from_std(d);
@@ -157,6 +199,11 @@ pub async fn event_loop(
                             let mut ctx = Context::new(mesh);
                             handler.signal(&mut ctx, s).map_err(Error::App)?;
                         }
+                    }
+                }
+                Event::Io(w, ready) => {
+                    if mesh.watch_ready(w, ready, handler)? == Flow::Shutdown {
+                        return Ok(LoopEnd::Requested);
                     }
                 }
                 Event::Timers => {

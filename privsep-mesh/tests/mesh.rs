@@ -26,7 +26,7 @@ use privsep_mesh::args::{self, Invocation};
 use privsep_mesh::policy::everyone;
 use privsep_mesh::{
     privdrop, stderr_log, AppError, Context, Handled, Handler, Peer, Privsep, ProcId, ProcSpec,
-    ProcTable, Received, Signal, Target, Timer,
+    ProcTable, Ready, Received, Signal, Target, Timer, Watch,
 };
 
 const A: ProcId = ProcId(1);
@@ -72,6 +72,8 @@ struct Opts {
     no_action: bool,
     /// Every process runs its loop in a tokio runtime.
     tokio: bool,
+    /// The mesh runs through `run_async` in a runtime built here.
+    in_app_runtime: bool,
 }
 
 fn parse_opts(app: &[OsString]) -> Option<Opts> {
@@ -81,6 +83,7 @@ fn parse_opts(app: &[OsString]) -> Option<Opts> {
         chroot: None,
         no_action: false,
         tokio: false,
+        in_app_runtime: false,
     };
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -88,6 +91,7 @@ fn parse_opts(app: &[OsString]) -> Option<Opts> {
             "--chroot" => o.chroot = Some(it.next()?.into()),
             "--no-action" => o.no_action = true,
             "--tokio" => o.tokio = true,
+            "--async" => o.in_app_runtime = true,
             _ => {}
         }
     }
@@ -143,7 +147,7 @@ fn table(o: &Opts) -> ProcTable {
         // Close to its limit from the start, so that imsg-io's descriptor guard
         // checks every read (far from it, the guard lets reads go unchecked
         // for a while, assuming nobody lowers the limit meanwhile).
-        "app_timers" => t.with(probe(A, "alpha", 1)),
+        "app_timers" | "listen" => t.with(probe(A, "alpha", 1)),
         "fdlimit" => t.with(with_runtime(
             o,
             ProcSpec::new(A, "alpha").start(|_| {
@@ -167,7 +171,20 @@ fn table(o: &Opts) -> ProcTable {
 }
 
 fn daemon(o: Opts, is_parent: bool) -> ExitCode {
-    let code = Privsep::new(table(&o)).no_action(o.no_action).run();
+    let privsep = Privsep::new(table(&o)).no_action(o.no_action);
+    #[cfg(feature = "tokio")]
+    let code = if o.in_app_runtime {
+        // The application's own runtime, as `#[tokio::main]` would build it.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(privsep.run_async())
+    } else {
+        privsep.run()
+    };
+    #[cfg(not(feature = "tokio"))]
+    let code = privsep.run();
     if is_parent {
         // Every child must have been reaped: none may be left with us as parent.
         let me = std::process::id();
@@ -224,6 +241,9 @@ struct Probe {
     timers: Option<(Timer, Timer, Instant)>,
     once: u32,
     ticks: u32,
+    /// CMD "listen": the watched listening socket, and what clients sent so far.
+    listener: Option<Watch>,
+    clients: BTreeMap<Watch, Vec<u8>>,
 }
 
 impl Probe {
@@ -311,6 +331,13 @@ impl Handler for Probe {
                 }
                 b"bogus" => {
                     ctx.compose(B, Target::Instance(0), BOGUS, 0, b"")?;
+                }
+                b"listen" => {
+                    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+                    l.set_nonblocking(true)?;
+                    let port = l.local_addr()?.port();
+                    self.listener = Some(ctx.watch(l, Ready::READ));
+                    Probe::result(ctx, format!("port {port}"))?;
                 }
                 b"arm" => {
                     let once = ctx.timer_after(Duration::from_millis(30));
@@ -402,6 +429,39 @@ impl Handler for Probe {
         Ok(())
     }
 
+    fn io(&mut self, ctx: &mut Context<'_>, w: Watch, ready: Ready) -> Result<(), AppError> {
+        if Some(w) == self.listener {
+            // One connection per call: readiness is level-triggered, so the loop
+            // calls again while more wait.
+            let l: &mut std::net::TcpListener = ctx.io(w).ok_or("listener gone")?;
+            let (c, _) = l.accept()?;
+            c.set_nonblocking(true)?;
+            let cw = ctx.watch(c, Ready::READ);
+            self.clients.insert(cw, Vec::new());
+            return Ok(());
+        }
+        if !ready.readable {
+            return Ok(());
+        }
+        let c: &mut std::net::TcpStream = ctx.io(w).ok_or("client gone")?;
+        let mut buf = [0u8; 64];
+        let n = match c.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let got = self.clients.entry(w).or_default();
+        got.extend_from_slice(&buf[..n]);
+        if got.ends_with(b"\n") || n == 0 {
+            let reply = [b"echo ", &got[..]].concat();
+            c.write_all(&reply)?;
+            ctx.unwatch(w);
+            self.clients.remove(&w);
+            Probe::result(ctx, "served 1".into())?;
+        }
+        Ok(())
+    }
+
     fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> Result<(), AppError> {
         let (once, every, t0) = self.timers.ok_or("a timer fired that was never armed")?;
         if timer == once {
@@ -484,6 +544,7 @@ impl Conductor {
             chroot: None,
             no_action: false,
             tokio: false,
+            in_app_runtime: false,
         })
     }
 
@@ -698,6 +759,18 @@ impl Conductor {
             "kill" | "signals" if !self.fired => {
                 self.fired = true;
                 say(&Self::pids_line(ctx));
+            }
+            "listen" if !self.fired => {
+                self.fired = true;
+                ctx.compose(A, Target::Instance(0), CMD, 0, b"listen")?;
+            }
+            "listen" => {
+                if let Some(p) = self.results.remove("port") {
+                    say(&format!("PORT {p}"));
+                }
+                if self.results.contains_key("served") {
+                    self.finish(ctx);
+                }
             }
             "app_timers" if !self.fired => {
                 self.fired = true;
@@ -1403,6 +1476,40 @@ fn handler_timers(extra: &[&str]) -> Result<(), String> {
     r.expect(code == 0, &format!("exit status {code}"))
 }
 
+/// A handler watches its own listening socket and the client it accepts: the
+/// loop calls it when a connection waits and when the client wrote; it answers
+/// and closes the client by unwatching it.
+fn test_handler_listener() -> Result<(), String> {
+    handler_listener(&[])
+}
+
+fn handler_listener(extra: &[&str]) -> Result<(), String> {
+    let mut r = Run::start("listen", extra);
+    let port: u16 = r.line("PORT ")?[5..].parse().map_err(|e| format!("{e}"))?;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"hello\n").map_err(|e| e.to_string())?;
+    let mut got = String::new();
+    s.read_to_string(&mut got).map_err(|e| e.to_string())?;
+    r.expect(got == "echo hello\n", &format!("the client got {got:?}"))?;
+    let code = r.finish()?;
+    r.expect(code == 0, &format!("exit status {code}"))
+}
+
+/// The same in a tokio process.
+#[cfg(feature = "tokio")]
+fn test_handler_listener_tokio() -> Result<(), String> {
+    handler_listener(&["--tokio"])
+}
+
+/// The listener scenario through `Privsep::run_async` in a runtime the
+/// application built: every process runs the tokio loop in it.
+#[cfg(feature = "tokio")]
+fn test_run_async_in_app_runtime() -> Result<(), String> {
+    handler_listener(&["--async"])?;
+    handler_timers(&["--async"])
+}
+
 /// Handler timers in a tokio process.
 #[cfg(feature = "tokio")]
 fn test_handler_timers_tokio() -> Result<(), String> {
@@ -1582,6 +1689,11 @@ fn driver() -> ExitCode {
         ("large", test_large),
         ("fdlimit", test_fdlimit),
         ("handler_timers", test_handler_timers),
+        ("handler_listener", test_handler_listener),
+        #[cfg(feature = "tokio")]
+        ("run_async", test_run_async_in_app_runtime),
+        #[cfg(feature = "tokio")]
+        ("handler_listener_tokio", test_handler_listener_tokio),
         #[cfg(feature = "tokio")]
         ("handler_timers_tokio", test_handler_timers_tokio),
         ("no_action", test_no_action),
