@@ -8,12 +8,12 @@
 //! Behaviour is the same as the built-in loop: the same dispatch path
 //! ([`Mesh::receive`]), end of file ends the loop, SIGTERM/SIGINT shut down, the
 //! parent reaps on SIGCHLD. Channels and the signal self-pipe are watched with
-//! `tokio::io::unix::AsyncFd` (edge-triggered: a channel's readiness is only
+//! `tokio::io::unix::AsyncFd` over duplicates the loop owns (edge-triggered: a channel's readiness is only
 //! cleared once a read found nothing more).
 
 use std::collections::BTreeMap;
 use std::future::{poll_fn, Future};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::task::Poll;
 
 use tokio::io::unix::AsyncFd;
@@ -32,16 +32,6 @@ use crate::route::Peer;
 use crate::signals::{Signal, SignalPipe};
 use crate::watch::{ready_now, Ready, Watch, Watches};
 
-/// A descriptor watched by the reactor but owned elsewhere (the mesh's channel or the
-/// signal pipe); every `AsyncFd<Watched>` is dropped before what it names closes.
-struct Watched(RawFd);
-
-impl AsRawFd for Watched {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
-    }
-}
-
 enum Event {
     Signals,
     Io(Watch, Ready),
@@ -52,12 +42,15 @@ enum Event {
     Write(Peer),
 }
 
-fn watch(fd: RawFd, interest: Interest) -> Result<AsyncFd<Watched>, Error> {
-    // SAFETY: `fd` is a channel of the mesh or the signal pipe's read end; both stay
-    // open, unchanged, until `event_loop` returns, and every AsyncFd made here is
-    // dropped before that (the loop drops `watched` and `sig` before returning, and no
-    // channel is closed while it runs).
-    unsafe { AsyncFd::register_with_interest(Watched(fd), interest) }
+/// Registers a duplicate of `fd` (a channel of the mesh, the signal pipe's read
+/// end) with the reactor: the reactor then never watches a descriptor that the
+/// mesh could close or reuse meanwhile (a detached channel), at the cost of one
+/// descriptor each.
+fn watch(fd: BorrowedFd<'_>, interest: Interest) -> Result<AsyncFd<OwnedFd>, Error> {
+    let dup = fd.try_clone_to_owned().map_err(Error::os("dup"))?;
+    // SAFETY: `dup` is an open descriptor owned by the AsyncFd from here on; nothing
+    // closes, replaces or hands it out while it is registered.
+    unsafe { AsyncFd::register_with_interest(dup, interest) }
         .map_err(|e| Error::os("tokio AsyncFd")(e.into_parts().1))
 }
 
@@ -99,8 +92,8 @@ pub(crate) async fn event_loop(
 ) -> Result<LoopEnd, Error> {
     let (tx, mut rx) = unbounded_channel();
     mesh.set_outbox(Some(Outbox::new(tx)));
-    let sig = watch(signals.as_fd().as_raw_fd(), Interest::READABLE)?;
-    let mut watched: BTreeMap<Peer, AsyncFd<Watched>> = BTreeMap::new();
+    let sig = watch(signals.as_fd(), Interest::READABLE)?;
+    let mut watched: BTreeMap<Peer, AsyncFd<OwnedFd>> = BTreeMap::new();
     let result = async {
         let mut interest = Vec::new();
         // Channels whose last read the descriptor guard refused, and the timer after
@@ -119,13 +112,12 @@ pub(crate) async fn event_loop(
                     *read = false;
                 }
             }
+            // A detached channel's duplicate is closed with its registration.
+            watched.retain(|p, _| mesh.is_connected(*p));
             for &(peer, _, _) in &interest {
                 if let std::collections::btree_map::Entry::Vacant(e) = watched.entry(peer) {
                     let ch = mesh.channel(peer).ok_or(Error::NotConnected(peer))?;
-                    e.insert(watch(
-                        ch.as_raw_fd(),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )?);
+                    e.insert(watch(ch.as_fd(), Interest::READABLE | Interest::WRITABLE)?);
                 }
             }
             for e in mesh.watches().entries.values_mut() {
