@@ -247,9 +247,6 @@ fn write(side: &mut Side) -> Result<bool, String> {
     match side.chan.write() {
         Ok(imsg_io::WriteStatus::RetryLater) => Ok(true),
         Ok(_) => Ok(false),
-        Err(imsg_io::Error::Io(e)) if Errno::from_io_error(&e) == Some(Errno::TOOMANYREFS) => {
-            Ok(true)
-        }
         Err(e) => {
             side.chan.clear_queue();
             Err(format!(

@@ -55,7 +55,6 @@ use imsg_tools::names::Names;
 use imsg_tools::record::Record;
 use imsg_tools::{DialectChoice, Output};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::io::Errno;
 
 const USAGE: &str = "usage: imsgcat [--dialect legacy|current|auto] [--max N] [--names TABLE] \
 [--json] (--connect PATH | --listen PATH) [--send type:peerid:pid:HEX|@FILE[:fd=PATH]]... \
@@ -366,9 +365,6 @@ fn write_ready(chan: &mut Channel) -> Result<Wrote, String> {
     match chan.write() {
         Ok(imsg_io::WriteStatus::RetryLater) => Ok(Wrote::Backoff),
         Ok(_) => Ok(Wrote::Ok),
-        Err(imsg_io::Error::Io(e)) if Errno::from_io_error(&e) == Some(Errno::TOOMANYREFS) => {
-            Ok(Wrote::Backoff)
-        }
         Err(e) => {
             chan.clear_queue();
             Err(write_failure(e, unsent, chan))

@@ -79,17 +79,7 @@ pub(crate) fn set_ids(uid: libc::uid_t, gid: libc::gid_t) -> Result<(), (IdSwitc
 /// (real, effective, saved) uids and gids.
 #[cfg(not(target_os = "netbsd"))]
 pub(crate) fn get_ids() -> io::Result<([u32; 3], [u32; 3])> {
-    let (mut r, mut e, mut s) = (0, 0, 0);
-    let (mut gr, mut ge, mut gs) = (0, 0, 0);
-    // SAFETY: each call writes three ids to locals.
-    unsafe {
-        if libc::getresuid(&mut r, &mut e, &mut s) != 0
-            || libc::getresgid(&mut gr, &mut ge, &mut gs) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(([r, e, s], [gr, ge, gs]))
+    super::portable::get_resids()
 }
 
 /// Real and effective ids (NetBSD cannot read the saved ones).

@@ -77,17 +77,7 @@ pub(crate) fn get_ids() -> io::Result<([u32; 3], [u32; 3])> {
     if cfg!(imsg_fallback) {
         return Ok(super::portable::get_ids_posix());
     }
-    let (mut r, mut e, mut s) = (0, 0, 0);
-    let (mut gr, mut ge, mut gs) = (0, 0, 0);
-    // SAFETY: each call writes three ids to locals.
-    unsafe {
-        if libc::getresuid(&mut r, &mut e, &mut s) != 0
-            || libc::getresgid(&mut gr, &mut ge, &mut gs) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(([r, e, s], [gr, ge, gs]))
+    super::portable::get_resids()
 }
 
 /// Where this thread's `errno` lives, for a signal handler to save and restore it.

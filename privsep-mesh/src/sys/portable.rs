@@ -126,3 +126,20 @@ pub(crate) fn stream_pair_two_step() -> io::Result<(OwnedFd, OwnedFd)> {
     )?;
     set_cloexec_nonblock(pair)
 }
+
+/// (real, effective, saved) uids and gids from `getresuid`/`getresgid`, which
+/// Linux, FreeBSD and OpenBSD have (NetBSD and macOS do not).
+#[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
+pub(crate) fn get_resids() -> io::Result<([u32; 3], [u32; 3])> {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    let (mut gr, mut ge, mut gs) = (0, 0, 0);
+    // SAFETY: each call writes three ids to locals.
+    unsafe {
+        if libc::getresuid(&mut r, &mut e, &mut s) != 0
+            || libc::getresgid(&mut gr, &mut ge, &mut gs) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(([r, e, s], [gr, ge, gs]))
+}
