@@ -84,7 +84,7 @@ pub(crate) async fn run(
                 Event::Signals(caught) => {
                     for sig in caught {
                         match sig {
-                            Signal::Term | Signal::Int => {
+                            Signal::Term | Signal::Int if !signals.for_app().contains(&sig) => {
                                 log::info!("received {sig}, shutting down");
                                 return Ok(LoopEnd::Signal(sig));
                             }
