@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use imsg_codec::{Dialect, MAX_IMSGSIZE};
 
+use crate::control_socket::Access;
 use crate::error::AppError;
 pub use crate::error::TableError;
 use crate::handler::{Handler, NullHandler};
@@ -44,6 +45,7 @@ pub struct ProcSpec {
     signals: Vec<Signal>,
     start: Option<StartFn>,
     tokio: bool,
+    control: Vec<(PathBuf, Access)>,
 }
 
 impl fmt::Debug for ProcSpec {
@@ -57,6 +59,7 @@ impl fmt::Debug for ProcSpec {
             .field("signals", &self.signals)
             .field("start", &self.start.is_some())
             .field("tokio", &self.tokio)
+            .field("control", &self.control)
             .finish()
     }
 }
@@ -74,6 +77,7 @@ impl ProcSpec {
             signals: Vec::new(),
             start: None,
             tokio: false,
+            control: Vec::new(),
         }
     }
 
@@ -124,6 +128,31 @@ impl ProcSpec {
     pub fn tokio(mut self) -> ProcSpec {
         self.tokio = true;
         self
+    }
+
+    /// Marks this process as the control process (proc.c's `PROC_CONTROL`) and adds
+    /// a control socket at `path`: [`Access::Main`] (root-owned, mode 0660) or
+    /// [`Access::Restricted`] (0666). Instance 0 creates every socket itself before
+    /// its chroot and privilege drop (`control_init`: a live socket is refused, a
+    /// stale file replaced), listens after the drop (`control_listen`) and finds them
+    /// with [`Context::control_sockets`](crate::Context::control_sockets); the
+    /// parent removes the files at exit.
+    ///
+    /// ```
+    /// use privsep_mesh::{control_socket::Access, ProcId, ProcSpec};
+    /// let control = ProcSpec::new(ProcId(1), "control")
+    ///     .control_socket("/run/d.sock", Access::Main)
+    ///     .control_socket("/run/d-ro.sock", Access::Restricted);
+    /// assert_eq!(control.control_sockets().len(), 2);
+    /// ```
+    pub fn control_socket(mut self, path: impl Into<PathBuf>, access: Access) -> ProcSpec {
+        self.control.push((path.into(), access));
+        self
+    }
+
+    /// The control sockets this process creates (none: not the control process).
+    pub fn control_sockets(&self) -> &[(PathBuf, Access)] {
+        &self.control
     }
 
     /// Whether the process runs in a tokio runtime.
@@ -270,7 +299,11 @@ impl ProcTable {
     /// Checks that the table describes a daemon.
     pub fn validate(&self) -> Result<(), TableError> {
         let parent = self.get(ProcId::PARENT).ok_or(TableError::NoParent)?;
-        if parent.instances != 1 || parent.user.is_some() || parent.chroot.is_some() {
+        if parent.instances != 1
+            || parent.user.is_some()
+            || parent.chroot.is_some()
+            || !parent.control.is_empty()
+        {
             return Err(TableError::BadParent);
         }
         for (i, p) in self.procs.iter().enumerate() {
@@ -446,6 +479,10 @@ mod tests {
         assert!(matches!(t.validate(), Err(TableError::BadInstances { .. })));
 
         let t = ProcTable::new("x").with(ProcSpec::new(ProcId::PARENT, "parent").user("nobody"));
+        assert_eq!(t.validate(), Err(TableError::BadParent));
+        let t = ProcTable::new("x").with(
+            ProcSpec::new(ProcId::PARENT, "parent").control_socket("/run/x.sock", Access::Main),
+        );
         assert_eq!(t.validate(), Err(TableError::BadParent));
 
         assert_eq!(

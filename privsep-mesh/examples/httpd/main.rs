@@ -38,11 +38,11 @@ use std::time::{Duration, Instant};
 
 use privsep_mesh::args::{self, Invocation};
 use privsep_mesh::control_server::{ControlServer, ControlSettings, Decision, Route};
-use privsep_mesh::control_socket::{Access, ControlSocket};
+use privsep_mesh::control_socket::{self, Access};
 use privsep_mesh::tokio_run::Outbox;
 use privsep_mesh::{
     control, daemon, privdrop, stderr_log, syslog_log, AppError, Context, Handled, Handler,
-    Privsep, ProcId, ProcSpec, ProcTable, Received, Signal, Target, Timer, NO_PEERID,
+    Privsep, ProcId, ProcSpec, ProcTable, Ready, Received, Signal, Target, Timer, Watch, NO_PEERID,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -57,7 +57,6 @@ const SERVER: ProcId = ProcId(3);
 const REPORT: u32 = 1; // child → parent at start: "pid uid gid"
 const LISTEN: u32 = 2; // parent → every server, with the listening TCP socket
 const LOG_FD: u32 = 3; // parent → logger, with the access log (peer id: client to answer)
-const CSOCK: u32 = 4; // parent → control, with a control socket; payload "main"/"restricted"
 const ACCESS: u32 = 5; // server → logger: one access-log line
 const SETTINGS: u32 = 6; // parent → every server: generation u32, then the greeting
 const STATS: u32 = 7; // server/logger → control: "name count"
@@ -79,6 +78,9 @@ struct Options {
     debug: bool,
     listen: Option<SocketAddr>,
     csock: Option<PathBuf>,
+    /// The demo's directory (control socket, access log): the demo's parent makes
+    /// it and passes it to its children as `--demo-dir`.
+    demo_dir: Option<PathBuf>,
     rsocks: Vec<PathBuf>,
     access_log: Option<PathBuf>,
     config: Option<PathBuf>,
@@ -90,12 +92,30 @@ struct Options {
 }
 
 impl Options {
+    /// The main control socket.
+    fn csock_path(&self) -> PathBuf {
+        match (&self.csock, &self.demo_dir) {
+            (Some(p), _) => p.clone(),
+            (None, Some(d)) => d.join("httpd.sock"),
+            (None, None) => PathBuf::from("/run/privsep-httpd.sock"),
+        }
+    }
+
+    fn access_log_path(&self) -> PathBuf {
+        match (&self.access_log, &self.demo_dir) {
+            (Some(p), _) => p.clone(),
+            (None, Some(d)) => d.join("access.log"),
+            (None, None) => PathBuf::from("/var/log/privsep-httpd-access.log"),
+        }
+    }
+
     fn demo(&self) -> bool {
-        !self.debug
-            && self.listen.is_none()
-            && self.csock.is_none()
-            && self.rsocks.is_empty()
-            && self.access_log.is_none()
+        self.demo_dir.is_some()
+            || !self.debug
+                && self.listen.is_none()
+                && self.csock.is_none()
+                && self.rsocks.is_empty()
+                && self.access_log.is_none()
     }
 }
 
@@ -104,6 +124,7 @@ fn options() -> Result<Options, String> {
         debug: false,
         listen: None,
         csock: None,
+        demo_dir: None,
         rsocks: Vec::new(),
         access_log: None,
         config: None,
@@ -125,6 +146,7 @@ fn options() -> Result<Options, String> {
                 o.listen = Some(v.parse().map_err(|e| format!("-l {v}: {e}"))?);
             }
             "-s" => o.csock = Some(abs(value("a socket path")?)?),
+            "--demo-dir" => o.demo_dir = Some(abs(value("a directory")?)?),
             "-S" => o.rsocks.push(abs(value("a socket path")?)?),
             "-L" => o.access_log = Some(abs(value("a file path")?)?),
             "-f" => o.config = Some(abs(value("a file path")?)?),
@@ -182,7 +204,6 @@ fn prepare_chroot(dir: &Path) -> Result<(), String> {
 /// What the parent sets up before anything drops privileges.
 struct Resources {
     listener: TcpListener,
-    csocks: Vec<ControlSocket>,
     access_log: PathBuf,
     config: Option<PathBuf>,
 }
@@ -205,10 +226,12 @@ fn open_access_log(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// proc.c's `control_init` for every control socket, the listener, the access log.
-fn resources(o: &Options, demo_dir: Option<&Path>) -> Result<Resources, String> {
+/// The listener and the access log; a check that no other daemon serves the control
+/// sockets (bgpd's `control_check`, before detaching: the control process creates
+/// them, proc.c's `control_init`).
+fn resources(o: &Options) -> Result<Resources, String> {
     let listen = o.listen.unwrap_or_else(|| {
-        if demo_dir.is_some() {
+        if o.demo_dir.is_some() {
             "127.0.0.1:0"
         } else {
             "127.0.0.1:8080"
@@ -217,25 +240,14 @@ fn resources(o: &Options, demo_dir: Option<&Path>) -> Result<Resources, String> 
         .expect("literal address")
     });
     let listener = TcpListener::bind(listen).map_err(|e| format!("listen on {listen}: {e}"))?;
-    let csock = match (&o.csock, demo_dir) {
-        (Some(p), _) => p.clone(),
-        (None, Some(d)) => d.join("httpd.sock"),
-        (None, None) => PathBuf::from("/run/privsep-httpd.sock"),
-    };
-    let mut csocks = vec![ControlSocket::bind(&csock, Access::Main).map_err(|e| e.to_string())?];
-    for r in &o.rsocks {
-        csocks.push(ControlSocket::bind(r, Access::Restricted).map_err(|e| e.to_string())?);
+    for p in std::iter::once(&o.csock_path()).chain(&o.rsocks) {
+        control_socket::check_free(p).map_err(|e| e.to_string())?;
     }
-    let access_log = match (&o.access_log, demo_dir) {
-        (Some(p), _) => p.clone(),
-        (None, Some(d)) => d.join("access.log"),
-        (None, None) => PathBuf::from("/var/log/privsep-httpd-access.log"),
-    };
+    let access_log = o.access_log_path();
     open_access_log(&access_log).map_err(|e| format!("{}: {e}", access_log.display()))?;
     read_greeting(o.config.as_deref())?;
     Ok(Resources {
         listener,
-        csocks,
         access_log,
         config: o.config.clone(),
     })
@@ -252,12 +264,16 @@ fn table(o: &Options, res: Option<Resources>) -> ProcTable {
                 .start(move |_| Parent::new(res.take())),
         )
         .with(
-            ProcSpec::new(CONTROL, "control")
+            o.rsocks
+                .iter()
+                .fold(
+                    ProcSpec::new(CONTROL, "control").control_socket(o.csock_path(), Access::Main),
+                    |spec, r| spec.control_socket(r, Access::Restricted),
+                )
                 .user("nobody")
                 .signals(&[Signal::Term, Signal::Int])
                 .chroot(&o.chroot)
-                .tokio()
-                .start(|_| Ok(Control::default())),
+                .start(|_| Ok(Control::new())),
         )
         .with(
             ProcSpec::new(LOGGER, "logger")
@@ -280,7 +296,7 @@ fn table(o: &Options, res: Option<Resources>) -> ProcTable {
 static DEMO_FAILED: AtomicBool = AtomicBool::new(false);
 
 fn main() -> ExitCode {
-    let o = match options() {
+    let mut o = match options() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("httpd: {e}");
@@ -316,31 +332,33 @@ fn main() -> ExitCode {
         log::error!("{e}");
         return ExitCode::FAILURE;
     }
-    let demo_dir = o
-        .demo()
-        .then(|| std::env::temp_dir().join(format!("privsep-httpd-demo-{}", std::process::id())));
-    if let Some(d) = &demo_dir {
-        if let Err(e) = std::fs::create_dir_all(d) {
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if o.demo() {
+        let d = std::env::temp_dir().join(format!("privsep-httpd-demo-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir_all(&d) {
             log::error!("{}: {e}", d.display());
             return ExitCode::FAILURE;
         }
+        // The children build the same table: the control process needs the path.
+        argv.extend(["--demo-dir".into(), d.clone().into_os_string()]);
+        o.demo_dir = Some(d);
     }
-    let res = match resources(&o, demo_dir.as_deref()) {
+    let res = match resources(&o) {
         Ok(r) => r,
         Err(e) => {
             log::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    if !o.debug && demo_dir.is_none() {
+    if !o.debug && o.demo_dir.is_none() {
         if let Err(e) = daemon::daemonize() {
             log::error!("daemon: {e}");
             return ExitCode::FAILURE;
         }
     }
-    let demo = demo_dir.as_ref().map(|d| {
+    let demo = o.demo_dir.as_ref().map(|d| {
         let port = res.listener.local_addr().map_or(0, |a| a.port());
-        let csock = res.csocks[0].path().to_path_buf();
+        let csock = o.csock_path();
         let log_path = res.access_log.clone();
         let servers = o.servers;
         let logging = o.access_logging;
@@ -350,7 +368,14 @@ fn main() -> ExitCode {
             std::thread::spawn(move || demo_client(port, &csock, &log_path, servers, logging)),
         )
     });
-    let code = Privsep::new(table(&o, Some(res))).run();
+    let code = match Privsep::new(table(&o, Some(res))).run_with(&argv) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            log::error!("httpd: {e}");
+            ExitCode::FAILURE
+        }
+    };
     match demo {
         None => code,
         Some((dir, client)) => {
@@ -528,17 +553,6 @@ impl Handler for Parent {
         ctx.compose_fd(SERVER, Target::All, LISTEN, NO_PEERID, l, b"")?;
         let f = open_access_log(&self.res.access_log)?;
         ctx.compose_fd(LOGGER, Target::All, LOG_FD, NO_PEERID, f.into(), b"")?;
-        for s in &self.res.csocks {
-            let kind = s.access().to_string();
-            ctx.compose_fd(
-                CONTROL,
-                Target::All,
-                CSOCK,
-                NO_PEERID,
-                s.dup_fd()?,
-                kind.as_bytes(),
-            )?;
-        }
         Ok(())
     }
 
@@ -638,15 +652,29 @@ struct StatsReply {
     rows: Vec<(String, u64)>,
 }
 
-#[derive(Default)]
+/// The control process: its sockets are created by the framework (the table marks
+/// it with `control_socket`), its clients served by a `ControlServer` on this
+/// process's own event loop.
 struct Control {
     leaving: Option<Timer>,
-    server: Option<ControlServer>,
+    server: ControlServer,
     stats: HashMap<u32, StatsReply>,
 }
 
+impl Control {
+    fn new() -> Control {
+        let mut settings = ControlSettings::default();
+        settings.unprivileged = proto::UNPRIVILEGED.to_vec();
+        Control {
+            leaving: None,
+            server: ControlServer::new(settings, route()),
+            stats: HashMap::new(),
+        }
+    }
+}
+
 fn route() -> Route {
-    Arc::new(|req| match req.ty {
+    Box::new(|req| match req.ty {
         proto::SHOW_STATS => Decision::Forward(LOGGER, Target::All),
         proto::SHOW_PROCS..=proto::STOP => Decision::Forward(ProcId::PARENT, Target::All),
         other => Decision::Refuse(format!("unknown request {other}")),
@@ -660,32 +688,29 @@ impl Handler for Control {
     }
 
     fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> Result<(), AppError> {
-        child_timer(ctx, self.leaving, timer);
+        if !self.server.timer(ctx, timer) {
+            child_timer(ctx, self.leaving, timer);
+        }
         Ok(())
     }
 
+    fn io(&mut self, ctx: &mut Context<'_>, watch: Watch, ready: Ready) -> Result<(), AppError> {
+        self.server.io(ctx, watch, ready);
+        Ok(())
+    }
+
+    /// Accepting starts once the whole mesh is connected: a request forwarded
+    /// earlier could find no channel to its process.
     fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
-        let mut settings = ControlSettings::default();
-        settings.unprivileged = proto::UNPRIVILEGED.to_vec();
-        self.server = Some(ControlServer::new(settings));
+        self.server.start(ctx)?;
         report(ctx)
     }
 
     fn dispatch(&mut self, ctx: &mut Context<'_>, msg: &mut Received) -> Result<Handled, AppError> {
-        let server = self.server.as_ref().ok_or("control server missing")?;
+        let server = &mut self.server;
         match msg.msg_type() {
-            CSOCK => {
-                let fd = msg.take_fd().ok_or("CSOCK without a descriptor")?;
-                let access = match msg.payload() {
-                    b"restricted" => Access::Restricted,
-                    _ => Access::Main,
-                };
-                let outbox: Outbox = ctx.outbox().ok_or("control must run in tokio")?;
-                server.listen(fd.into(), access, outbox, route())?;
-                log::debug!("accepting on the {access} control socket");
-            }
             proto::ROW | proto::END | proto::FAILED => {
-                server.reply(msg.peerid(), msg.msg_type(), msg.payload());
+                server.reply(ctx, msg.peerid(), msg.msg_type(), msg.payload());
             }
             STATS => {
                 let client = msg.peerid();
@@ -705,6 +730,7 @@ impl Handler for Control {
                         } else {
                             total += count;
                             server.reply(
+                                ctx,
                                 client,
                                 proto::ROW,
                                 format!("{name} requests {count}").as_bytes(),
@@ -712,16 +738,18 @@ impl Handler for Control {
                         }
                     }
                     server.reply(
+                        ctx,
                         client,
                         proto::ROW,
                         format!("total requests {total}").as_bytes(),
                     );
                     server.reply(
+                        ctx,
                         client,
                         proto::ROW,
                         format!("access log lines {lines}").as_bytes(),
                     );
-                    server.reply(client, proto::END, b"");
+                    server.reply(ctx, client, proto::END, b"");
                 }
             }
             _ => return Ok(Handled::No),
