@@ -318,7 +318,8 @@ async fn run_child(
     let mut mesh = Mesh::new(&table, me)?;
     mesh.attach(Peer::PARENT, parent_fd)?;
     for s in csocks {
-        mesh.watches().add(Box::new(s), Ready::default());
+        mesh.watches()
+            .add(Box::new(s), crate::watch::Ready::default());
     }
     let result = drive(tokio, &mut mesh, &mut *handler, &signals, None).await;
     match &result {

@@ -6,16 +6,21 @@
 //!       [-f SETTINGS] [--servers N] [--chroot DIR] [--no-access-log]
 //! ```
 //!
-//! - The parent binds the listening TCP socket, the control sockets and opens the
-//!   access log before anything drops privileges, then passes each descriptor over
-//!   imsg: the listener to every server instance (all accept on it), the access log
-//!   to the logger, the control sockets to the control process.
+//! - The parent binds the listening TCP socket and opens the access log before
+//!   anything drops privileges, then passes each descriptor over imsg: the listener
+//!   to every server instance (all accept on it), the access log to the logger.
+//! - The control process is the table's control kind: it creates the control
+//!   sockets itself before its chroot and privilege drop (proc.c's `control_init`)
+//!   and listens after (`control_listen`); a `ControlServer` serves the clients.
+//! - No process uses tokio: servers and control watch their own descriptors and
+//!   timers on the mesh's event loop, as proc.c daemons do with libevent.
 //! - Servers parse requests with httparse: `GET /` answers 200 naming the instance,
 //!   other paths 404, bad requests 400; keep-alive works. Each request sends one
 //!   access-log line to the logger, which writes it to the file the parent opened.
 //! - `httpctl -s SOCKET show procs|show stats|log verbose|log brief|log reopen|
 //!   reload|stop` drives it; a restricted socket (`-S`) allows only the `show`
-//!   commands. SIGHUP reloads, SIGTERM/SIGINT stop.
+//!   commands. SIGHUP reloads; SIGTERM/SIGINT stop in the same order as `stop`
+//!   (servers stop answering, the logger writes and syncs every line, then exit).
 //! - `-d` stays in the foreground and logs to stderr; otherwise the daemon detaches
 //!   and logs to syslog.
 //!
@@ -24,7 +29,7 @@
 //! temporary directory, a client thread in the parent sends a burst of HTTP requests
 //! and control commands, prints what it saw, stops the daemon and it exits 0.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,19 +37,16 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use privsep_mesh::args::{self, Invocation};
 use privsep_mesh::control_server::{ControlServer, ControlSettings, Decision, Route};
 use privsep_mesh::control_socket::{self, Access};
-use privsep_mesh::tokio_run::Outbox;
 use privsep_mesh::{
     control, daemon, privdrop, stderr_log, syslog_log, AppError, Context, Handled, Handler,
     Privsep, ProcId, ProcSpec, ProcTable, Ready, Received, Signal, Target, Timer, Watch, NO_PEERID,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[allow(dead_code)]
 mod proto;
@@ -288,7 +290,6 @@ fn table(o: &Options, res: Option<Resources>) -> ProcTable {
                 .user("nobody")
                 .signals(&[Signal::Term, Signal::Int])
                 .chroot(&o.chroot)
-                .tokio()
                 .start(move |me| Ok(Server::new(me.peer.instance, access_logging))),
         )
 }
@@ -829,13 +830,26 @@ impl Handler for Logger {
 
 // ---------------------------------------------------------------- server
 
+/// One server instance (httpd's prefork: every instance accepts on the listener
+/// the parent passed). Everything runs on the mesh's own event loop: the listener
+/// and each client connection are watched descriptors ([`Context::watch`]), idle
+/// connections are closed by a timer, and access lines go to the logger with
+/// [`Context::compose`], in order, on the same channel as the `QUIESCED` mark.
 struct Server {
     leaving: Option<Timer>,
     instance: u32,
     access_logging: bool,
-    requests: Arc<AtomicU64>,
-    settings: Arc<Mutex<Settings>>,
-    stopping: Arc<AtomicBool>,
+    requests: u64,
+    settings: Settings,
+    /// Set by `QUIESCE`: no request is answered from here on.
+    stopping: bool,
+    listener: Option<Watch>,
+    /// Open connections.
+    conns: BTreeSet<Watch>,
+    /// Closes connections idle for [`IDLE`].
+    sweep: Option<Timer>,
+    /// Re-arms accepting after `EMFILE` and the like.
+    accept_retry: Option<Timer>,
 }
 
 /// What the parent's `SETTINGS` says.
@@ -844,20 +858,208 @@ struct Settings {
     greeting: String,
 }
 
+/// A client connection: the watched object.
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// Received, not yet answered.
+    buf: Vec<u8>,
+    /// Answers the socket has not taken yet; nothing more is read meanwhile.
+    out: Vec<u8>,
+    /// Close once `out` is written (`Connection: close`, a bad request).
+    close_after_write: bool,
+    last_active: Instant,
+}
+
+impl std::os::fd::AsFd for Conn {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+/// Connections accepted per readiness event.
+const ACCEPT_BATCH: usize = 32;
+
 impl Server {
     fn new(instance: u32, access_logging: bool) -> Server {
         Server {
             leaving: None,
             instance,
             access_logging,
-            requests: Arc::new(AtomicU64::new(0)),
-            settings: Arc::new(Mutex::new(Settings {
+            requests: 0,
+            settings: Settings {
                 generation: 0,
                 greeting: "hello".to_owned(),
-            })),
-            stopping: Arc::new(AtomicBool::new(false)),
+            },
+            stopping: false,
+            listener: None,
+            conns: BTreeSet::new(),
+            sweep: None,
+            accept_retry: None,
         }
     }
+
+    fn accept(&mut self, ctx: &mut Context<'_>, lw: Watch) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(l) = ctx.io::<TcpListener>(lw) else {
+                return;
+            };
+            match l.accept() {
+                Ok((stream, peer)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let conn = Conn {
+                        stream,
+                        peer,
+                        buf: Vec::with_capacity(1024),
+                        out: Vec::new(),
+                        close_after_write: false,
+                        last_active: Instant::now(),
+                    };
+                    self.conns.insert(ctx.watch(conn, Ready::READ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and the like: wait for connections to close.
+                    log::warn!("accept: {e}");
+                    ctx.set_interest(lw, Ready::default());
+                    self.accept_retry = Some(ctx.timer_after(Duration::from_millis(100)));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, ctx: &mut Context<'_>, w: Watch) {
+        self.conns.remove(&w);
+        ctx.unwatch(w);
+    }
+
+    /// A connection is ready: write what waits, then read and answer every complete
+    /// request (pipelining), one access line each.
+    fn serve(&mut self, ctx: &mut Context<'_>, w: Watch, ready: Ready) -> Result<(), AppError> {
+        let mut lines: Vec<String> = Vec::new();
+        let open = {
+            let Some(c) = ctx.io::<Conn>(w) else {
+                return Ok(());
+            };
+            c.last_active = Instant::now();
+            if ready.readable && c.out.is_empty() && !c.close_after_write {
+                self.read_and_answer(c, &mut lines)
+            } else {
+                true
+            }
+        };
+        for line in lines {
+            ctx.compose(LOGGER, Target::All, ACCESS, NO_PEERID, line.as_bytes())?;
+        }
+        let Some(c) = ctx.io::<Conn>(w) else {
+            return Ok(());
+        };
+        if !open || !write_out(c) {
+            self.close(ctx, w);
+            return Ok(());
+        }
+        let interest = if c.out.is_empty() {
+            if c.close_after_write {
+                let _ = c.stream.shutdown(std::net::Shutdown::Write);
+                self.close(ctx, w);
+                return Ok(());
+            }
+            Ready::READ
+        } else {
+            Ready::WRITE
+        };
+        ctx.set_interest(w, interest);
+        Ok(())
+    }
+
+    /// Reads what the socket has and answers the complete requests into `c.out`;
+    /// false when the client has gone (end of file or an error).
+    fn read_and_answer(&mut self, c: &mut Conn, lines: &mut Vec<String>) -> bool {
+        let mut chunk = [0u8; 16384];
+        match c.stream.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+        while let Some(a) = answer(&c.buf, self.instance, &self.settings) {
+            if self.stopping {
+                return false;
+            }
+            c.buf.drain(..a.consumed.min(c.buf.len()));
+            let _ = write!(
+                c.out,
+                "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{}",
+                a.status,
+                reason(a.status),
+                a.body.len(),
+                if a.keep_alive {
+                    ""
+                } else {
+                    "Connection: close\r\n"
+                },
+                a.body
+            );
+            self.requests += 1;
+            if self.access_logging {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                lines.push(format!(
+                    "{} - - [{now}] {} {} {} server[{}]",
+                    c.peer.ip(),
+                    a.line,
+                    a.status,
+                    a.body.len(),
+                    self.instance
+                ));
+            }
+            if !a.keep_alive {
+                c.close_after_write = true;
+                break;
+            }
+        }
+        true
+    }
+
+    /// Closes connections idle for [`IDLE`].
+    fn sweep_idle(&mut self, ctx: &mut Context<'_>) {
+        let now = Instant::now();
+        let idle: Vec<Watch> = self
+            .conns
+            .iter()
+            .copied()
+            .filter(|&w| {
+                ctx.io::<Conn>(w)
+                    .is_some_and(|c| now.duration_since(c.last_active) >= IDLE)
+            })
+            .collect();
+        for w in idle {
+            self.close(ctx, w);
+        }
+    }
+}
+
+/// Writes what `c.out` holds as far as the socket takes it; false on an error.
+fn write_out(c: &mut Conn) -> bool {
+    while !c.out.is_empty() {
+        match c.stream.write(&c.out) {
+            Ok(0) => return false,
+            Ok(n) => {
+                c.out.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 impl Handler for Server {
@@ -867,8 +1069,26 @@ impl Handler for Server {
     }
 
     fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> Result<(), AppError> {
-        child_timer(ctx, self.leaving, timer);
+        if Some(timer) == self.sweep {
+            self.sweep_idle(ctx);
+        } else if Some(timer) == self.accept_retry {
+            self.accept_retry = None;
+            if let (Some(l), false) = (self.listener, self.stopping) {
+                ctx.set_interest(l, Ready::READ);
+            }
+        } else {
+            child_timer(ctx, self.leaving, timer);
+        }
         Ok(())
+    }
+
+    fn io(&mut self, ctx: &mut Context<'_>, watch: Watch, ready: Ready) -> Result<(), AppError> {
+        if Some(watch) == self.listener {
+            self.accept(ctx, watch);
+            Ok(())
+        } else {
+            self.serve(ctx, watch, ready)
+        }
     }
 
     fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
@@ -881,76 +1101,37 @@ impl Handler for Server {
                 let fd = msg.take_fd().ok_or("LISTEN without a descriptor")?;
                 let l = TcpListener::from(fd);
                 l.set_nonblocking(true)?;
-                let l = tokio::net::TcpListener::from_std(l)?;
-                let site = Site {
-                    instance: self.instance,
-                    outbox: self.access_logging.then(|| ctx.outbox()).flatten(),
-                    requests: self.requests.clone(),
-                    settings: self.settings.clone(),
-                    stopping: self.stopping.clone(),
-                };
-                tokio::spawn(accept_loop(l, Arc::new(site)));
+                self.listener = Some(ctx.watch(l, Ready::READ));
+                self.sweep = Some(ctx.timer_every(IDLE / 4));
             }
             QUIESCE => {
-                // Every line composed so far is in the outbox; the mark goes after them
-                // on the same channel, and no request is answered from here on.
-                self.stopping.store(true, Ordering::SeqCst);
-                let me = self.instance.to_ne_bytes();
-                match ctx.outbox() {
-                    Some(o) => o.compose(LOGGER, Target::All, QUIESCED, msg.peerid(), &me)?,
-                    None => {
-                        ctx.compose(LOGGER, Target::All, QUIESCED, msg.peerid(), &me)?;
-                    }
+                // Every access line so far is queued to the logger; the mark goes
+                // after them on the same channel. No request is answered from here
+                // on, and no connection accepted.
+                self.stopping = true;
+                if let Some(l) = self.listener.take() {
+                    ctx.unwatch(l);
                 }
+                let me = self.instance.to_ne_bytes();
+                ctx.compose(LOGGER, Target::All, QUIESCED, msg.peerid(), &me)?;
             }
             SETTINGS => {
                 let mut r = msg.reader();
                 let generation = r.get_h32()?;
                 let greeting = String::from_utf8_lossy(r.rest()).into_owned();
                 log::info!("settings generation {generation}: greeting {greeting:?}");
-                let mut s = self.settings.lock().map_err(|_| "settings lock poisoned")?;
-                *s = Settings {
+                self.settings = Settings {
                     generation,
                     greeting,
                 };
             }
             proto::SHOW_STATS => {
-                let s = format!(
-                    "server[{}] {}",
-                    self.instance,
-                    self.requests.load(Ordering::Relaxed)
-                );
+                let s = format!("server[{}] {}", self.instance, self.requests);
                 ctx.compose(CONTROL, Target::All, STATS, msg.peerid(), s.as_bytes())?;
             }
             _ => return Ok(Handled::No),
         }
         Ok(Handled::Yes)
-    }
-}
-
-/// What every connection task of a server shares.
-struct Site {
-    instance: u32,
-    outbox: Option<Outbox>,
-    requests: Arc<AtomicU64>,
-    settings: Arc<Mutex<Settings>>,
-    /// Set when the daemon stops: no more requests are answered.
-    stopping: Arc<AtomicBool>,
-}
-
-async fn accept_loop(l: tokio::net::TcpListener, site: Arc<Site>) {
-    loop {
-        match l.accept().await {
-            Ok(_) if site.stopping.load(Ordering::SeqCst) => return,
-            Ok((s, peer)) => {
-                tokio::spawn(connection(s, peer, site.clone()));
-            }
-            Err(e) => {
-                // EMFILE and the like: wait for connections to close.
-                log::warn!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
     }
 }
 
@@ -963,7 +1144,7 @@ struct Answer {
     line: String,
 }
 
-fn answer(buf: &[u8], site: &Site) -> Option<Answer> {
+fn answer(buf: &[u8], instance: u32, settings: &Settings) -> Option<Answer> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     let bad = |consumed| Answer {
@@ -1004,16 +1185,13 @@ fn answer(buf: &[u8], site: &Site) -> Option<Answer> {
         _ => minor == 1,
     };
     let (status, body) = match (method, path) {
-        ("GET" | "HEAD", "/") => (200, {
-            let (generation, greeting) = match site.settings.lock() {
-                Ok(s) => (s.generation, s.greeting.clone()),
-                Err(_) => (0, "hello".to_owned()),
-            };
+        ("GET" | "HEAD", "/") => (
+            200,
             format!(
-                "{greeting} from server[{}] (generation {generation})\n",
-                site.instance
-            )
-        }),
+                "{} from server[{instance}] (generation {})\n",
+                settings.greeting, settings.generation
+            ),
+        ),
         ("GET" | "HEAD", _) => (404, "not found\n".into()),
         _ => (405, "method not allowed\n".into()),
     };
@@ -1032,69 +1210,6 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         _ => "Method Not Allowed",
-    }
-}
-
-async fn connection(mut s: tokio::net::TcpStream, peer: SocketAddr, site: Arc<Site>) {
-    let _ = s.set_nodelay(true);
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut out: Vec<u8> = Vec::with_capacity(1024);
-    loop {
-        // Answer every complete request in the buffer (pipelining), then write once.
-        let mut close = false;
-        while let Some(a) = answer(&buf, &site) {
-            if site.stopping.load(Ordering::SeqCst) {
-                close = true;
-                break;
-            }
-            buf.drain(..a.consumed.min(buf.len()));
-            let _ = write!(
-                out,
-                "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{}",
-                a.status,
-                reason(a.status),
-                a.body.len(),
-                if a.keep_alive {
-                    ""
-                } else {
-                    "Connection: close\r\n"
-                },
-                a.body
-            );
-            site.requests.fetch_add(1, Ordering::Relaxed);
-            if let Some(o) = &site.outbox {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let line = format!(
-                    "{} - - [{now}] {} {} {} server[{}]",
-                    peer.ip(),
-                    a.line,
-                    a.status,
-                    a.body.len(),
-                    site.instance
-                );
-                let _ = o.compose(LOGGER, Target::All, ACCESS, NO_PEERID, line.as_bytes());
-            }
-            if !a.keep_alive {
-                close = true;
-                break;
-            }
-        }
-        if !out.is_empty() {
-            if s.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
-        }
-        if close {
-            let _ = s.shutdown().await;
-            return;
-        }
-        match tokio::time::timeout(IDLE, s.read_buf(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-            Ok(Ok(_)) => {}
-        }
     }
 }
 
