@@ -13,7 +13,6 @@ use crate::handler::{AppError, Handler, Identity, NullHandler};
 pub use crate::mesh::LoopEnd;
 use crate::mesh::Mesh;
 use crate::privdrop;
-use crate::reap::Children;
 use crate::route::Peer;
 use crate::signals::{Signal, SignalPipe};
 use crate::startup;
@@ -27,15 +26,14 @@ async fn drive(
     mesh: &mut Mesh,
     handler: &mut dyn Handler,
     signals: &SignalPipe,
-    children: Option<&mut Children>,
 ) -> Result<LoopEnd, Error> {
     #[cfg(feature = "tokio")]
     if tokio {
-        return crate::tokio_run::event_loop(mesh, handler, signals, children).await;
+        return crate::tokio_run::event_loop(mesh, handler, signals).await;
     }
     let _ = tokio;
     let mut waiter = PollWaiter::default();
-    crate::event_loop::run(mesh, handler, signals, children, &mut waiter).await
+    crate::event_loop::run(mesh, handler, signals, &mut waiter).await
 }
 
 /// Runs a role that does not use tokio: its future never waits on a waker (the
@@ -287,22 +285,12 @@ async fn run_parent(
         .map_err(Error::os("signals"))?;
     let mut handler = make_handler(&mut starts, ProcId::PARENT, &me)?;
     let mut mesh = Mesh::new(&table, me)?;
-    let mut children = Children::new();
 
-    let started = startup::spawn_all(&table, &mut mesh, &mut children, app_args)
+    let started = startup::spawn_all(&table, &mut mesh, app_args)
         .and_then(|()| startup::connect(&table, &mut mesh))
         .and_then(|()| mesh.announce_ready(&mut *handler));
     let result = match started {
-        Ok(()) => {
-            drive(
-                tokio,
-                &mut mesh,
-                &mut *handler,
-                &signals,
-                Some(&mut children),
-            )
-            .await
-        }
+        Ok(()) => drive(tokio, &mut mesh, &mut *handler, &signals).await,
         Err(e) => Err(e),
     };
     match &result {
@@ -310,6 +298,7 @@ async fn run_parent(
         Err(e) => log::error!("{}", describe(&mesh, e)),
     }
     shut_down(&mut mesh, &mut *handler);
+    let children = mesh.children_mut();
     children.reap_all(table.grace(), Some(&signals), &|| {
         let _ = signals.drain();
     });
@@ -340,7 +329,7 @@ async fn run_child(
     let mut handler = make_handler(&mut starts, id, &me)?;
     let mut mesh = Mesh::new(&table, me)?;
     mesh.attach(Peer::PARENT, parent_fd)?;
-    let result = drive(tokio, &mut mesh, &mut *handler, &signals, None).await;
+    let result = drive(tokio, &mut mesh, &mut *handler, &signals).await;
     match &result {
         Ok(end) => log_end(&mesh, end),
         Err(e) => log::error!("{}", describe(&mesh, e)),
