@@ -9,7 +9,7 @@
 //!   `control_listen`, after the drop. A process the table marks with
 //!   [`ProcSpec::control_socket`](crate::ProcSpec::control_socket) gets both done
 //!   by the framework, as proc.c's `proc_run` does for `PROC_CONTROL`; a
-//!   [`ControlServer`](crate::control_server::ControlServer) then accepts.
+//!   `control_server::ControlServer` then accepts.
 //! - [`check_free`] is bgpd's `control_check`: a daemon can refuse to start (before
 //!   it detaches) when another one serves the path; [`remove_if_stale`] is the
 //!   parent's `control_cleanup` at exit.

@@ -35,7 +35,7 @@ pub enum Handled {
 /// application message (proc.c's `proc_dispatch_null`).
 ///
 /// A handler runs in one thread of one process; it is built by the process's start
-/// function ([`crate::ProcSpec::start`]) after privileges were dropped.
+/// function ([`crate::Privsep::with_start`]) after privileges were dropped.
 pub trait Handler {
     /// Called once, when every channel of the whole mesh is connected (every child
     /// has acknowledged the readiness barrier). From here on messages can be sent to
@@ -321,7 +321,7 @@ impl<'a> Context<'a> {
     /// [`ProcSpec::control_socket`](crate::ProcSpec::control_socket)): its control
     /// sockets, created before the privilege drop and listening since, as watches
     /// of [`ControlSocket`](crate::control_socket::ControlSocket)s that wait for
-    /// nothing yet; a [`ControlServer`](crate::control_server::ControlServer)
+    /// nothing yet; a `control_server::ControlServer`
     /// starts accepting on them. Empty in any other process.
     pub fn control_sockets(&mut self) -> Vec<Watch> {
         self.mesh

@@ -255,16 +255,13 @@ fn resources(o: &Options) -> Result<Resources, String> {
     })
 }
 
-fn table(o: &Options, res: Option<Resources>) -> ProcTable {
-    let mut res = res;
-    let servers = o.servers;
-    let access_logging = o.access_logging;
+fn table(o: &Options) -> ProcTable {
     ProcTable::new("httpd")
-        .with(
-            ProcSpec::new(ProcId::PARENT, "parent")
-                .signals(&[Signal::Hup, Signal::Term, Signal::Int])
-                .start(move |_| Parent::new(res.take())),
-        )
+        .with(ProcSpec::new(ProcId::PARENT, "parent").signals(&[
+            Signal::Hup,
+            Signal::Term,
+            Signal::Int,
+        ]))
         .with(
             o.rsocks
                 .iter()
@@ -274,24 +271,34 @@ fn table(o: &Options, res: Option<Resources>) -> ProcTable {
                 )
                 .user("nobody")
                 .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot)
-                .start(|_| Ok(Control::new())),
+                .chroot(&o.chroot),
         )
         .with(
             ProcSpec::new(LOGGER, "logger")
                 .user("nobody")
                 .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot)
-                .start(|_| Ok(Logger::default())),
+                .chroot(&o.chroot),
         )
         .with(
             ProcSpec::new(SERVER, "server")
-                .instances(servers)
+                .instances(o.servers)
                 .user("nobody")
                 .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot)
-                .start(move |me| Ok(Server::new(me.peer.instance, access_logging))),
+                .chroot(&o.chroot),
         )
+}
+
+/// The daemon: the table and each process kind's handler.
+fn privsep(o: &Options, res: Option<Resources>) -> Privsep {
+    let mut res = res;
+    let access_logging = o.access_logging;
+    Privsep::new(table(o))
+        .with_start(ProcId::PARENT, move |_| Parent::new(res.take()))
+        .with_start(CONTROL, |_| Ok(Control::new()))
+        .with_start(LOGGER, |_| Ok(Logger::default()))
+        .with_start(SERVER, move |me| {
+            Ok(Server::new(me.peer.instance, access_logging))
+        })
 }
 
 static DEMO_FAILED: AtomicBool = AtomicBool::new(false);
@@ -327,7 +334,7 @@ fn main() -> ExitCode {
     }
     let parent = matches!(args::from_env(), Ok(Invocation::Parent { .. }));
     if !parent || o.no_action {
-        return Privsep::new(table(&o, None)).no_action(o.no_action).run();
+        return privsep(&o, None).no_action(o.no_action).run();
     }
     if let Err(e) = prepare_chroot(&o.chroot) {
         log::error!("{e}");
@@ -369,7 +376,7 @@ fn main() -> ExitCode {
             std::thread::spawn(move || demo_client(port, &csock, &log_path, servers, logging)),
         )
     });
-    let code = match Privsep::new(table(&o, Some(res))).run_with(&argv) {
+    let code = match privsep(&o, Some(res)).run_with(&argv) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
