@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use crate::args::{self, Invocation};
+use crate::control_socket::{self, ControlSocket};
 use crate::error::Error;
 use crate::event_loop::PollWaiter;
 use crate::handler::Context;
@@ -13,7 +14,6 @@ use crate::handler::{AppError, Handler, Identity, NullHandler};
 pub use crate::mesh::LoopEnd;
 use crate::mesh::Mesh;
 use crate::privdrop;
-use crate::reap::Children;
 use crate::route::Peer;
 use crate::signals::{Signal, SignalPipe};
 use crate::startup;
@@ -27,15 +27,14 @@ async fn drive(
     mesh: &mut Mesh,
     handler: &mut dyn Handler,
     signals: &SignalPipe,
-    children: Option<&mut Children>,
 ) -> Result<LoopEnd, Error> {
     #[cfg(feature = "tokio")]
     if tokio {
-        return crate::tokio_run::event_loop(mesh, handler, signals, children).await;
+        return crate::tokio_run::event_loop(mesh, handler, signals).await;
     }
     let _ = tokio;
     let mut waiter = PollWaiter::default();
-    crate::event_loop::run(mesh, handler, signals, children, &mut waiter).await
+    crate::event_loop::run(mesh, handler, signals, &mut waiter).await
 }
 
 /// Runs a role that does not use tokio: its future never waits on a waker (the
@@ -88,7 +87,7 @@ impl std::fmt::Debug for Privsep {
 
 impl Privsep {
     /// A daemon described by `table`; every process without a start function runs
-    /// [`NullHandler`](crate::NullHandler), which accepts no application message.
+    /// [`NullHandler`], which accepts no application message.
     pub fn new(table: ProcTable) -> Privsep {
         Privsep {
             table,
@@ -280,6 +279,14 @@ async fn run_parent(
         log::info!("not running as root: privilege drop is off");
     }
     check_users(&table)?;
+    let csocks: Vec<std::path::PathBuf> = table
+        .procs()
+        .flat_map(|p| p.control_sockets().iter().map(|(path, _)| path.clone()))
+        .collect();
+    // bgpd's control_check: refuse to start next to a daemon serving the socket.
+    for path in &csocks {
+        control_socket::check_free(path)?;
+    }
     let parent = table
         .get(ProcId::PARENT)
         .ok_or(Error::UnknownProcess(ProcId::PARENT))?;
@@ -287,22 +294,12 @@ async fn run_parent(
         .map_err(Error::os("signals"))?;
     let mut handler = make_handler(&mut starts, ProcId::PARENT, &me)?;
     let mut mesh = Mesh::new(&table, me)?;
-    let mut children = Children::new();
 
-    let started = startup::spawn_all(&table, &mut mesh, &mut children, app_args)
+    let started = startup::spawn_all(&table, &mut mesh, app_args)
         .and_then(|()| startup::connect(&table, &mut mesh))
         .and_then(|()| mesh.announce_ready(&mut *handler));
     let result = match started {
-        Ok(()) => {
-            drive(
-                tokio,
-                &mut mesh,
-                &mut *handler,
-                &signals,
-                Some(&mut children),
-            )
-            .await
-        }
+        Ok(()) => drive(tokio, &mut mesh, &mut *handler, &signals).await,
         Err(e) => Err(e),
     };
     match &result {
@@ -310,9 +307,14 @@ async fn run_parent(
         Err(e) => log::error!("{}", describe(&mesh, e)),
     }
     shut_down(&mut mesh, &mut *handler);
+    let children = mesh.children_mut();
     children.reap_all(table.grace(), Some(&signals), &|| {
         let _ = signals.drain();
     });
+    // control_cleanup: the control process cannot unlink from inside its chroot.
+    for path in &csocks {
+        control_socket::remove_if_stale(path);
+    }
     Ok(result.is_ok() && children.all_clean())
 }
 
@@ -333,14 +335,30 @@ async fn run_child(
     stderr_log::set_role(&me);
     let spec = table.get(id).ok_or(Error::UnknownProcess(id))?;
     let signals = SignalPipe::install(spec.handled_signals(), &[]).map_err(Error::os("signals"))?;
+    // proc.c's proc_run for PROC_CONTROL: control_init before the chroot and the
+    // privilege drop (root owns the main socket), control_listen after.
+    let mut csocks = Vec::new();
+    if instance == 0 {
+        for (path, access) in spec.control_sockets() {
+            csocks.push(ControlSocket::bind(path, *access)?.keep_file());
+        }
+    }
     if privdrop::is_root() {
         drop_privileges(spec.user_name(), spec.chroot_dir())?;
+    }
+    for s in &csocks {
+        s.listen()
+            .map_err(Error::os("listen on a control socket"))?;
     }
     privdrop::set_process_name(title);
     let mut handler = make_handler(&mut starts, id, &me)?;
     let mut mesh = Mesh::new(&table, me)?;
     mesh.attach(Peer::PARENT, parent_fd)?;
-    let result = drive(tokio, &mut mesh, &mut *handler, &signals, None).await;
+    for s in csocks {
+        mesh.watches()
+            .add(Box::new(s), crate::watch::Ready::default());
+    }
+    let result = drive(tokio, &mut mesh, &mut *handler, &signals).await;
     match &result {
         Ok(end) => log_end(&mesh, end),
         Err(e) => log::error!("{}", describe(&mesh, e)),
