@@ -122,7 +122,7 @@ struct Shared {
 /// use privsep_mesh::control_server::{ControlServer, ControlSettings, Decision};
 /// use privsep_mesh::control_socket::Access;
 /// use privsep_mesh::{ProcId, Target};
-/// # fn f(listener: std::os::unix::net::UnixListener, outbox: privsep_mesh::tokio_run::Outbox) -> std::io::Result<()> {
+/// # fn f(listener: std::os::unix::net::UnixListener, outbox: privsep_mesh::Outbox) -> std::io::Result<()> {
 /// const SHOW: u32 = 1;
 /// let mut settings = ControlSettings::default();
 /// settings.unprivileged = vec![SHOW];

@@ -14,7 +14,7 @@ use imsg_codec::{Dialect, MAX_IMSGSIZE};
 pub use crate::error::TableError;
 use crate::policy::{self, Policy};
 use crate::route::Peer;
-pub use crate::route::{Identity, ProcId, MAX_INSTANCES};
+use crate::route::{ProcId, MAX_INSTANCES};
 use crate::signals::Signal;
 
 /// Descriptors every process holds besides its channels: stdin, stdout, stderr.
@@ -30,7 +30,7 @@ pub const LOOP_FDS: usize = 2;
 ///
 /// ```
 /// use privsep_mesh::{ProcId, ProcSpec};
-/// let server = ProcSpec::new(ProcId(1), "server").instances(3).user("nobody").chroot("/var/empty");
+/// let server = ProcSpec::new(ProcId(1), "server").with_instances(3).with_user("nobody").with_chroot("/var/empty");
 /// assert_eq!(server.title(), "server");
 /// ```
 #[derive(Clone, Debug)]
@@ -59,29 +59,29 @@ impl ProcSpec {
     }
 
     /// Sets the number of instances (httpd's `prefork`); the parent has exactly one.
-    pub fn instances(mut self, n: u32) -> ProcSpec {
+    pub fn with_instances(mut self, n: u32) -> ProcSpec {
         self.instances = n;
         self
     }
 
-    /// Chroot directory. Without it, a process with a [`user`](Self::user) chroots to
+    /// Chroot directory. Without it, a process with a [`user`](Self::with_user) chroots to
     /// the user's home directory, as proc.c does.
-    pub fn chroot(mut self, dir: impl Into<PathBuf>) -> ProcSpec {
+    pub fn with_chroot(mut self, dir: impl Into<PathBuf>) -> ProcSpec {
         self.chroot = Some(dir.into());
         self
     }
 
     /// The user the process drops to (when the daemon runs as root).
-    pub fn user(mut self, name: impl Into<String>) -> ProcSpec {
+    pub fn with_user(mut self, name: impl Into<String>) -> ProcSpec {
         self.user = Some(name.into());
         self
     }
 
-    /// Signals delivered to [`Handler::signal`] instead of being ignored (SIGHUP,
+    /// Signals delivered to [`Handler::signal`](crate::Handler::signal) instead of being ignored (SIGHUP,
     /// SIGUSR1, SIGUSR2) or shutting the process down (SIGTERM, SIGINT: listed here,
     /// the handler decides when to stop, with [`Context::shutdown`](crate::Context::shutdown);
     /// a parent can then stop its mesh in order).
-    pub fn signals(mut self, signals: &[Signal]) -> ProcSpec {
+    pub fn with_signals(mut self, signals: &[Signal]) -> ProcSpec {
         self.signals = signals.to_vec();
         self
     }
@@ -90,13 +90,13 @@ impl ProcSpec {
     /// built-in `poll(2)` loop, so that its handler can spawn tasks (see
     /// the crate's tokio loop).
     #[cfg(feature = "tokio")]
-    pub fn tokio(mut self) -> ProcSpec {
+    pub fn with_tokio(mut self) -> ProcSpec {
         self.tokio = true;
         self
     }
 
     /// Whether the process runs in a tokio runtime.
-    pub fn uses_tokio(&self) -> bool {
+    pub fn tokio(&self) -> bool {
         self.tokio
     }
 
@@ -111,22 +111,22 @@ impl ProcSpec {
     }
 
     /// The number of instances.
-    pub fn instance_count(&self) -> u32 {
+    pub fn instances(&self) -> u32 {
         self.instances
     }
 
     /// The configured chroot directory, if any.
-    pub fn chroot_dir(&self) -> Option<&Path> {
+    pub fn chroot(&self) -> Option<&Path> {
         self.chroot.as_deref()
     }
 
     /// The configured user, if any.
-    pub fn user_name(&self) -> Option<&str> {
+    pub fn user(&self) -> Option<&str> {
         self.user.as_deref()
     }
 
     /// The signals the application handles.
-    pub fn handled_signals(&self) -> &[Signal] {
+    pub fn signals(&self) -> &[Signal] {
         &self.signals
     }
 }
@@ -138,9 +138,9 @@ impl ProcSpec {
 /// const SERVER: ProcId = ProcId(1);
 /// const LOGGER: ProcId = ProcId(2);
 /// let table = ProcTable::new("httpd")
-///     .with(ProcSpec::new(ProcId::PARENT, "parent"))
-///     .with(ProcSpec::new(SERVER, "server").instances(3))
-///     .with(ProcSpec::new(LOGGER, "logger"));
+///     .with_proc(ProcSpec::new(ProcId::PARENT, "parent"))
+///     .with_proc(ProcSpec::new(SERVER, "server").with_instances(3))
+///     .with_proc(ProcSpec::new(LOGGER, "logger"));
 /// table.validate().unwrap();
 /// // A server talks to the parent and the logger; the logger to the parent and 3 servers.
 /// assert_eq!(table.channels_of(Peer::new(SERVER, 0)).len(), 2);
@@ -169,7 +169,7 @@ impl fmt::Debug for ProcTable {
 
 impl ProcTable {
     /// An empty table for the daemon called `name` (used in log lines). Add the
-    /// parent (id 0) and the children with [`with`](Self::with).
+    /// parent (id 0) and the children with [`with_proc`](Self::with_proc).
     ///
     /// Defaults: policy [`policy::distinct_processes`], the current imsg dialect,
     /// frames up to 16384 bytes, 5 seconds for children to leave at shutdown.
@@ -185,32 +185,32 @@ impl ProcTable {
     }
 
     /// Adds a process.
-    pub fn with(mut self, spec: ProcSpec) -> ProcTable {
+    pub fn with_proc(mut self, spec: ProcSpec) -> ProcTable {
         self.procs.push(spec);
         self
     }
 
     /// Replaces the connection policy.
-    pub fn policy(mut self, policy: Policy) -> ProcTable {
+    pub fn with_policy(mut self, policy: Policy) -> ProcTable {
         self.policy = policy;
         self
     }
 
     /// The imsg dialect of every channel of the mesh.
-    pub fn dialect(mut self, dialect: Dialect) -> ProcTable {
+    pub fn with_dialect(mut self, dialect: Dialect) -> ProcTable {
         self.dialect = dialect;
         self
     }
 
     /// The largest frame (header included) on the mesh's channels.
-    pub fn max_frame(mut self, total: usize) -> ProcTable {
+    pub fn with_max_frame(mut self, total: usize) -> ProcTable {
         self.max_frame = total;
         self
     }
 
     /// How long the parent waits for its children to leave once it has closed their
     /// channels, before it kills the remaining ones with SIGKILL.
-    pub fn shutdown_grace(mut self, grace: Duration) -> ProcTable {
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> ProcTable {
         self.shutdown_grace = grace;
         self
     }
@@ -298,22 +298,22 @@ impl ProcTable {
     }
 
     /// The connection policy.
-    pub fn connection_policy(&self) -> Policy {
+    pub fn policy(&self) -> Policy {
         self.policy
     }
 
     /// The channels' imsg dialect.
-    pub fn channel_dialect(&self) -> Dialect {
+    pub fn dialect(&self) -> Dialect {
         self.dialect
     }
 
     /// The channels' frame size limit.
-    pub fn max_frame_len(&self) -> usize {
+    pub fn max_frame(&self) -> usize {
         self.max_frame
     }
 
     /// The shutdown grace period.
-    pub fn grace(&self) -> Duration {
+    pub fn shutdown_grace(&self) -> Duration {
         self.shutdown_grace
     }
 
@@ -348,9 +348,9 @@ mod tests {
 
     fn httpd() -> ProcTable {
         ProcTable::new("httpd")
-            .with(ProcSpec::new(ProcId::PARENT, "parent"))
-            .with(ProcSpec::new(SERVER, "server").instances(3))
-            .with(ProcSpec::new(LOGGER, "logger"))
+            .with_proc(ProcSpec::new(ProcId::PARENT, "parent"))
+            .with_proc(ProcSpec::new(SERVER, "server").with_instances(3))
+            .with_proc(ProcSpec::new(LOGGER, "logger"))
     }
 
     #[test]
@@ -383,42 +383,43 @@ mod tests {
 
     #[test]
     fn invalid_tables() {
-        let no_parent = ProcTable::new("x").with(ProcSpec::new(SERVER, "server"));
+        let no_parent = ProcTable::new("x").with_proc(ProcSpec::new(SERVER, "server"));
         assert_eq!(no_parent.validate(), Err(TableError::NoParent));
 
-        let t = httpd().with(ProcSpec::new(SERVER, "other"));
+        let t = httpd().with_proc(ProcSpec::new(SERVER, "other"));
         assert_eq!(t.validate(), Err(TableError::DuplicateId(SERVER)));
 
-        let t = httpd().with(ProcSpec::new(ProcId(3), "server"));
+        let t = httpd().with_proc(ProcSpec::new(ProcId(3), "server"));
         assert_eq!(
             t.validate(),
             Err(TableError::DuplicateTitle("server".into()))
         );
 
         for bad in ["", "-P", "a b", "a\0b"] {
-            let t = httpd().with(ProcSpec::new(ProcId(3), bad));
+            let t = httpd().with_proc(ProcSpec::new(ProcId(3), bad));
             assert_eq!(t.validate(), Err(TableError::BadTitle(bad.into())));
         }
 
-        let t = httpd().with(ProcSpec::new(ProcId(3), "x").instances(0));
+        let t = httpd().with_proc(ProcSpec::new(ProcId(3), "x").with_instances(0));
         assert!(matches!(t.validate(), Err(TableError::BadInstances { .. })));
 
-        let t = ProcTable::new("x").with(ProcSpec::new(ProcId::PARENT, "parent").user("nobody"));
+        let t = ProcTable::new("x")
+            .with_proc(ProcSpec::new(ProcId::PARENT, "parent").with_user("nobody"));
         assert_eq!(t.validate(), Err(TableError::BadParent));
 
         assert_eq!(
-            httpd().max_frame(15).validate(),
+            httpd().with_max_frame(15).validate(),
             Err(TableError::BadMaxFrame(15))
         );
-        httpd().max_frame(16).validate().unwrap();
+        httpd().with_max_frame(16).validate().unwrap();
     }
 
     #[test]
     fn layout_is_sorted() {
         let t = ProcTable::new("x")
-            .with(ProcSpec::new(ProcId(2), "b").instances(2))
-            .with(ProcSpec::new(ProcId::PARENT, "p"))
-            .with(ProcSpec::new(ProcId(1), "a"));
+            .with_proc(ProcSpec::new(ProcId(2), "b").with_instances(2))
+            .with_proc(ProcSpec::new(ProcId::PARENT, "p"))
+            .with_proc(ProcSpec::new(ProcId(1), "a"));
         assert_eq!(
             t.layout(),
             vec![(ProcId(0), 1), (ProcId(1), 1), (ProcId(2), 2)]

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use privsep_mesh::args::{self, Invocation};
 use privsep_mesh::control_server::{ControlServer, ControlSettings, Decision, Route};
 use privsep_mesh::control_socket::{Access, ControlSocket};
-use privsep_mesh::tokio_run::Outbox;
+use privsep_mesh::Outbox;
 use privsep_mesh::{
     control, daemon, privdrop, stderr_log, syslog_log, AppError, Context, Handled, Handler,
     Privsep, ProcId, ProcSpec, ProcTable, Received, Signal, Target, Timer, NO_PEERID,
@@ -243,31 +243,31 @@ fn resources(o: &Options, demo_dir: Option<&Path>) -> Result<Resources, String> 
 
 fn table(o: &Options) -> ProcTable {
     ProcTable::new("httpd")
-        .with(ProcSpec::new(ProcId::PARENT, "parent").signals(&[
+        .with_proc(ProcSpec::new(ProcId::PARENT, "parent").with_signals(&[
             Signal::Hup,
             Signal::Term,
             Signal::Int,
         ]))
-        .with(
+        .with_proc(
             ProcSpec::new(CONTROL, "control")
-                .user("nobody")
-                .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot)
-                .tokio(),
+                .with_user("nobody")
+                .with_signals(&[Signal::Term, Signal::Int])
+                .with_chroot(&o.chroot)
+                .with_tokio(),
         )
-        .with(
+        .with_proc(
             ProcSpec::new(LOGGER, "logger")
-                .user("nobody")
-                .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot),
+                .with_user("nobody")
+                .with_signals(&[Signal::Term, Signal::Int])
+                .with_chroot(&o.chroot),
         )
-        .with(
+        .with_proc(
             ProcSpec::new(SERVER, "server")
-                .instances(o.servers)
-                .user("nobody")
-                .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot)
-                .tokio(),
+                .with_instances(o.servers)
+                .with_user("nobody")
+                .with_signals(&[Signal::Term, Signal::Int])
+                .with_chroot(&o.chroot)
+                .with_tokio(),
         )
 }
 
@@ -317,7 +317,7 @@ fn main() -> ExitCode {
     }
     let parent = matches!(args::from_env(), Ok(Invocation::Parent { .. }));
     if !parent || o.no_action {
-        return privsep(&o, None).no_action(o.no_action).run();
+        return privsep(&o, None).with_no_action(o.no_action).run();
     }
     if let Err(e) = prepare_chroot(&o.chroot) {
         log::error!("{e}");
