@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use imsg_codec::{Dialect, MAX_IMSGSIZE};
 
+use crate::control_socket::Access;
 pub use crate::error::TableError;
 use crate::policy::{self, Policy};
 use crate::route::Peer;
@@ -42,6 +43,7 @@ pub struct ProcSpec {
     user: Option<String>,
     signals: Vec<Signal>,
     tokio: bool,
+    control: Vec<(PathBuf, Access)>,
 }
 
 impl ProcSpec {
@@ -55,6 +57,7 @@ impl ProcSpec {
             user: None,
             signals: Vec::new(),
             tokio: false,
+            control: Vec::new(),
         }
     }
 
@@ -77,10 +80,10 @@ impl ProcSpec {
         self
     }
 
-    /// Signals delivered to [`Handler::signal`](crate::Handler::signal) instead of being ignored (SIGHUP,
-    /// SIGUSR1, SIGUSR2) or shutting the process down (SIGTERM, SIGINT: listed here,
-    /// the handler decides when to stop, with [`Context::shutdown`](crate::Context::shutdown);
-    /// a parent can then stop its mesh in order).
+    /// Signals delivered to the handler's `signal` method instead of being ignored
+    /// (SIGHUP, SIGUSR1, SIGUSR2) or shutting the process down (SIGTERM, SIGINT:
+    /// listed here, the handler decides when to stop, with `Context::shutdown`; a
+    /// parent can then stop its mesh in order).
     pub fn with_signals(mut self, signals: &[Signal]) -> ProcSpec {
         self.signals = signals.to_vec();
         self
@@ -93,6 +96,31 @@ impl ProcSpec {
     pub fn with_tokio(mut self) -> ProcSpec {
         self.tokio = true;
         self
+    }
+
+    /// Marks this process as the control process (proc.c's `PROC_CONTROL`) and adds
+    /// a control socket at `path`: [`Access::Main`] (root-owned, mode 0660) or
+    /// [`Access::Restricted`] (0666). Instance 0 creates every socket itself before
+    /// its chroot and privilege drop (`control_init`: a live socket is refused, a
+    /// stale file replaced), listens after the drop (`control_listen`) and finds them
+    /// with [`Context::control_sockets`](crate::Context::control_sockets); the
+    /// parent removes the files at exit.
+    ///
+    /// ```
+    /// use privsep_mesh::{control_socket::Access, ProcId, ProcSpec};
+    /// let control = ProcSpec::new(ProcId(1), "control")
+    ///     .with_control_socket("/run/d.sock", Access::Main)
+    ///     .with_control_socket("/run/d-ro.sock", Access::Restricted);
+    /// assert_eq!(control.control_sockets().len(), 2);
+    /// ```
+    pub fn with_control_socket(mut self, path: impl Into<PathBuf>, access: Access) -> ProcSpec {
+        self.control.push((path.into(), access));
+        self
+    }
+
+    /// The control sockets this process creates (none: not the control process).
+    pub fn control_sockets(&self) -> &[(PathBuf, Access)] {
+        &self.control
     }
 
     /// Whether the process runs in a tokio runtime.
@@ -232,7 +260,11 @@ impl ProcTable {
     /// Checks that the table describes a daemon.
     pub fn validate(&self) -> Result<(), TableError> {
         let parent = self.get(ProcId::PARENT).ok_or(TableError::NoParent)?;
-        if parent.instances != 1 || parent.user.is_some() || parent.chroot.is_some() {
+        if parent.instances != 1
+            || parent.user.is_some()
+            || parent.chroot.is_some()
+            || !parent.control.is_empty()
+        {
             return Err(TableError::BadParent);
         }
         for (i, p) in self.procs.iter().enumerate() {
@@ -405,6 +437,11 @@ mod tests {
 
         let t = ProcTable::new("x")
             .with_proc(ProcSpec::new(ProcId::PARENT, "parent").with_user("nobody"));
+        assert_eq!(t.validate(), Err(TableError::BadParent));
+        let t = ProcTable::new("x").with_proc(
+            ProcSpec::new(ProcId::PARENT, "parent")
+                .with_control_socket("/run/x.sock", Access::Main),
+        );
         assert_eq!(t.validate(), Err(TableError::BadParent));
 
         assert_eq!(
