@@ -385,7 +385,7 @@ mod tests {
             .listen(
                 l,
                 access,
-                Outbox::new(tx),
+                Outbox::new(tx, None),
                 Arc::new(|_| Decision::Forward(ProcId::PARENT, Target::All)),
             )
             .unwrap();

@@ -18,7 +18,7 @@ use std::task::Poll;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::sync::mpsc::unbounded_channel;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::error::Error;
 use crate::handler::Context;
@@ -26,7 +26,7 @@ use crate::handler::Handler;
 use crate::mesh::LoopEnd;
 use crate::mesh::{Flow, Mesh, ReadEnd, FD_GUARD_RETRY};
 use crate::outbox::Outgoing;
-pub use crate::outbox::{LoopGone, Outbox};
+pub use crate::outbox::{Outbox, OutboxError};
 use crate::reap::Children;
 use crate::route::Peer;
 use crate::signals::{Signal, SignalPipe};
@@ -82,6 +82,38 @@ fn poll_watches(ws: &Watches, cx: &mut std::task::Context<'_>) -> Option<Event> 
     None
 }
 
+/// Queues outbox messages on their channels in order, `held` first, until the outbox
+/// is empty or a message finds a channel at its high-water mark: that one stays in
+/// `held` (descriptor included), and the outbox is not read until it is queued.
+fn deliver(
+    mesh: &mut Mesh,
+    outbox: &Outbox,
+    held: &mut Option<Outgoing>,
+    rx: &mut UnboundedReceiver<Outgoing>,
+) -> Result<(), Error> {
+    loop {
+        let m = match held.take() {
+            Some(m) => m,
+            None => match rx.try_recv() {
+                Ok(m) => m,
+                Err(_) => return Ok(()),
+            },
+        };
+        let len = m.payload.len();
+        match mesh.send(m.to, m.target, m.ty, m.peerid, m.fd, &[&m.payload]) {
+            Ok(_) => outbox.taken(len),
+            Err(Error::Channel {
+                error: imsg_io::Error::QueueFull { fd, .. },
+                ..
+            }) => {
+                *held = Some(Outgoing { fd, ..m });
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The event loop of [`crate::run::event_loop`], awaiting readiness through tokio.
 /// Must run inside a tokio runtime with I/O enabled.
 pub(crate) async fn event_loop(
@@ -91,7 +123,10 @@ pub(crate) async fn event_loop(
     mut children: Option<&mut Children>,
 ) -> Result<LoopEnd, Error> {
     let (tx, mut rx) = unbounded_channel();
-    mesh.set_outbox(Some(Outbox::new(tx)));
+    let outbox = Outbox::new(tx, mesh.outbox_limit());
+    mesh.set_outbox(Some(outbox.clone()));
+    // The outbox message whose channel was full, waiting for that channel to write.
+    let mut held: Option<Outgoing> = None;
     let sig = watch(signals.as_fd(), Interest::READABLE)?;
     let mut watched: BTreeMap<Peer, AsyncFd<OwnedFd>> = BTreeMap::new();
     let result = async {
@@ -135,8 +170,10 @@ pub(crate) async fn event_loop(
                 if sig.poll_read_ready(cx).is_ready() {
                     return Poll::Ready(Event::Signals);
                 }
-                if let Poll::Ready(Some(m)) = rx.poll_recv(cx) {
-                    return Poll::Ready(Event::Outbox(m));
+                if held.is_none() {
+                    if let Poll::Ready(Some(m)) = rx.poll_recv(cx) {
+                        return Poll::Ready(Event::Outbox(m));
+                    }
                 }
                 if let Some(ev) = poll_watches(mesh.watches_ref(), cx) {
                     return Poll::Ready(ev);
@@ -222,14 +259,12 @@ pub(crate) async fn event_loop(
                     }
                 }
                 Event::Outbox(m) => {
-                    mesh.send(m.to, m.target, m.ty, m.peerid, m.fd, &[&m.payload])?;
                     // Everything queued now goes in this turn: the outbox is looked at
                     // before the channels, so tasks that keep it busy (one message per
                     // turn) would otherwise starve the channels, and the process would
                     // never read its peers' messages.
-                    while let Ok(m) = rx.try_recv() {
-                        mesh.send(m.to, m.target, m.ty, m.peerid, m.fd, &[&m.payload])?;
-                    }
+                    held = Some(m);
+                    deliver(mesh, &outbox, &mut held, &mut rx)?;
                 }
                 Event::Read(peer) => {
                     let w = watched.get(&peer).ok_or(Error::NotConnected(peer))?;
@@ -266,6 +301,9 @@ pub(crate) async fn event_loop(
                     if after > 0 && after == before {
                         // Nothing went out: the socket is full until the next edge.
                         g.clear_ready();
+                    }
+                    if held.is_some() {
+                        deliver(mesh, &outbox, &mut held, &mut rx)?;
                     }
                 }
             }
