@@ -98,7 +98,7 @@ pub(crate) fn event_loop(
         if revents[0].contains(PollFlags::IN) {
             for sig in signals.drain().map_err(Error::os("signal pipe"))? {
                 match sig {
-                    Signal::Term | Signal::Int => {
+                    Signal::Term | Signal::Int if !signals.for_app().contains(&sig) => {
                         log::info!("received {sig}, shutting down");
                         return Ok(LoopEnd::Signal(sig));
                     }

@@ -5,7 +5,7 @@
 //!
 //! | signal | disposition |
 //! |---|---|
-//! | SIGTERM, SIGINT | caught: the process shuts down through its shutdown hook |
+//! | SIGTERM, SIGINT | caught: the process shuts down through its shutdown hook, or, if the process asked, [`crate::Handler::signal`] decides when |
 //! | SIGHUP, SIGUSR1, SIGUSR2 | ignored, or caught for [`crate::Handler::signal`] if the process asked |
 //! | SIGPIPE | ignored (a dead peer shows up as `EPIPE` on write), or caught if asked |
 //! | SIGCHLD | left at its default (which discards it) unless caught: setting it to `SIG_IGN` would make the kernel reap children itself and `waitpid` could no longer report how they ended. The parent always catches it to reap. |
@@ -151,11 +151,7 @@ impl SignalPipe {
         all.extend(for_app.iter().chain(internal).copied());
         all.sort_unstable();
         all.dedup();
-        let mut for_app: Vec<Signal> = for_app
-            .iter()
-            .copied()
-            .filter(|s| !matches!(s, Signal::Term | Signal::Int))
-            .collect();
+        let mut for_app: Vec<Signal> = for_app.to_vec();
         for_app.sort_unstable();
         for_app.dedup();
         let pipe = SignalPipe {
@@ -182,8 +178,9 @@ impl SignalPipe {
         &self.caught
     }
 
-    /// The signals that go to the application's [`crate::Handler::signal`] (never
-    /// SIGTERM or SIGINT, which shut down).
+    /// The signals that go to the application's [`crate::Handler::signal`]. SIGTERM
+    /// and SIGINT go there only if the application asked for them (it then stops the
+    /// process itself, e.g. after an orderly drain); otherwise they shut down.
     pub fn for_app(&self) -> &[Signal] {
         &self.for_app
     }

@@ -213,7 +213,7 @@ pub(crate) async fn event_loop(
                     g.clear_ready();
                     for s in pending {
                         match s {
-                            Signal::Term | Signal::Int => {
+                            Signal::Term | Signal::Int if !signals.for_app().contains(&s) => {
                                 log::info!("received {s}, shutting down");
                                 return Ok(LoopEnd::Signal(s));
                             }

@@ -89,6 +89,8 @@ struct Daemon {
     rsock: PathBuf,
     log: PathBuf,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr until every process of the daemon has closed it.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     status: Option<ExitStatus>,
 }
 
@@ -133,7 +135,7 @@ impl Daemon {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let pipe = child.stderr.take().unwrap();
         let lines = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut r = std::io::BufReader::new(pipe);
             let mut l = String::new();
             while std::io::BufRead::read_line(&mut r, &mut l).unwrap_or(0) > 0 {
@@ -149,6 +151,7 @@ impl Daemon {
             rsock,
             log,
             stderr,
+            stderr_reader: Some(reader),
             status: None,
         };
         let line = d.wait_log("listening on ", Duration::from_secs(30));
@@ -186,6 +189,19 @@ impl Daemon {
                 panic!("httpd exited ({st}) before logging {what:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until every process of the daemon has closed stderr (all exited), so
+    /// that every line they wrote has been read.
+    fn stderr_closed(&mut self) {
+        let end = Instant::now() + DEADLINE;
+        if let Some(r) = self.stderr_reader.take() {
+            while !r.is_finished() {
+                assert!(Instant::now() < end, "stderr still open after {DEADLINE:?}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r.join().unwrap();
         }
     }
 
@@ -232,7 +248,9 @@ impl Daemon {
     /// After the parent exited: no process of the group is left (children leave on
     /// their own when the parent closes their channels).
     fn assert_group_gone(&self) {
-        let end = Instant::now() + Duration::from_secs(10);
+        // Generous: under load a child may take the whole shutdown grace (5 s)
+        // before the parent kills it, and longer to be scheduled.
+        let end = Instant::now() + Duration::from_secs(30);
         loop {
             let left = group_members(self.pgid());
             if left.is_empty() {
@@ -445,7 +463,21 @@ fn kill_9_server_under_load() {
         .expect("server[1]'s pid");
     let addr = d.addr;
     let loader = std::thread::spawn(move || load(addr, 8, 2000));
-    std::thread::sleep(Duration::from_millis(300));
+    // Under load: the servers have answered requests.
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out, err) = d.ctl(&d.csock, "show stats");
+        assert!(ok, "show stats: {err}");
+        if stat_value(
+            &out.lines().map(str::to_owned).collect::<Vec<_>>(),
+            "total requests",
+        ) >= 200
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "no load reached the servers: {out}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(victim as i32).unwrap(),
         rustix::process::Signal::KILL,
@@ -455,6 +487,7 @@ fn kill_9_server_under_load() {
     assert!(!st.success(), "a lost child makes the parent exit non-zero");
     let _ = loader.join();
     d.assert_group_gone();
+    d.stderr_closed();
     assert_eq!(
         d.log_lines(&format!("lost child: pid {victim} terminated; signal 9")),
         1
@@ -745,6 +778,27 @@ fn daemon_mode_logs_to_syslog() {
     syslog
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
+    // Read from the start: the socket queues only a few datagrams (Linux's
+    // max_dgram_qlen, 10 by default) and the daemon drops lines rather than block.
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (lines, done) = (lines.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            loop {
+                match syslog.recv(&mut b) {
+                    Ok(n) => lines
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&b[..n]).into_owned()),
+                    // Nothing for 200 ms after the daemon has gone: all read.
+                    Err(_) if done.load(Ordering::SeqCst) => return,
+                    Err(_) => {}
+                }
+            }
+        })
+    };
     let null = dir.join("null");
     std::fs::write(&null, b"").unwrap();
     let csock = dir.join("httpd.sock");
@@ -793,7 +847,7 @@ fn daemon_mode_logs_to_syslog() {
     );
     // The launching command has returned; the daemon serves.
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let end = Instant::now() + Duration::from_secs(30);
+    let end = Instant::now() + DEADLINE;
     let body = loop {
         if let Ok(mut s) = TcpStream::connect(addr) {
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -828,12 +882,10 @@ fn daemon_mode_logs_to_syslog() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut lines = Vec::new();
-    let mut b = [0u8; 4096];
-    while let Ok(n) = syslog.recv(&mut b) {
-        lines.push(String::from_utf8_lossy(&b[..n]).into_owned());
-    }
     assert!(pids_with_arg(&csock.display().to_string()).is_empty());
+    done.store(true, Ordering::SeqCst);
+    reader.join().unwrap();
+    let lines = lines.lock().unwrap();
     let parent_pid = pids[0];
     let has = |s: &str| lines.iter().any(|l| l.contains(s));
     assert!(
@@ -903,6 +955,59 @@ fn http_details() {
     d.assert_group_gone();
 }
 
+/// 16 connections, each sending 20 bursts of 32 pipelined requests (so that the
+/// logger falls behind the servers); every one answered 200.
+fn pipelined_load(addr: SocketAddr) -> Vec<u16> {
+    let loaders: Vec<_> = (0..16)
+        .map(|_| std::thread::spawn(move || pipelined(addr, 32, 20)))
+        .collect();
+    let answered: Vec<u16> = loaders
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(answered.len(), 16 * 20 * 32, "every request answered");
+    assert!(answered.iter().all(|&c| c == 200));
+    answered
+}
+
+/// SIGTERM to the parent right after the last answer: the mesh stops in the same
+/// order as `httpctl stop` (servers stop and mark their last line, the logger writes
+/// every line, then everything exits), so the access log has one line per answered
+/// request.
+#[test]
+fn sigterm_to_the_parent_loses_no_line() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("sigterm", &[]);
+    let answered = pipelined_load(d.addr);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(d.pgid() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(d.wait_exit(DEADLINE).success());
+    d.assert_group_gone();
+    assert_eq!(line_count(&d.log), answered.len(), "one line per answer");
+    assert!(!d.csock.exists(), "control socket removed at exit");
+}
+
+/// Ctrl-C in the terminal: SIGINT reaches every process of the foreground group at
+/// once. The children leave the stopping to the parent, which stops the mesh in
+/// order: no line lost.
+#[test]
+fn sigint_to_the_group_loses_no_line() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("sigint", &[]);
+    let answered = pipelined_load(d.addr);
+    rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(d.pgid() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    assert!(d.wait_exit(DEADLINE).success());
+    d.assert_group_gone();
+    assert_eq!(line_count(&d.log), answered.len(), "one line per answer");
+}
+
 /// `httpctl stop` while 16 connections keep requesting: every answered request's
 /// line is in the access log (servers stop answering, the logger writes their last
 /// lines, then the mesh stops).
@@ -913,7 +1018,7 @@ fn stop_under_load_loses_no_line() {
     let addr = d.addr;
     // Pipelined, so that the logger falls behind the servers.
     let loaders: Vec<_> = (0..16)
-        .map(|_| std::thread::spawn(move || pipelined(addr, 32)))
+        .map(|_| std::thread::spawn(move || pipelined(addr, 32, usize::MAX)))
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let (ok, _, err) = d.ctl(&d.csock, "stop");
@@ -936,9 +1041,9 @@ fn stop_under_load_loses_no_line() {
     );
 }
 
-/// Bursts of `depth` pipelined GETs on one connection until it is closed; the status
-/// of every answer read.
-fn pipelined(addr: SocketAddr, depth: usize) -> Vec<u16> {
+/// Up to `bursts` bursts of `depth` pipelined GETs on one connection, until it is
+/// closed; the status of every answer read.
+fn pipelined(addr: SocketAddr, depth: usize, bursts: usize) -> Vec<u16> {
     let mut st = Vec::new();
     let Ok(mut s) = TcpStream::connect(addr) else {
         return st;
@@ -946,7 +1051,7 @@ fn pipelined(addr: SocketAddr, depth: usize) -> Vec<u16> {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let burst = b"GET / HTTP/1.1\r\n\r\n".repeat(depth);
     let mut buf = Vec::new();
-    while st.len() < 10_000_000 {
+    for _ in 0..bursts {
         if s.write_all(&burst).is_err() {
             return st;
         }

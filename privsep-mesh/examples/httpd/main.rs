@@ -42,7 +42,7 @@ use privsep_mesh::control_socket::{Access, ControlSocket};
 use privsep_mesh::tokio_run::Outbox;
 use privsep_mesh::{
     control, daemon, privdrop, stderr_log, syslog_log, AppError, Context, Handled, Handler,
-    Privsep, ProcId, ProcSpec, ProcTable, Received, Signal, Target, NO_PEERID,
+    Privsep, ProcId, ProcSpec, ProcTable, Received, Signal, Target, Timer, NO_PEERID,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -67,6 +67,11 @@ const DRAINED: u32 = 10; // logger → parent: every server's last line is writt
 
 /// Longest request head a server accepts.
 const MAX_HEAD: usize = 8192;
+/// How long an orderly stop waits for the logger's last lines.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a child waits, after SIGTERM or SIGINT, for the parent to stop the mesh
+/// before it leaves by itself.
+const CHILD_GRACE: Duration = Duration::from_secs(5);
 /// A keep-alive connection idle this long is closed.
 const IDLE: Duration = Duration::from_secs(30);
 
@@ -243,12 +248,13 @@ fn table(o: &Options, res: Option<Resources>) -> ProcTable {
     ProcTable::new("httpd")
         .with(
             ProcSpec::new(ProcId::PARENT, "parent")
-                .signals(&[Signal::Hup])
+                .signals(&[Signal::Hup, Signal::Term, Signal::Int])
                 .start(move |_| Parent::new(res.take())),
         )
         .with(
             ProcSpec::new(CONTROL, "control")
                 .user("nobody")
+                .signals(&[Signal::Term, Signal::Int])
                 .chroot(&o.chroot)
                 .tokio()
                 .start(|_| Ok(Control::default())),
@@ -256,6 +262,7 @@ fn table(o: &Options, res: Option<Resources>) -> ProcTable {
         .with(
             ProcSpec::new(LOGGER, "logger")
                 .user("nobody")
+                .signals(&[Signal::Term, Signal::Int])
                 .chroot(&o.chroot)
                 .start(|_| Ok(Logger::default())),
         )
@@ -263,6 +270,7 @@ fn table(o: &Options, res: Option<Resources>) -> ProcTable {
             ProcSpec::new(SERVER, "server")
                 .instances(servers)
                 .user("nobody")
+                .signals(&[Signal::Term, Signal::Int])
                 .chroot(&o.chroot)
                 .tokio()
                 .start(move |me| Ok(Server::new(me.peer.instance, access_logging))),
@@ -365,6 +373,9 @@ struct Parent {
     reports: BTreeMap<(u32, u32), String>,
     generation: u32,
     greeting: String,
+    /// Set once an orderly stop began: the timer that ends it if the logger never
+    /// confirms.
+    stopping: Option<Timer>,
 }
 
 impl Parent {
@@ -374,6 +385,7 @@ impl Parent {
             reports: BTreeMap::new(),
             generation: 0,
             greeting: String::new(),
+            stopping: None,
         })
     }
 
@@ -402,6 +414,20 @@ impl Parent {
             &[&self.generation.to_ne_bytes(), self.greeting.as_bytes()],
         )?;
         Ok(Ok(()))
+    }
+
+    /// The orderly stop (`httpctl stop`, SIGTERM, SIGINT): servers stop answering
+    /// and mark the end of their access lines to the logger; when it has written and
+    /// synced them all (`DRAINED`), the mesh stops: nothing lost. `client` (or
+    /// [`NO_PEERID`]) is told when it is done. If the logger does not confirm within
+    /// [`STOP_GRACE`], the mesh stops anyway.
+    fn stop(&mut self, ctx: &mut Context<'_>, client: u32) -> Result<(), AppError> {
+        if self.stopping.is_some() {
+            return Ok(());
+        }
+        self.stopping = Some(ctx.timer_after(STOP_GRACE));
+        ctx.compose(SERVER, Target::All, QUIESCE, client, b"")?;
+        Ok(())
     }
 
     fn procs(&self, ctx: &Context<'_>) -> Vec<String> {
@@ -465,7 +491,7 @@ impl Parent {
             // logger; when it has written them all, the mesh stops: nothing lost.
             proto::STOP => {
                 log::info!("stop requested by control client {client}");
-                ctx.compose(SERVER, Target::All, QUIESCE, client, b"")?;
+                self.stop(ctx, client)?;
             }
             _ => return Err(format!("control request {ty} routed to the parent").into()),
         }
@@ -530,8 +556,10 @@ impl Handler for Parent {
             }
             DRAINED => {
                 log::info!("every access line is written: stopping");
-                ctx.compose(CONTROL, Target::All, proto::END, msg.peerid(), b"")?;
-                ctx.flush(CONTROL, Target::All)?;
+                if msg.peerid() != NO_PEERID {
+                    ctx.compose(CONTROL, Target::All, proto::END, msg.peerid(), b"")?;
+                    ctx.flush(CONTROL, Target::All)?;
+                }
                 ctx.shutdown();
             }
             _ => return Ok(Handled::No),
@@ -540,14 +568,53 @@ impl Handler for Parent {
     }
 
     fn signal(&mut self, ctx: &mut Context<'_>, signal: Signal) -> Result<(), AppError> {
-        if signal == Signal::Hup {
-            let _ = self.reload(ctx)?;
+        match signal {
+            Signal::Hup => {
+                let _ = self.reload(ctx)?;
+            }
+            // A second one while draining: stop at once.
+            _ if self.stopping.is_some() => {
+                log::info!("received {signal} again: stopping now");
+                ctx.shutdown();
+            }
+            _ => {
+                log::info!("received {signal}: stopping");
+                self.stop(ctx, NO_PEERID)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> Result<(), AppError> {
+        if self.stopping == Some(timer) {
+            log::warn!(
+                "the logger did not confirm the last access lines within {STOP_GRACE:?}: stopping"
+            );
+            ctx.shutdown();
         }
         Ok(())
     }
 
     fn shutdown(&mut self, _ctx: &mut Context<'_>) {
         log::info!("shutting the mesh down");
+    }
+}
+
+/// SIGTERM or SIGINT in a child (Ctrl-C reaches the whole foreground group): the
+/// parent stops the mesh in order, so the child waits for that, and leaves by itself
+/// only if nothing happens within [`CHILD_GRACE`] (the signal was for it alone).
+fn child_signal(ctx: &mut Context<'_>, leaving: &mut Option<Timer>, signal: Signal) {
+    if leaving.is_none() {
+        log::debug!("received {signal}: the parent stops the mesh");
+        *leaving = Some(ctx.timer_after(CHILD_GRACE));
+    }
+}
+
+/// The [`child_signal`] timer: nobody stopped the mesh, leave.
+fn child_timer(ctx: &mut Context<'_>, leaving: Option<Timer>, timer: Timer) {
+    if leaving == Some(timer) {
+        log::info!("stopping on the signal received {CHILD_GRACE:?} ago");
+        ctx.shutdown();
     }
 }
 
@@ -573,6 +640,7 @@ struct StatsReply {
 
 #[derive(Default)]
 struct Control {
+    leaving: Option<Timer>,
     server: Option<ControlServer>,
     stats: HashMap<u32, StatsReply>,
 }
@@ -586,6 +654,16 @@ fn route() -> Route {
 }
 
 impl Handler for Control {
+    fn signal(&mut self, ctx: &mut Context<'_>, signal: Signal) -> Result<(), AppError> {
+        child_signal(ctx, &mut self.leaving, signal);
+        Ok(())
+    }
+
+    fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> Result<(), AppError> {
+        child_timer(ctx, self.leaving, timer);
+        Ok(())
+    }
+
     fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
         let mut settings = ControlSettings::default();
         settings.unprivileged = proto::UNPRIVILEGED.to_vec();
@@ -656,6 +734,7 @@ impl Handler for Control {
 
 #[derive(Default)]
 struct Logger {
+    leaving: Option<Timer>,
     file: Option<File>,
     /// Lines that arrived before the first descriptor.
     pending: Vec<u8>,
@@ -665,6 +744,16 @@ struct Logger {
 }
 
 impl Handler for Logger {
+    fn signal(&mut self, ctx: &mut Context<'_>, signal: Signal) -> Result<(), AppError> {
+        child_signal(ctx, &mut self.leaving, signal);
+        Ok(())
+    }
+
+    fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> Result<(), AppError> {
+        child_timer(ctx, self.leaving, timer);
+        Ok(())
+    }
+
     fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
         report(ctx)
     }
@@ -693,6 +782,9 @@ impl Handler for Logger {
             QUIESCED => {
                 self.quiesced += 1;
                 if self.quiesced == ctx.instances(SERVER) {
+                    if let Some(f) = &self.file {
+                        f.sync_data()?;
+                    }
                     ctx.compose(ProcId::PARENT, Target::All, DRAINED, msg.peerid(), b"")?;
                 }
             }
@@ -710,6 +802,7 @@ impl Handler for Logger {
 // ---------------------------------------------------------------- server
 
 struct Server {
+    leaving: Option<Timer>,
     instance: u32,
     access_logging: bool,
     requests: Arc<AtomicU64>,
@@ -726,6 +819,7 @@ struct Settings {
 impl Server {
     fn new(instance: u32, access_logging: bool) -> Server {
         Server {
+            leaving: None,
             instance,
             access_logging,
             requests: Arc::new(AtomicU64::new(0)),
@@ -739,6 +833,16 @@ impl Server {
 }
 
 impl Handler for Server {
+    fn signal(&mut self, ctx: &mut Context<'_>, signal: Signal) -> Result<(), AppError> {
+        child_signal(ctx, &mut self.leaving, signal);
+        Ok(())
+    }
+
+    fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> Result<(), AppError> {
+        child_timer(ctx, self.leaving, timer);
+        Ok(())
+    }
+
     fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
         report(ctx)
     }
