@@ -109,7 +109,11 @@ impl Sender {
         let to = Target::Instance(0);
         for _ in 0..64 {
             if self.total.is_some_and(|t| self.next >= t) {
-                ctx.compose(SINK, to, DONE, 0, &self.next.to_ne_bytes())?;
+                let r = ctx.compose(SINK, to, DONE, 0, &self.next.to_ne_bytes());
+                if queue_full(&r).is_some() {
+                    return Ok(()); // again at the next tick
+                }
+                r?;
                 if let Some(t) = self.tick.take() {
                     ctx.cancel_timer(t);
                 }
@@ -214,8 +218,13 @@ async fn flood_from_task(
     let to = Target::Instance(0);
     loop {
         if total.is_some_and(|t| next >= t) {
-            let _ = outbox.compose(SINK, to, DONE, 0, &next.to_ne_bytes());
-            return;
+            match outbox.compose(SINK, to, DONE, 0, &next.to_ne_bytes()) {
+                Err(OutboxError::QueueFull { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+                _ => return,
+            }
         }
         match outbox.compose(SINK, to, DATA, 0, &payload(next)) {
             Ok(()) => next += 1,
