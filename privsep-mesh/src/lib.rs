@@ -29,14 +29,15 @@
 //! 4. **Privilege drop** ([`privdrop`]) in each child when run as root: chroot,
 //!    `chdir("/")`, setgroups/setresgid/setresuid, then a check that root cannot be
 //!    regained.
-//! 5. **Event loop** ([`run`]): `poll(2)` over the channels and a signal self-pipe
-//!    ([`signals`]); messages go to the [`Handler`] with a [`Context`] that routes to
+//! 5. **Event loop** (module `event_loop`): one body, waiting with `poll(2)` over the
+//!    channels and a signal self-pipe ([`signals`]), or with tokio; messages go to the [`Handler`] with a [`Context`] that routes to
 //!    (process, [`Target`]) ([`route`]). End of file on any channel ends the process;
 //!    the parent then closes everything, and reaps every child (module `reap`), logging
 //!    abnormal ends as proc.c does.
 //!
-//! With the `tokio` feature, a process marked [`ProcSpec::tokio`] runs the same loop in
-//! a current-thread tokio runtime ([`tokio_run`]), so its handler can spawn tasks.
+//! With the `tokio` feature, a process marked [`ProcSpec::tokio`] runs the same loop
+//! body in a current-thread tokio runtime, its channels driven by imsg-io's
+//! `AsyncChannel` ([`tokio_run`]), so its handler can spawn tasks.
 //!
 //! For a real daemon (OpenBSD's control.c and log.c): [`control_socket`] binds control
 //! sockets before privileges drop (stale-socket check, modes 0660/0666, peer
@@ -61,8 +62,10 @@ pub mod control_server;
 pub mod control_socket;
 pub mod daemon;
 pub mod error;
+mod event_loop;
 pub mod fuzzing;
 pub mod handler;
+mod link;
 pub mod mesh;
 #[cfg(feature = "tokio")]
 mod outbox;

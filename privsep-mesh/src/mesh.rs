@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use imsg_io::{Channel, Config, OwnedMessage, ReadStatus};
+
+use crate::link::Link;
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 
 use crate::control;
@@ -45,20 +47,6 @@ pub enum Flow {
     Shutdown,
 }
 
-/// Why [`Mesh::receive_once`] stopped reading.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ReadEnd {
-    /// The socket may hold more: read again when it is readable.
-    More,
-    /// The socket is empty: wait until it is readable.
-    Drained,
-    /// imsg-io's descriptor guard refused to read: the socket is still readable,
-    /// so waiting for readability would spin. Retry after [`FD_GUARD_RETRY`].
-    FdGuard,
-}
-
-pub(crate) use imsg_io::FD_GUARD_RETRY;
-
 /// Why a process left its event loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -91,7 +79,7 @@ pub struct Mesh {
     /// High-water marks of application sends; the channels themselves are unbounded
     /// so that the framework's own messages are never refused.
     limits: QueueLimits,
-    channels: BTreeMap<Peer, Channel>,
+    channels: BTreeMap<Peer, Link>,
     expected: ExpectedChannels,
     barrier: AckBarrier,
     phase: Phase,
@@ -107,6 +95,9 @@ pub struct Mesh {
     watches: Watches,
     #[cfg(feature = "tokio")]
     outbox: Option<crate::outbox::Outbox>,
+    /// Outbox messages waiting for room on their channel, oldest first.
+    #[cfg(feature = "tokio")]
+    held: std::collections::VecDeque<crate::outbox::Outgoing>,
 }
 
 impl std::fmt::Debug for Mesh {
@@ -168,6 +159,8 @@ impl Mesh {
             watches: Watches::default(),
             #[cfg(feature = "tokio")]
             outbox: None,
+            #[cfg(feature = "tokio")]
+            held: std::collections::VecDeque::new(),
             me,
         })
     }
@@ -210,7 +203,31 @@ impl Mesh {
 
     /// The channel to `peer`.
     pub fn channel(&self, peer: Peer) -> Option<&Channel> {
-        self.channels.get(&peer)
+        self.channels.get(&peer).map(Link::channel)
+    }
+
+    /// The link to `peer`, for the event loop's waiter.
+    pub(crate) fn link_mut(&mut self, peer: Peer) -> Option<&mut Link> {
+        self.channels.get_mut(&peer)
+    }
+
+    /// Hands every channel to tokio (imsg-io's `AsyncChannel`); those already
+    /// driven are left as they are. Must run inside a runtime with I/O and time.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn drive_with_tokio(&mut self) -> Result<(), Error> {
+        let plain: Vec<Peer> = self
+            .channels
+            .iter()
+            .filter(|(_, l)| matches!(l, Link::Plain(_)))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in plain {
+            if let Some(link) = self.channels.remove(&peer) {
+                let driven = link.driven().map_err(Error::os("tokio AsyncChannel"))?;
+                self.channels.insert(peer, driven);
+            }
+        }
+        Ok(())
     }
 
     /// Whether the readiness barrier has passed in this process.
@@ -322,7 +339,7 @@ impl Mesh {
         set_nonblocking(fd.as_fd())?;
         let ch = Channel::new(fd, self.config.clone())
             .map_err(|error| Error::Channel { peer, error })?;
-        self.channels.insert(peer, ch);
+        self.channels.insert(peer, Link::Plain(ch));
         Ok(())
     }
 
@@ -354,9 +371,9 @@ impl Mesh {
         out.extend(
             self.channels
                 .iter()
-                .map(|(&p, ch)| {
+                .map(|(&p, link)| {
                     let read = self.phase == Phase::Ready || !child || p == Peer::PARENT;
-                    (p, read, ch.queue_len() > 0)
+                    (p, read, link.channel().queue_len() > 0)
                 })
                 // A channel left out of the set is not polled at all: poll(2)
                 // reports POLLHUP even for an empty event mask, which would spin.
@@ -366,11 +383,17 @@ impl Mesh {
 
     /// Writes what is queued on the channel to `peer` (one non-blocking attempt).
     pub fn write(&mut self, peer: Peer) -> Result<Flow, Error> {
-        let Some(ch) = self.channels.get_mut(&peer) else {
+        let Some(link) = self.channels.get_mut(&peer) else {
             return Ok(Flow::Continue);
         };
-        match ch.write() {
-            Ok(_) => Ok(Flow::Continue),
+        let wrote = link.channel_mut().write().map(drop);
+        Mesh::wrote(peer, wrote)
+    }
+
+    /// What a write to `peer` came to: the peer gone ends the loop.
+    pub(crate) fn wrote(peer: Peer, wrote: Result<(), imsg_io::Error>) -> Result<Flow, Error> {
+        match wrote {
+            Ok(()) => Ok(Flow::Continue),
             Err(imsg_io::Error::PeerClosed) => Ok(Flow::Closed(peer)),
             Err(error) => Err(Error::Channel { peer, error }),
         }
@@ -380,34 +403,33 @@ impl Mesh {
     /// received. Returns [`Flow::Closed`] at end of file (after dispatching what came
     /// before it), [`Flow::Shutdown`] if the handler asked for it.
     pub fn receive(&mut self, peer: Peer, handler: &mut dyn Handler) -> Result<Flow, Error> {
-        self.receive_once(peer, handler).map(|(flow, _)| flow)
+        let Some(link) = self.channels.get_mut(&peer) else {
+            return Ok(Flow::Continue);
+        };
+        let read = link.channel_mut().read();
+        self.received(peer, read, handler)
     }
 
-    /// [`receive`](Mesh::receive), also telling why the read stopped: what a waiter
-    /// needs to know before it sleeps.
-    pub(crate) fn receive_once(
+    /// Dispatches what a read from `peer` (made by the event loop's waiter)
+    /// brought: every complete message buffered, then [`Flow::Closed`] at end of
+    /// file. Descriptors lost to the descriptor limit are logged, not fatal.
+    pub(crate) fn received(
         &mut self,
         peer: Peer,
+        read: Result<ReadStatus, imsg_io::Error>,
         handler: &mut dyn Handler,
-    ) -> Result<(Flow, ReadEnd), Error> {
-        let status = {
-            let Some(ch) = self.channels.get_mut(&peer) else {
-                return Ok((Flow::Continue, ReadEnd::Drained));
-            };
-            match ch.read() {
-                Ok(s) => s,
-                Err(imsg_io::Error::DescriptorsLost) => {
-                    log::warn!("descriptors from {peer} were lost (out of descriptors?)");
-                    ReadStatus::Read(0)
-                }
-                Err(imsg_io::Error::UnexpectedEof { buffered }) => {
-                    log::warn!(
-                        "{peer} closed its channel in the middle of a frame ({buffered} bytes)"
-                    );
-                    ReadStatus::Eof
-                }
-                Err(error) => return Err(Error::Channel { peer, error }),
+    ) -> Result<Flow, Error> {
+        let status = match read {
+            Ok(s) => s,
+            Err(imsg_io::Error::DescriptorsLost) => {
+                log::warn!("descriptors from {peer} were lost (out of descriptors?)");
+                ReadStatus::Read(0)
             }
+            Err(imsg_io::Error::UnexpectedEof { buffered }) => {
+                log::warn!("{peer} closed its channel in the middle of a frame ({buffered} bytes)");
+                ReadStatus::Eof
+            }
+            Err(error) => return Err(Error::Channel { peer, error }),
         };
         // The slot is moved out while messages are dispatched (the handler gets the
         // whole mesh) and put back after, whatever happened.
@@ -415,15 +437,11 @@ impl Mesh {
         let drained = self.dispatch_buffered(peer, &mut scratch, handler);
         self.scratch = scratch;
         if drained? {
-            return Ok((Flow::Shutdown, ReadEnd::More));
+            return Ok(Flow::Shutdown);
         }
         Ok(match status {
-            ReadStatus::Eof => (Flow::Closed(peer), ReadEnd::More),
-            ReadStatus::FdGuard => (Flow::Continue, ReadEnd::FdGuard),
-            ReadStatus::WouldBlock => (Flow::Continue, ReadEnd::Drained),
-            ReadStatus::Read(_) => (Flow::Continue, ReadEnd::More),
-            // ReadStatus is non_exhaustive: a status added later reads again.
-            _ => (Flow::Continue, ReadEnd::More),
+            ReadStatus::Eof => Flow::Closed(peer),
+            _ => Flow::Continue,
         })
     }
 
@@ -436,8 +454,8 @@ impl Mesh {
         slot: &mut OwnedMessage,
         handler: &mut dyn Handler,
     ) -> Result<bool, Error> {
-        while let Some(ch) = self.channels.get_mut(&peer) {
-            match ch.get_into(slot) {
+        while let Some(link) = self.channels.get_mut(&peer) {
+            match link.channel_mut().get_into(slot) {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(error) => return Err(Error::Channel { peer, error }),
@@ -655,7 +673,7 @@ impl Mesh {
             ) else {
                 continue;
             };
-            let queued = ch.queued_bytes();
+            let queued = ch.channel().queued_bytes();
             if queued > 0 && queued.saturating_add(len) > limit {
                 return Err(Error::Channel {
                     peer,
@@ -664,6 +682,47 @@ impl Mesh {
             }
         }
         Ok(fd)
+    }
+
+    /// Queues a message a task put in the outbox, after those still held. A message
+    /// whose channel is at its high-water mark is held (descriptor included) until
+    /// [`deliver_held`](Mesh::deliver_held) finds room for it; the outbox counts
+    /// it until then, so its tasks meet their own limit.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn send_outgoing(&mut self, m: crate::outbox::Outgoing) -> Result<(), Error> {
+        self.held.push_back(m);
+        self.deliver_held()
+    }
+
+    /// Queues held outbox messages in order until one still finds its channel full.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn deliver_held(&mut self) -> Result<(), Error> {
+        while let Some(m) = self.held.pop_front() {
+            let len = m.payload.len();
+            match self.send(m.to, m.target, m.ty, m.peerid, m.fd, &[&m.payload]) {
+                Ok(_) => {
+                    if let Some(o) = &self.outbox {
+                        o.taken(len);
+                    }
+                }
+                Err(Error::Channel {
+                    error: imsg_io::Error::QueueFull { fd, .. },
+                    ..
+                }) => {
+                    self.held.push_front(crate::outbox::Outgoing { fd, ..m });
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether outbox messages wait for room (the loop then reads no more of
+    /// the outbox).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn holds_outgoing(&self) -> bool {
+        !self.held.is_empty()
     }
 
     /// The outbox's high-water mark.
@@ -702,7 +761,8 @@ impl Mesh {
             let ch = self
                 .channels
                 .get_mut(&peer)
-                .ok_or(Error::NotConnected(peer))?;
+                .ok_or(Error::NotConnected(peer))?
+                .channel_mut();
             ch.composev(ty, peerid, pid, fds.next(), parts)
                 .map_err(|error| Error::Channel { peer, error })?;
         }
@@ -727,8 +787,10 @@ impl Mesh {
     pub fn flush(&mut self, to: ProcId, target: Target) -> Result<(), Error> {
         for i in self.resolve(to, target)? {
             let peer = Peer::new(to, i);
-            if let Some(ch) = self.channels.get_mut(&peer) {
-                ch.flush().map_err(|error| Error::Channel { peer, error })?;
+            if let Some(link) = self.channels.get_mut(&peer) {
+                link.channel_mut()
+                    .flush()
+                    .map_err(|error| Error::Channel { peer, error })?;
             }
         }
         Ok(())
@@ -737,7 +799,8 @@ impl Mesh {
     /// One non-blocking write attempt on every channel with something queued
     /// (used at shutdown, where waiting on a peer could hang).
     pub fn write_all_once(&mut self) {
-        for ch in self.channels.values_mut() {
+        for link in self.channels.values_mut() {
+            let ch = link.channel_mut();
             while ch.queue_len() > 0 {
                 match ch.write() {
                     Ok(imsg_io::WriteStatus::Wrote(n)) if n > 0 => continue,

@@ -1,24 +1,16 @@
-//! The entry point ([`Privsep`]) and the event loop of every process.
-//!
-//! The loop is one `poll(2)` (rustix) over the process's channels and its signal
-//! self-pipe. A process has a small, fixed set of descriptors (its peers, at most a
-//! few dozen) that only grows during start-up, so poll's linear scan costs nothing
-//! measurable, and it needs no extra dependency or readiness-state bookkeeping as
-//! mio/epoll would; the set is rebuilt from the mesh on every turn, so channels
-//! added by `PROCFD` are picked up without registration.
+//! The entry point ([`Privsep`]): this process's role, its start-up, its event
+//! loop (module `event_loop`, waiting with `poll(2)` or tokio) and its end.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::io::Errno;
-
 use crate::args::{self, Invocation};
 use crate::error::Error;
+use crate::event_loop::PollWaiter;
 use crate::handler::Context;
 use crate::handler::{Handler, Identity};
 pub use crate::mesh::LoopEnd;
-use crate::mesh::{Flow, Mesh, ReadEnd, FD_GUARD_RETRY};
+use crate::mesh::Mesh;
 use crate::privdrop;
 use crate::reap::Children;
 use crate::route::Peer;
@@ -26,163 +18,6 @@ use crate::signals::{Signal, SignalPipe};
 use crate::startup;
 use crate::stderr_log;
 use crate::table::{ProcId, ProcTable};
-use crate::watch::{from_revents, Ready, Watch};
-
-/// Runs `mesh` until a channel closes, a terminating signal arrives, or the handler
-/// asks to stop. In the parent, `children` is reaped as SIGCHLD arrives.
-pub(crate) fn event_loop(
-    mesh: &mut Mesh,
-    handler: &mut dyn Handler,
-    signals: &SignalPipe,
-    mut children: Option<&mut Children>,
-) -> Result<LoopEnd, Error> {
-    // Kept across turns; the poll set itself borrows the channels, so it is built
-    // anew each turn.
-    let mut interest = Vec::new();
-    let mut revents: Vec<PollFlags> = Vec::new();
-    // Channels whose last read the descriptor guard refused: not polled for input
-    // (still readable, that would spin) but read again after FD_GUARD_RETRY.
-    let mut guarded: Vec<Peer> = Vec::new();
-    // The handler's watched descriptors polled this turn, after the channels.
-    let mut watched: Vec<(Watch, Ready)> = Vec::new();
-    loop {
-        if mesh.shutdown_requested() {
-            return Ok(LoopEnd::Requested);
-        }
-        watched.clear();
-        mesh.interest_into(&mut interest);
-        for (peer, read, _) in &mut interest {
-            if guarded.contains(peer) {
-                *read = false;
-            }
-        }
-        interest.retain(|&(_, r, w)| r || w);
-        {
-            let mut fds = Vec::with_capacity(interest.len() + 1);
-            fds.push(PollFd::new(signals, PollFlags::IN));
-            for &(peer, read, write) in &interest {
-                let mut ev = PollFlags::empty();
-                if read {
-                    ev |= PollFlags::IN;
-                }
-                if write {
-                    ev |= PollFlags::OUT;
-                }
-                let ch = mesh.channel(peer).ok_or(Error::NotConnected(peer))?;
-                fds.push(PollFd::new(ch, ev));
-            }
-            for (w, e) in &mesh.watches_ref().entries {
-                if e.interest == Ready::default() {
-                    continue;
-                }
-                let mut ev = PollFlags::empty();
-                if e.interest.readable {
-                    ev |= PollFlags::IN;
-                }
-                if e.interest.writable {
-                    ev |= PollFlags::OUT;
-                }
-                watched.push((*w, e.interest));
-                fds.push(PollFd::from_borrowed_fd(e.io.fd(), ev));
-            }
-            let timeout = wait_time(mesh.next_deadline(), !guarded.is_empty());
-            match poll(&mut fds, timeout.as_ref()) {
-                Ok(_) => {}
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(Error::errno("poll")(e)),
-            }
-            revents.clear();
-            revents.extend(fds.iter().map(PollFd::revents));
-        }
-
-        if revents[0].contains(PollFlags::IN) {
-            for sig in signals.drain().map_err(Error::os("signal pipe"))? {
-                match sig {
-                    Signal::Term | Signal::Int if !signals.for_app().contains(&sig) => {
-                        log::info!("received {sig}, shutting down");
-                        return Ok(LoopEnd::Signal(sig));
-                    }
-                    Signal::Chld if children.is_some() => {
-                        if let Some(c) = children.as_deref_mut() {
-                            c.reap_ended();
-                        }
-                    }
-                    _ => {}
-                }
-                if signals.for_app().contains(&sig) {
-                    let mut ctx = Context::new(mesh);
-                    handler.signal(&mut ctx, sig).map_err(Error::App)?;
-                }
-            }
-        }
-
-        for (k, &(peer, _, _)) in interest.iter().enumerate() {
-            let re = revents[k + 1];
-            if re.is_empty() {
-                continue;
-            }
-            if re.contains(PollFlags::OUT) {
-                match mesh.write(peer)? {
-                    Flow::Continue => {}
-                    Flow::Closed(p) => return Ok(LoopEnd::Closed(p)),
-                    Flow::Shutdown => return Ok(LoopEnd::Requested),
-                }
-            }
-            if re.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
-                if let Some(end) = receive(mesh, peer, handler, &mut guarded)? {
-                    return Ok(end);
-                }
-            }
-        }
-        for peer in std::mem::take(&mut guarded) {
-            if let Some(end) = receive(mesh, peer, handler, &mut guarded)? {
-                return Ok(end);
-            }
-        }
-        let first = interest.len() + 1;
-        for (k, &(w, want)) in watched.iter().enumerate() {
-            let ready = from_revents(revents[first + k], want);
-            if mesh.watch_ready(w, ready, handler)? == Flow::Shutdown {
-                return Ok(LoopEnd::Requested);
-            }
-        }
-        if mesh.fire_timers(handler)? == Flow::Shutdown {
-            return Ok(LoopEnd::Requested);
-        }
-    }
-}
-
-/// poll(2)'s timeout: until the earliest timer, and at most [`FD_GUARD_RETRY`]
-/// while a channel waits out the descriptor guard; `None` (forever) otherwise.
-fn wait_time(deadline: Option<std::time::Instant>, guarded: bool) -> Option<Timespec> {
-    let until = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-    let wait = match (until, guarded) {
-        (Some(u), true) => u.min(FD_GUARD_RETRY),
-        (Some(u), false) => u,
-        (None, true) => FD_GUARD_RETRY,
-        (None, false) => return None,
-    };
-    Timespec::try_from(wait).ok()
-}
-
-/// Reads from `peer` and dispatches; a read refused by the descriptor guard puts
-/// the peer in `guarded`.
-fn receive(
-    mesh: &mut Mesh,
-    peer: Peer,
-    handler: &mut dyn Handler,
-    guarded: &mut Vec<Peer>,
-) -> Result<Option<LoopEnd>, Error> {
-    let (flow, end) = mesh.receive_once(peer, handler)?;
-    if end == ReadEnd::FdGuard && !guarded.contains(&peer) {
-        guarded.push(peer);
-    }
-    Ok(match flow {
-        Flow::Continue => None,
-        Flow::Closed(p) => Some(LoopEnd::Closed(p)),
-        Flow::Shutdown => Some(LoopEnd::Requested),
-    })
-}
 
 /// Runs `mesh` in the built-in loop, or in tokio's (then inside a runtime with I/O
 /// and time: the one [`Privsep::run`] built, or the application's).
@@ -198,7 +33,8 @@ async fn drive(
         return crate::tokio_run::event_loop(mesh, handler, signals, children).await;
     }
     let _ = tokio;
-    event_loop(mesh, handler, signals, children)
+    let mut waiter = PollWaiter::default();
+    crate::event_loop::run(mesh, handler, signals, children, &mut waiter).await
 }
 
 /// Runs a role that does not use tokio: its future never waits on a waker (the

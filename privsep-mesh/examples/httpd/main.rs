@@ -42,7 +42,7 @@ use privsep_mesh::control_socket::{Access, ControlSocket};
 use privsep_mesh::tokio_run::Outbox;
 use privsep_mesh::{
     control, daemon, privdrop, stderr_log, syslog_log, AppError, Context, Handled, Handler,
-    Privsep, ProcId, ProcSpec, ProcTable, Received, Signal, Target, Timer, NO_PEERID,
+    Privsep, ProcId, ProcSpec, ProcTable, QueueKind, Received, Signal, Target, Timer, NO_PEERID,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -275,6 +275,10 @@ fn table(o: &Options, res: Option<Resources>) -> ProcTable {
                 .tokio()
                 .start(move |me| Ok(Server::new(me.peer.instance, access_logging))),
         )
+        // Connection tasks send their access lines through the outbox and cannot
+        // wait for room yet: the lines wait in the servers' outboxes, unbounded,
+        // while the logger is behind (its channels keep their 4 MiB marks).
+        .queue_limit(QueueKind::Outbox, None)
 }
 
 static DEMO_FAILED: AtomicBool = AtomicBool::new(false);
