@@ -29,7 +29,6 @@ use imsg_io::{ReadStatus, FD_GUARD_RETRY};
 use crate::error::Error;
 use crate::handler::{Context, Handler};
 use crate::mesh::{Flow, LoopEnd, Mesh};
-use crate::reap::Children;
 use crate::route::Peer;
 use crate::signals::{Signal, SignalPipe};
 use crate::watch::{from_revents, Ready, Watch};
@@ -63,13 +62,12 @@ pub(crate) trait Waiter {
 }
 
 /// Runs `mesh` until a channel closes, a terminating signal arrives, or the handler
-/// asks to stop; `waiter` does the waiting. In the parent, `children` is reaped as
+/// asks to stop; `waiter` does the waiting. In the parent, children are reaped as
 /// SIGCHLD arrives.
 pub(crate) async fn run(
     mesh: &mut Mesh,
     handler: &mut dyn Handler,
     signals: &SignalPipe,
-    mut children: Option<&mut Children>,
     waiter: &mut impl Waiter,
 ) -> Result<LoopEnd, Error> {
     let mut events = Vec::new();
@@ -89,9 +87,7 @@ pub(crate) async fn run(
                                 return Ok(LoopEnd::Signal(sig));
                             }
                             Signal::Chld => {
-                                if let Some(c) = children.as_deref_mut() {
-                                    c.reap_ended();
-                                }
+                                mesh.children_mut().reap_ended();
                             }
                             _ => {}
                         }

@@ -35,7 +35,7 @@ pub enum Handled {
 /// application message (proc.c's `proc_dispatch_null`).
 ///
 /// A handler runs in one thread of one process; it is built by the process's start
-/// function ([`crate::ProcSpec::start`]) after privileges were dropped.
+/// function ([`crate::Privsep::with_start`]) after privileges were dropped.
 pub trait Handler {
     /// Called once, when every channel of the whole mesh is connected (every child
     /// has acknowledged the readiness barrier). From here on messages can be sent to

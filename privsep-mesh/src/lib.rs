@@ -1,15 +1,18 @@
 //! OpenBSD-style privilege-separated process meshes (httpd's `proc.c`) over imsg.
 //!
 //! A daemon is one [`ProcTable`]: a parent (process 0, one instance) and child
-//! processes, each with a title, a number of instances, an optional chroot and user,
-//! and a start function building its [`Handler`]. The application's `main` is one
-//! line:
+//! processes, each with a title, a number of instances, an optional chroot and user:
+//! plain data. Each process kind's behaviour is a [`Handler`], built by the start
+//! function given to [`Privsep::with_start`]. The application's `main` is one
+//! expression:
 //!
 //! ```no_run
-//! # use privsep_mesh::{ProcTable, ProcSpec, ProcId};
+//! # use privsep_mesh::{ProcTable, ProcSpec, ProcId, NullHandler};
 //! # fn table() -> ProcTable { ProcTable::new("d").with(ProcSpec::new(ProcId::PARENT, "parent")) }
 //! fn main() -> std::process::ExitCode {
-//!     privsep_mesh::Privsep::new(table()).run()
+//!     privsep_mesh::Privsep::new(table())
+//!         .with_start(ProcId::PARENT, |_me| Ok(NullHandler))
+//!         .run()
 //! }
 //! ```
 //!

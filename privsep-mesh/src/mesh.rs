@@ -18,7 +18,8 @@ use crate::control;
 use crate::error::{Error, ProtocolError};
 use crate::handler::Context;
 use crate::handler::{Handled, Handler, Identity, Received};
-use crate::readiness::{AckBarrier, ExpectedChannels};
+use crate::readiness::{AckBarrier, ExpectedChannels, Phase};
+use crate::reap::Children;
 use crate::route::{self, pid_for_instance, Peer, Target};
 use crate::signals::Signal;
 use crate::table::{ProcId, ProcTable, QueueLimits};
@@ -59,17 +60,6 @@ pub enum LoopEnd {
     Requested,
 }
 
-/// Where a process is in the start-up of its mesh.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Channels arrive (`PROCFD`); in the parent, children acknowledge.
-    Connecting,
-    /// A child has acknowledged the parent's `PROCREADY` and waits for `READY`.
-    Acked,
-    /// The barrier has passed: `ready` ran, application messages flow.
-    Ready,
-}
-
 /// One process's end of the mesh.
 pub struct Mesh {
     me: Identity,
@@ -84,7 +74,8 @@ pub struct Mesh {
     barrier: AckBarrier,
     phase: Phase,
     shutdown: bool,
-    pids: BTreeMap<Peer, u32>,
+    /// In the parent: the children started, by pid, and how those reaped ended.
+    children: Children,
     counts: BTreeMap<Peer, Counts>,
     /// The one receive slot of the process: every message is copied into it out of
     /// its channel's buffer (the handler may use that channel while it holds the
@@ -152,7 +143,7 @@ impl Mesh {
             barrier,
             phase: Phase::Connecting,
             shutdown: false,
-            pids: BTreeMap::new(),
+            children: Children::new(),
             counts: BTreeMap::new(),
             scratch: OwnedMessage::default(),
             timers: Timers::default(),
@@ -317,11 +308,12 @@ impl Mesh {
     }
 
     pub(crate) fn child_pid(&self, peer: Peer) -> Option<u32> {
-        self.pids.get(&peer).copied()
+        self.children.pid_of(peer)
     }
 
-    pub(crate) fn set_child_pid(&mut self, peer: Peer, pid: u32) {
-        self.pids.insert(peer, pid);
+    /// In the parent: the children it started (the one registry of their pids).
+    pub(crate) fn children_mut(&mut self) -> &mut Children {
+        &mut self.children
     }
 
     /// Makes `fd` (a connected `AF_UNIX` stream socket) the channel to `peer`; it is
@@ -524,7 +516,7 @@ impl Mesh {
                 let peer = control::decode_procfd(msg.payload())
                     .map_err(|e| proto(ProtocolError::Payload(e)))?;
                 let fd = msg.take_fd().ok_or(proto(ProtocolError::MissingFd))?;
-                match self.expected.accept(peer) {
+                match self.expected.accept(peer, self.phase) {
                     Ok(()) => self.attach(peer, fd),
                     Err(refusal) => {
                         // proc.c's proc_accept: close it and carry on.
@@ -551,7 +543,6 @@ impl Mesh {
                         missing: self.expected.missing(),
                     }));
                 }
-                self.expected.close();
                 self.phase = Phase::Acked;
                 self.send_control(ProcId::PARENT, Target::All, control::PROCREADY, &[])?;
                 Ok(())

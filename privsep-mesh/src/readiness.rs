@@ -36,12 +36,23 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// Where a process is in the start-up of its mesh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Channels arrive (`PROCFD`); in the parent, children acknowledge.
+    Connecting,
+    /// A child has acknowledged the parent's `PROCREADY` and waits for `READY`:
+    /// no channel may be added any more.
+    Acked,
+    /// The barrier has passed: `ready` ran, application messages flow.
+    Ready,
+}
+
 /// The channels a child waits for, and those it has.
 #[derive(Clone, Debug)]
 pub struct ExpectedChannels {
     expected: BTreeSet<Peer>,
     attached: BTreeSet<Peer>,
-    closed: bool,
 }
 
 impl ExpectedChannels {
@@ -50,13 +61,13 @@ impl ExpectedChannels {
         ExpectedChannels {
             expected: peers.into_iter().collect(),
             attached: BTreeSet::new(),
-            closed: false,
         }
     }
 
-    /// Records a `PROCFD` for `peer`, or says why it must be refused.
-    pub fn accept(&mut self, peer: Peer) -> Result<(), Refusal> {
-        if self.closed {
+    /// Records a `PROCFD` for `peer` arriving in `phase`, or says why it must be
+    /// refused (after [`Phase::Connecting`] the parent has said it sent them all).
+    pub(crate) fn accept(&mut self, peer: Peer, phase: Phase) -> Result<(), Refusal> {
+        if phase != Phase::Connecting {
             Err(Refusal::Late(peer))
         } else if !self.expected.contains(&peer) {
             Err(Refusal::Unexpected(peer))
@@ -75,11 +86,6 @@ impl ExpectedChannels {
     /// The expected peers not attached yet.
     pub fn missing(&self) -> Vec<Peer> {
         self.expected.difference(&self.attached).copied().collect()
-    }
-
-    /// No more `PROCFD` will be accepted (the parent said it has sent them all).
-    pub fn close(&mut self) {
-        self.closed = true;
     }
 }
 
@@ -149,15 +155,16 @@ mod tests {
     fn expected_channels() {
         let mut e = ExpectedChannels::new([S0, S1]);
         assert!(!e.is_complete());
-        assert_eq!(e.accept(L0), Err(Refusal::Unexpected(L0)));
-        assert_eq!(e.accept(S1), Ok(()));
+        let c = Phase::Connecting;
+        assert_eq!(e.accept(L0, c), Err(Refusal::Unexpected(L0)));
+        assert_eq!(e.accept(S1, c), Ok(()));
         assert_eq!(e.missing(), vec![S0]);
-        assert_eq!(e.accept(S1), Err(Refusal::Duplicate(S1)));
-        assert_eq!(e.accept(S0), Ok(()));
+        assert_eq!(e.accept(S1, c), Err(Refusal::Duplicate(S1)));
+        assert_eq!(e.accept(S0, c), Ok(()));
         assert!(e.is_complete());
         assert!(e.missing().is_empty());
-        e.close();
-        assert_eq!(e.accept(S0), Err(Refusal::Late(S0)));
+        assert_eq!(e.accept(S0, Phase::Acked), Err(Refusal::Late(S0)));
+        assert_eq!(e.accept(S0, Phase::Ready), Err(Refusal::Late(S0)));
     }
 
     #[test]

@@ -66,13 +66,13 @@ impl Children {
         self.running.insert(pid, (peer, name));
     }
 
-    /// The pid of a running child instance.
-    #[cfg(test)]
+    /// The pid of a child instance, running or reaped.
     pub fn pid_of(&self, peer: Peer) -> Option<u32> {
         self.running
             .iter()
             .find(|(_, (p, _))| *p == peer)
             .map(|(pid, _)| *pid)
+            .or_else(|| self.exits.iter().find(|e| e.peer == peer).map(|e| e.pid))
     }
 
     /// Children not reaped yet.

@@ -1,6 +1,7 @@
 //! The entry point ([`Privsep`]): this process's role, its start-up, its event
 //! loop (module `event_loop`, waiting with `poll(2)` or tokio) and its end.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
@@ -8,11 +9,10 @@ use crate::args::{self, Invocation};
 use crate::error::Error;
 use crate::event_loop::PollWaiter;
 use crate::handler::Context;
-use crate::handler::{Handler, Identity};
+use crate::handler::{AppError, Handler, Identity, NullHandler};
 pub use crate::mesh::LoopEnd;
 use crate::mesh::Mesh;
 use crate::privdrop;
-use crate::reap::Children;
 use crate::route::Peer;
 use crate::signals::{Signal, SignalPipe};
 use crate::startup;
@@ -26,15 +26,14 @@ async fn drive(
     mesh: &mut Mesh,
     handler: &mut dyn Handler,
     signals: &SignalPipe,
-    children: Option<&mut Children>,
 ) -> Result<LoopEnd, Error> {
     #[cfg(feature = "tokio")]
     if tokio {
-        return crate::tokio_run::event_loop(mesh, handler, signals, children).await;
+        return crate::tokio_run::event_loop(mesh, handler, signals).await;
     }
     let _ = tokio;
     let mut waiter = PollWaiter::default();
-    crate::event_loop::run(mesh, handler, signals, children, &mut waiter).await
+    crate::event_loop::run(mesh, handler, signals, &mut waiter).await
 }
 
 /// Runs a role that does not use tokio: its future never waits on a waker (the
@@ -63,18 +62,60 @@ fn block_on_poll_loop<T>(role: impl std::future::Future<Output = T>) -> T {
 ///     .run()
 /// }
 /// ```
-#[derive(Debug)]
 pub struct Privsep {
     table: ProcTable,
+    starts: Starts,
     no_action: bool,
 }
 
+/// A start function: builds a process's handler once it has dropped privileges.
+type StartFn = Box<dyn FnMut(&Identity) -> Result<Box<dyn Handler>, AppError>>;
+
+/// The start functions, by process kind.
+type Starts = BTreeMap<ProcId, StartFn>;
+
+impl std::fmt::Debug for Privsep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Privsep")
+            .field("table", &self.table)
+            .field("starts", &self.starts.keys().collect::<Vec<_>>())
+            .field("no_action", &self.no_action)
+            .finish()
+    }
+}
+
 impl Privsep {
-    /// A daemon described by `table`.
+    /// A daemon described by `table`; every process without a start function runs
+    /// [`NullHandler`](crate::NullHandler), which accepts no application message.
     pub fn new(table: ProcTable) -> Privsep {
         Privsep {
             table,
+            starts: Starts::new(),
             no_action: false,
+        }
+    }
+
+    /// The start function of process `id` (every instance of it): runs in the
+    /// process once it has dropped privileges and returns its handler (proc.c's
+    /// `p_init` / run callback). Nothing can be sent yet: [`Handler::ready`] is the
+    /// first moment the mesh is usable. An `id` the table does not have is an
+    /// [`Error::UnknownProcess`] when the daemon runs.
+    pub fn with_start<H, F>(mut self, id: ProcId, mut f: F) -> Privsep
+    where
+        H: Handler + 'static,
+        F: FnMut(&Identity) -> Result<H, AppError> + 'static,
+    {
+        let start: StartFn = Box::new(move |me| Ok(Box::new(f(me)?) as Box<dyn Handler>));
+        self.starts.insert(id, start);
+        self
+    }
+
+    /// The table and the start functions agree.
+    fn validate(&self) -> Result<(), Error> {
+        self.table.validate()?;
+        match self.starts.keys().find(|id| self.table.get(**id).is_none()) {
+            Some(id) => Err(Error::UnknownProcess(*id)),
+            None => Ok(()),
         }
     }
 
@@ -103,12 +144,7 @@ impl Privsep {
     pub async fn run_async(self) -> ExitCode {
         let argv: Vec<OsString> = std::env::args_os().collect();
         let name = self.table.name().to_owned();
-        let r = match self
-            .table
-            .validate()
-            .map_err(Error::from)
-            .and_then(|()| Ok(args::parse(&argv)?))
-        {
+        let r = match self.validate().and_then(|()| Ok(args::parse(&argv)?)) {
             Ok(inv) => self.role(inv, true).await,
             Err(e) => Err(e),
         };
@@ -120,7 +156,7 @@ impl Privsep {
     /// failed channel), or the parent lost a child; `Err`: the process could not
     /// start its role (table, arguments, privilege drop).
     pub fn run_with(self, argv: &[OsString]) -> Result<bool, Error> {
-        self.table.validate()?;
+        self.validate()?;
         let inv = args::parse(argv)?;
         let spec = match &inv {
             Invocation::Child { title, .. } => self.table.by_title(title),
@@ -146,7 +182,7 @@ impl Privsep {
         match inv {
             Invocation::Child {
                 title, instance, ..
-            } => run_child(self.table, &title, instance, tokio).await,
+            } => run_child(self.table, self.starts, &title, instance, tokio).await,
             Invocation::Parent { args } if self.no_action => {
                 stderr_log::set_role(&identity(&self.table, Peer::PARENT));
                 check_users(&self.table)?;
@@ -154,7 +190,7 @@ impl Privsep {
                 drop(args);
                 Ok(true)
             }
-            Invocation::Parent { args } => run_parent(self.table, &args, tokio).await,
+            Invocation::Parent { args } => run_parent(self.table, self.starts, &args, tokio).await,
         }
     }
 }
@@ -219,8 +255,17 @@ fn log_end(mesh: &Mesh, end: &LoopEnd) {
     }
 }
 
+/// The handler of process `id`, from its start function or a [`NullHandler`].
+fn make_handler(starts: &mut Starts, id: ProcId, me: &Identity) -> Result<Box<dyn Handler>, Error> {
+    match starts.get_mut(&id) {
+        Some(start) => start(me).map_err(Error::App),
+        None => Ok(Box::new(NullHandler)),
+    }
+}
+
 async fn run_parent(
-    mut table: ProcTable,
+    table: ProcTable,
+    mut starts: Starts,
     app_args: &[OsString],
     tokio: bool,
 ) -> Result<bool, Error> {
@@ -234,28 +279,18 @@ async fn run_parent(
     }
     check_users(&table)?;
     let parent = table
-        .get_mut(ProcId::PARENT)
+        .get(ProcId::PARENT)
         .ok_or(Error::UnknownProcess(ProcId::PARENT))?;
     let signals = SignalPipe::install(parent.handled_signals(), &[Signal::Chld])
         .map_err(Error::os("signals"))?;
-    let mut handler = parent.make_handler(&me).map_err(Error::App)?;
+    let mut handler = make_handler(&mut starts, ProcId::PARENT, &me)?;
     let mut mesh = Mesh::new(&table, me)?;
-    let mut children = Children::new();
 
-    let started = startup::spawn_all(&table, &mut mesh, &mut children, app_args)
+    let started = startup::spawn_all(&table, &mut mesh, app_args)
         .and_then(|()| startup::connect(&table, &mut mesh))
         .and_then(|()| mesh.announce_ready(&mut *handler));
     let result = match started {
-        Ok(()) => {
-            drive(
-                tokio,
-                &mut mesh,
-                &mut *handler,
-                &signals,
-                Some(&mut children),
-            )
-            .await
-        }
+        Ok(()) => drive(tokio, &mut mesh, &mut *handler, &signals).await,
         Err(e) => Err(e),
     };
     match &result {
@@ -263,6 +298,7 @@ async fn run_parent(
         Err(e) => log::error!("{}", describe(&mesh, e)),
     }
     shut_down(&mut mesh, &mut *handler);
+    let children = mesh.children_mut();
     children.reap_all(table.grace(), Some(&signals), &|| {
         let _ = signals.drain();
     });
@@ -270,7 +306,8 @@ async fn run_parent(
 }
 
 async fn run_child(
-    mut table: ProcTable,
+    table: ProcTable,
+    mut starts: Starts,
     title: &str,
     instance: u32,
     tokio: bool,
@@ -283,16 +320,16 @@ async fn run_child(
     let parent_fd = startup::take_parent_channel()?;
     let me = identity(&table, Peer::new(id, instance));
     stderr_log::set_role(&me);
-    let spec = table.get_mut(id).ok_or(Error::UnknownProcess(id))?;
+    let spec = table.get(id).ok_or(Error::UnknownProcess(id))?;
     let signals = SignalPipe::install(spec.handled_signals(), &[]).map_err(Error::os("signals"))?;
     if privdrop::is_root() {
         drop_privileges(spec.user_name(), spec.chroot_dir())?;
     }
     privdrop::set_process_name(title);
-    let mut handler = spec.make_handler(&me).map_err(Error::App)?;
+    let mut handler = make_handler(&mut starts, id, &me)?;
     let mut mesh = Mesh::new(&table, me)?;
     mesh.attach(Peer::PARENT, parent_fd)?;
-    let result = drive(tokio, &mut mesh, &mut *handler, &signals, None).await;
+    let result = drive(tokio, &mut mesh, &mut *handler, &signals).await;
     match &result {
         Ok(end) => log_end(&mesh, end),
         Err(e) => log::error!("{}", describe(&mesh, e)),

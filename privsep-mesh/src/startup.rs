@@ -16,7 +16,6 @@ use crate::args::child_args;
 use crate::control;
 use crate::error::Error;
 use crate::mesh::Mesh;
-use crate::reap::Children;
 use crate::route::Target;
 use crate::table::ProcTable;
 
@@ -89,7 +88,6 @@ pub(crate) fn spawn_child(
 pub(crate) fn spawn_all(
     table: &ProcTable,
     mesh: &mut Mesh,
-    children: &mut Children,
     app_args: &[OsString],
 ) -> Result<(), Error> {
     for peer in table.children() {
@@ -106,8 +104,7 @@ pub(crate) fn spawn_all(
         drop(theirs);
         let name = mesh.name_of(peer);
         log::debug!("started {name} as pid {pid}");
-        children.add(pid, peer, name);
-        mesh.set_child_pid(peer, pid);
+        mesh.children_mut().add(pid, peer, name);
         mesh.attach(peer, ours)?;
     }
     Ok(())

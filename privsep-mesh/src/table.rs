@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use imsg_codec::{Dialect, MAX_IMSGSIZE};
 
-use crate::error::AppError;
 pub use crate::error::TableError;
-use crate::handler::{Handler, NullHandler};
 use crate::policy::{self, Policy};
 use crate::route::Peer;
 pub use crate::route::{Identity, ProcId, MAX_INSTANCES};
@@ -124,15 +122,16 @@ impl QueueLimits {
     }
 }
 
-pub(crate) type StartFn = Box<dyn FnMut(&Identity) -> Result<Box<dyn Handler>, AppError>>;
-
-/// One process of the daemon: id, title, instances, privilege drop, behaviour.
+/// One process of the daemon: id, title, instances, privilege drop, loop kind. Its
+/// behaviour (the handler) is given to [`Privsep::with_start`](crate::Privsep::with_start):
+/// the table is plain data.
 ///
 /// ```
 /// use privsep_mesh::{ProcId, ProcSpec};
 /// let server = ProcSpec::new(ProcId(1), "server").instances(3).user("nobody").chroot("/var/empty");
 /// assert_eq!(server.title(), "server");
 /// ```
+#[derive(Clone, Debug)]
 pub struct ProcSpec {
     id: ProcId,
     title: String,
@@ -140,28 +139,11 @@ pub struct ProcSpec {
     chroot: Option<PathBuf>,
     user: Option<String>,
     signals: Vec<Signal>,
-    start: Option<StartFn>,
     tokio: bool,
 }
 
-impl fmt::Debug for ProcSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProcSpec")
-            .field("id", &self.id)
-            .field("title", &self.title)
-            .field("instances", &self.instances)
-            .field("chroot", &self.chroot)
-            .field("user", &self.user)
-            .field("signals", &self.signals)
-            .field("start", &self.start.is_some())
-            .field("tokio", &self.tokio)
-            .finish()
-    }
-}
-
 impl ProcSpec {
-    /// A process with one instance, no privilege drop, and a handler that accepts no
-    /// application message (proc.c's `proc_dispatch_null`).
+    /// A process with one instance, no privilege drop, in the `poll(2)` loop.
     pub fn new(id: ProcId, title: impl Into<String>) -> ProcSpec {
         ProcSpec {
             id,
@@ -170,7 +152,6 @@ impl ProcSpec {
             chroot: None,
             user: None,
             signals: Vec::new(),
-            start: None,
             tokio: false,
         }
     }
@@ -200,18 +181,6 @@ impl ProcSpec {
     /// a parent can then stop its mesh in order).
     pub fn signals(mut self, signals: &[Signal]) -> ProcSpec {
         self.signals = signals.to_vec();
-        self
-    }
-
-    /// The start function: runs in the process once it has dropped privileges and
-    /// returns its handler (proc.c's `p_init` / run callback). Nothing can be sent yet:
-    /// [`Handler::ready`] is the first moment the mesh is usable.
-    pub fn start<H, F>(mut self, mut f: F) -> ProcSpec
-    where
-        H: Handler + 'static,
-        F: FnMut(&Identity) -> Result<H, AppError> + 'static,
-    {
-        self.start = Some(Box::new(move |me| Ok(Box::new(f(me)?) as Box<dyn Handler>)));
         self
     }
 
@@ -257,13 +226,6 @@ impl ProcSpec {
     /// The signals the application handles.
     pub fn handled_signals(&self) -> &[Signal] {
         &self.signals
-    }
-
-    pub(crate) fn make_handler(&mut self, me: &Identity) -> Result<Box<dyn Handler>, AppError> {
-        match self.start.as_mut() {
-            Some(f) => f(me),
-            None => Ok(Box::new(NullHandler)),
-        }
     }
 }
 
@@ -440,10 +402,6 @@ impl ProcTable {
     /// The process with this id.
     pub fn get(&self, id: ProcId) -> Option<&ProcSpec> {
         self.procs.iter().find(|p| p.id == id)
-    }
-
-    pub(crate) fn get_mut(&mut self, id: ProcId) -> Option<&mut ProcSpec> {
-        self.procs.iter_mut().find(|p| p.id == id)
     }
 
     /// The process with this title (proc.c's `proc_getid`).

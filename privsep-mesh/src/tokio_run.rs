@@ -29,7 +29,6 @@ use crate::link::Link;
 use crate::mesh::{LoopEnd, Mesh};
 use crate::outbox::Outgoing;
 pub use crate::outbox::{Outbox, OutboxError};
-use crate::reap::Children;
 use crate::route::Peer;
 use crate::signals::SignalPipe;
 use crate::watch::{ready_now, Watches};
@@ -172,7 +171,6 @@ pub(crate) async fn event_loop(
     mesh: &mut Mesh,
     handler: &mut dyn Handler,
     signals: &SignalPipe,
-    children: Option<&mut Children>,
 ) -> Result<LoopEnd, Error> {
     let (tx, rx) = unbounded_channel();
     mesh.set_outbox(Some(Outbox::new(tx, mesh.outbox_limit())));
@@ -183,7 +181,7 @@ pub(crate) async fn event_loop(
             interest: Vec::new(),
             timer: Box::pin(tokio::time::sleep(imsg_io::FD_GUARD_RETRY)),
         };
-        crate::event_loop::run(mesh, handler, signals, children, &mut waiter).await
+        crate::event_loop::run(mesh, handler, signals, &mut waiter).await
     }
     .await;
     mesh.set_outbox(None);

@@ -108,19 +108,9 @@ fn with_runtime(o: &Opts, spec: ProcSpec) -> ProcSpec {
 }
 
 fn table(o: &Opts) -> ProcTable {
-    let sc = o.scenario.clone();
-    let parent = with_runtime(
-        o,
-        ProcSpec::new(ProcId::PARENT, "parent").start(move |_| Ok(Conductor::new(&sc))),
-    );
-    let probe = |id: ProcId, title: &str, n: u32| {
-        with_runtime(
-            o,
-            ProcSpec::new(id, title)
-                .instances(n)
-                .start(|_| Ok(Probe::default())),
-        )
-    };
+    let parent = with_runtime(o, ProcSpec::new(ProcId::PARENT, "parent"));
+    let probe =
+        |id: ProcId, title: &str, n: u32| with_runtime(o, ProcSpec::new(id, title).instances(n));
     let t = ProcTable::new("meshtest").with(parent);
     match o.scenario.as_str() {
         "mesh" | "mesh_everyone" => {
@@ -148,13 +138,7 @@ fn table(o: &Opts) -> ProcTable {
         // checks every read (far from it, the guard lets reads go unchecked
         // for a while, assuming nobody lowers the limit meanwhile).
         "app_timers" | "listen" => t.with(probe(A, "alpha", 1)),
-        "fdlimit" => t.with(with_runtime(
-            o,
-            ProcSpec::new(A, "alpha").start(|_| {
-                free_slots_to(6)?;
-                Ok(Probe::default())
-            }),
-        )),
+        "fdlimit" => t.with(with_runtime(o, ProcSpec::new(A, "alpha"))),
         #[cfg(feature = "tokio")]
         "tokio" => t.with(probe(A, "alpha", 2)).with(probe(B, "beta", 1)),
         #[cfg(feature = "tokio")]
@@ -171,7 +155,26 @@ fn table(o: &Opts) -> ProcTable {
 }
 
 fn daemon(o: Opts, is_parent: bool) -> ExitCode {
-    let privsep = Privsep::new(table(&o)).no_action(o.no_action);
+    let table = table(&o);
+    let children: Vec<ProcId> = table
+        .procs()
+        .map(|p| p.id())
+        .filter(|&id| id != ProcId::PARENT)
+        .collect();
+    let sc = o.scenario.clone();
+    let mut privsep = Privsep::new(table)
+        .no_action(o.no_action)
+        .with_start(ProcId::PARENT, move |_| Ok(Conductor::new(&sc)));
+    for id in children {
+        privsep = if o.scenario == "fdlimit" {
+            privsep.with_start(id, |_| {
+                free_slots_to(6)?;
+                Ok(Probe::default())
+            })
+        } else {
+            privsep.with_start(id, |_| Ok(Probe::default()))
+        };
+    }
     #[cfg(feature = "tokio")]
     let code = if o.in_app_runtime {
         // The application's own runtime, as `#[tokio::main]` would build it.

@@ -402,18 +402,22 @@ fn expected_limit() -> usize {
     PEER_QUEUE_LIMIT
 }
 
-fn table() -> ProcTable {
-    let sender = ProcSpec::new(SENDER, "sender").start(|_| Ok(Sender::default()));
+fn privsep() -> Privsep {
+    let sender = ProcSpec::new(SENDER, "sender");
     #[cfg(feature = "tokio")]
     let sender = if tokio_flavour() {
         sender.tokio()
     } else {
         sender
     };
-    ProcTable::new("queuetest")
-        .with(ProcSpec::new(ProcId::PARENT, "parent").start(|_| Ok(Conductor)))
+    let table = ProcTable::new("queuetest")
+        .with(ProcSpec::new(ProcId::PARENT, "parent"))
         .with(sender)
-        .with(ProcSpec::new(SINK, "sink").start(|_| Ok(Sink::default())))
+        .with(ProcSpec::new(SINK, "sink"));
+    Privsep::new(table)
+        .with_start(ProcId::PARENT, |_| Ok(Conductor))
+        .with_start(SENDER, |_| Ok(Sender::default()))
+        .with_start(SINK, |_| Ok(Sink::default()))
 }
 
 // ---------------------------------------------------------------- the driver
@@ -495,7 +499,7 @@ fn main() -> ExitCode {
     let scenario = args::app_args().iter().any(|a| a == "--scenario");
     if scenario {
         stderr_log::init(log::LevelFilter::Info);
-        Privsep::new(table()).run()
+        privsep().run()
     } else {
         driver()
     }

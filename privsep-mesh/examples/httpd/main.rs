@@ -241,44 +241,51 @@ fn resources(o: &Options, demo_dir: Option<&Path>) -> Result<Resources, String> 
     })
 }
 
-fn table(o: &Options, res: Option<Resources>) -> ProcTable {
-    let mut res = res;
-    let servers = o.servers;
-    let access_logging = o.access_logging;
+fn table(o: &Options) -> ProcTable {
     ProcTable::new("httpd")
-        .with(
-            ProcSpec::new(ProcId::PARENT, "parent")
-                .signals(&[Signal::Hup, Signal::Term, Signal::Int])
-                .start(move |_| Parent::new(res.take())),
-        )
+        .with(ProcSpec::new(ProcId::PARENT, "parent").signals(&[
+            Signal::Hup,
+            Signal::Term,
+            Signal::Int,
+        ]))
         .with(
             ProcSpec::new(CONTROL, "control")
                 .user("nobody")
                 .signals(&[Signal::Term, Signal::Int])
                 .chroot(&o.chroot)
-                .tokio()
-                .start(|_| Ok(Control::default())),
+                .tokio(),
         )
         .with(
             ProcSpec::new(LOGGER, "logger")
                 .user("nobody")
                 .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot)
-                .start(|_| Ok(Logger::default())),
+                .chroot(&o.chroot),
         )
         .with(
             ProcSpec::new(SERVER, "server")
-                .instances(servers)
+                .instances(o.servers)
                 .user("nobody")
                 .signals(&[Signal::Term, Signal::Int])
                 .chroot(&o.chroot)
-                .tokio()
-                .start(move |me| Ok(Server::new(me.peer.instance, access_logging))),
+                .tokio(),
         )
         // Connection tasks send their access lines through the outbox and cannot
         // wait for room yet: the lines wait in the servers' outboxes, unbounded,
         // while the logger is behind (its channels keep their 4 MiB marks).
         .queue_limit(QueueKind::Outbox, None)
+}
+
+/// The daemon: the table and each process kind's handler.
+fn privsep(o: &Options, res: Option<Resources>) -> Privsep {
+    let mut res = res;
+    let access_logging = o.access_logging;
+    Privsep::new(table(o))
+        .with_start(ProcId::PARENT, move |_| Parent::new(res.take()))
+        .with_start(CONTROL, |_| Ok(Control::default()))
+        .with_start(LOGGER, |_| Ok(Logger::default()))
+        .with_start(SERVER, move |me| {
+            Ok(Server::new(me.peer.instance, access_logging))
+        })
 }
 
 static DEMO_FAILED: AtomicBool = AtomicBool::new(false);
@@ -314,7 +321,7 @@ fn main() -> ExitCode {
     }
     let parent = matches!(args::from_env(), Ok(Invocation::Parent { .. }));
     if !parent || o.no_action {
-        return Privsep::new(table(&o, None)).no_action(o.no_action).run();
+        return privsep(&o, None).no_action(o.no_action).run();
     }
     if let Err(e) = prepare_chroot(&o.chroot) {
         log::error!("{e}");
@@ -354,7 +361,7 @@ fn main() -> ExitCode {
             std::thread::spawn(move || demo_client(port, &csock, &log_path, servers, logging)),
         )
     });
-    let code = Privsep::new(table(&o, Some(res))).run();
+    let code = privsep(&o, Some(res)).run();
     match demo {
         None => code,
         Some((dir, client)) => {
