@@ -1,48 +1,52 @@
-//! The control process's clients (feature `tokio`): relayd's and bgpd's `control.c`
-//! (`control_listen`, `control_accept`, `control_dispatch_imsg`, `control_close`).
+//! The control process's clients, on the process's own event loop: relayd's and
+//! bgpd's `control.c` (`control_listen`'s accept event, `control_accept`,
+//! `control_dispatch_imsg`, `control_close`).
 //!
-//! A [`ControlServer`] lives in the control process (run with
-//! [`crate::ProcSpec::tokio`]). [`ControlServer::listen`] starts accepting on a
-//! [`ControlSocket`](crate::control_socket::ControlSocket)'s listener, which was bound
-//! before chroot and privilege drop. Every client is an imsg channel with a numeric
-//! id. Each request goes to the application's [`Route`] function together with the
-//! client's id, its credentials (`SO_PEERCRED`) and the kind of socket it came
-//! through; the function forwards it into the mesh (peer id = client id, as
-//! control.c does), answers it at once, or refuses it. Requests a restricted socket
-//! does not allow are refused before the function sees them, with a
-//! [`REFUSED`] frame. Replies that other processes
-//! send back arrive in the control process's handler with the client id as peer id,
-//! which hands them to [`ControlServer::reply`].
+//! A [`ControlServer`] lives in the handler of the control process (the process
+//! the table marks with [`ProcSpec::control_socket`](crate::ProcSpec::control_socket),
+//! whose sockets the framework created before the privilege drop and listens on
+//! after it). [`ControlServer::start`] watches them ([`Context::watch`]); the
+//! handler hands its [`Handler::io`](crate::Handler::io) and
+//! [`Handler::timer`](crate::Handler::timer) calls to [`ControlServer::io`] and
+//! [`ControlServer::timer`], as a libevent daemon registers `control_accept` and
+//! `control_dispatch_imsg`. Every client is an imsg channel with a numeric id. Each
+//! request goes to the application's [`Route`] function together with the client's
+//! id, its credentials (`SO_PEERCRED`) and the kind of socket it came through; the
+//! function forwards it into the mesh (peer id = client id, as control.c does),
+//! answers it at once, or refuses it. Requests a restricted socket does not allow
+//! are refused before the function sees them, with a [`REFUSED`] frame. Replies that
+//! other processes send back arrive in the control process's handler with the client
+//! id as peer id, which hands them to [`ControlServer::reply`].
 //!
 //! Bounds, so that no client can take the daemon down:
 //! - a request frame above [`ControlSettings::max_frame`] or malformed ends that
 //!   client (logged); everyone else is served;
-//! - replies wait in a per-client queue of [`ControlSettings::max_queued`]; a client
-//!   that does not read them (queue full, or one write blocked for
-//!   [`ControlSettings::write_timeout`]) is disconnected and logged;
+//! - replies wait in the client's channel; a client with more than
+//!   [`ControlSettings::max_queued`] unread replies, or whose replies made no
+//!   progress for [`ControlSettings::write_timeout`], is disconnected and logged;
 //! - accepting pauses while descriptors run low (`EMFILE`/`ENFILE`, or fewer than
 //!   [`ControlSettings::fd_reserve`] left under `RLIMIT_NOFILE`) and resumes when a
 //!   client leaves or after [`ACCEPT_BACKOFF`] (control.c's accept back-off).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixListener as StdUnixListener;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use imsg_io::{AsyncChannel, Channel, Config};
-use tokio::net::UnixStream;
-use tokio::sync::{mpsc, Notify};
+use imsg_io::{Channel, Config, OwnedMessage, ReadStatus, WriteStatus};
 
-use crate::control_socket::{peer_credentials, Access, Credentials, REFUSED};
-use crate::outbox::Outbox;
-use crate::route::ProcId;
-use crate::route::Target;
+use crate::control_socket::{peer_credentials, Access, ControlSocket, Credentials, REFUSED};
+use crate::handler::Context;
+use crate::route::{ProcId, Target};
+use crate::timer::Timer;
+use crate::watch::{Ready, Watch};
 
 /// How long accepting pauses after `EMFILE`/`ENFILE` unless a client leaves first.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Connections accepted per readiness event, so that one busy socket cannot starve
+/// the rest of the loop.
+const ACCEPT_BATCH: usize = 16;
 
 /// Limits of a [`ControlServer`].
 #[derive(Clone, Debug)]
@@ -54,7 +58,7 @@ pub struct ControlSettings {
     pub max_frame: usize,
     /// Replies waiting for one client before it is disconnected.
     pub max_queued: usize,
-    /// Longest a reply may wait for a client to read before it is disconnected.
+    /// Longest a client may leave its replies unread before it is disconnected.
     pub write_timeout: Duration,
     /// Descriptors kept free for the rest of the process: accepting pauses when
     /// fewer are left.
@@ -101,383 +105,424 @@ pub enum Decision {
 }
 
 /// The application's routing of control requests.
-pub type Route = Arc<dyn Fn(&Request<'_>) -> Decision + Send + Sync>;
+pub type Route = Box<dyn Fn(&Request<'_>) -> Decision>;
 
-struct Reply {
-    ty: u32,
-    payload: Vec<u8>,
+/// One connected client: its channel is the watched object.
+#[derive(Debug)]
+struct Client {
+    watch: Watch,
+    credentials: Credentials,
+    access: Access,
+    /// Armed while replies wait: when it fires without progress, the client goes.
+    stalled: Option<Timer>,
+    /// Bytes written since `stalled` was armed.
+    progress: bool,
 }
 
-struct Shared {
-    settings: ControlSettings,
-    clients: Mutex<HashMap<u32, mpsc::Sender<Reply>>>,
-    next_id: AtomicU32,
-    left: Notify,
-}
-
-/// The control process's client table; cheap to clone (shared).
+/// The control process's listening sockets and clients.
 ///
 /// ```no_run
-/// # use std::sync::Arc;
 /// use privsep_mesh::control_server::{ControlServer, ControlSettings, Decision};
-/// use privsep_mesh::control_socket::Access;
-/// use privsep_mesh::{ProcId, Target};
-/// # fn f(listener: std::os::unix::net::UnixListener, outbox: privsep_mesh::tokio_run::Outbox) -> std::io::Result<()> {
+/// use privsep_mesh::{AppError, Context, Handled, Handler, ProcId, Ready, Received, Target, Timer, Watch};
 /// const SHOW: u32 = 1;
+/// struct Control(ControlServer);
+/// impl Handler for Control {
+///     fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
+///         self.0.start(ctx)?; // accept on the sockets the framework created
+///         Ok(())
+///     }
+///     fn io(&mut self, ctx: &mut Context<'_>, w: Watch, r: Ready) -> Result<(), AppError> {
+///         self.0.io(ctx, w, r);
+///         Ok(())
+///     }
+///     fn timer(&mut self, ctx: &mut Context<'_>, t: Timer) -> Result<(), AppError> {
+///         self.0.timer(ctx, t);
+///         Ok(())
+///     }
+///     fn dispatch(&mut self, ctx: &mut Context<'_>, msg: &mut Received) -> Result<Handled, AppError> {
+///         // A reply from another process: back to the client its peer id names.
+///         self.0.reply(ctx, msg.peerid(), msg.msg_type(), msg.payload());
+///         Ok(Handled::Yes)
+///     }
+/// }
 /// let mut settings = ControlSettings::default();
 /// settings.unprivileged = vec![SHOW];
-/// let server = ControlServer::new(settings);
-/// server.listen(listener, Access::Main, outbox, Arc::new(|_req| Decision::Forward(ProcId::PARENT, Target::All)))?;
-/// // later, in the handler's dispatch: server.reply(msg.peerid(), msg.msg_type(), msg.payload());
-/// # Ok(()) }
+/// let control = Control(ControlServer::new(
+///     settings,
+///     Box::new(|_req| Decision::Forward(ProcId::PARENT, Target::All)),
+/// ));
 /// ```
-#[derive(Clone)]
 pub struct ControlServer {
-    shared: Arc<Shared>,
+    settings: ControlSettings,
+    route: Route,
+    listeners: Vec<(Watch, Access)>,
+    clients: BTreeMap<u32, Client>,
+    by_watch: BTreeMap<Watch, u32>,
+    next_id: u32,
+    /// Armed while accepting is paused.
+    paused: Option<Timer>,
+    fd_limit: u64,
 }
 
 impl std::fmt::Debug for ControlServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControlServer")
-            .field("clients", &self.clients())
-            .finish()
+            .field("listeners", &self.listeners)
+            .field("clients", &self.clients.len())
+            .field("paused", &self.paused.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 impl ControlServer {
-    /// A server with no clients.
-    pub fn new(settings: ControlSettings) -> ControlServer {
+    /// A server with no sockets and no clients; `route` decides what each request
+    /// becomes.
+    pub fn new(settings: ControlSettings, route: Route) -> ControlServer {
+        let fd_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
         ControlServer {
-            shared: Arc::new(Shared {
-                settings,
-                clients: Mutex::new(HashMap::new()),
-                next_id: AtomicU32::new(1),
-                left: Notify::new(),
-            }),
+            settings,
+            route,
+            listeners: Vec::new(),
+            clients: BTreeMap::new(),
+            by_watch: BTreeMap::new(),
+            next_id: 1,
+            paused: None,
+            fd_limit,
         }
+    }
+
+    /// Starts accepting on the control sockets the framework created for this
+    /// process ([`Context::control_sockets`]): the event half of proc.c's
+    /// `control_listen`. Returns how many there are.
+    pub fn start(&mut self, ctx: &mut Context<'_>) -> io::Result<usize> {
+        for w in ctx.control_sockets() {
+            let Some(sock) = ctx.io::<ControlSocket>(w) else {
+                continue;
+            };
+            sock.listener().set_nonblocking(true)?;
+            let access = sock.access();
+            log::debug!("accepting on the {access} control socket");
+            self.listeners.push((w, access));
+            ctx.set_interest(w, Ready::READ);
+        }
+        Ok(self.listeners.len())
     }
 
     /// Clients connected now.
     pub fn clients(&self) -> usize {
-        self.shared.clients.lock().map_or(0, |c| c.len())
+        self.clients.len()
     }
 
-    /// Starts accepting on `listener` (control.c's `control_listen`); must be called
-    /// inside the tokio runtime of the process's loop.
-    pub fn listen(
-        &self,
-        listener: StdUnixListener,
-        access: Access,
-        outbox: Outbox,
-        route: Route,
-    ) -> io::Result<()> {
-        listener.set_nonblocking(true)?;
-        let listener = tokio::net::UnixListener::from_std(listener)?;
-        let me = self.clone();
-        tokio::spawn(async move { me.accept_loop(listener, access, outbox, route).await });
-        Ok(())
-    }
-
-    /// Queues a reply for client `client` (from a message whose peer id named it).
-    /// Returns `false` if the client is gone; a client whose reply queue is full is
-    /// disconnected (logged) and `false` returned.
-    pub fn reply(&self, client: u32, ty: u32, payload: &[u8]) -> bool {
-        let Ok(mut clients) = self.shared.clients.lock() else {
-            return false;
-        };
-        let Some(tx) = clients.get(&client) else {
-            return false;
-        };
-        match tx.try_send(Reply {
-            ty,
-            payload: payload.to_vec(),
-        }) {
-            Ok(()) => true,
-            Err(_) => {
-                log::warn!("control client {client} does not read its replies: disconnected");
-                clients.remove(&client);
-                self.shared.left.notify_one();
-                false
-            }
+    /// Handles readiness of `watch` if it is one of this server's (a control socket
+    /// or a client); returns whether it was.
+    pub fn io(&mut self, ctx: &mut Context<'_>, watch: Watch, ready: Ready) -> bool {
+        if let Some(&(_, access)) = self.listeners.iter().find(|(w, _)| *w == watch) {
+            self.accept(ctx, watch, access);
+            return true;
         }
+        let Some(&id) = self.by_watch.get(&watch) else {
+            return false;
+        };
+        if ready.writable {
+            self.write(ctx, id);
+        }
+        if ready.readable {
+            self.read(ctx, id);
+        }
+        true
     }
 
-    async fn accept_loop(
-        self,
-        listener: tokio::net::UnixListener,
-        access: Access,
-        outbox: Outbox,
-        route: Route,
-    ) {
-        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-            .current
-            .unwrap_or(u64::MAX);
-        loop {
-            match listener.accept().await {
+    /// Handles `timer` if it is one of this server's; returns whether it was.
+    pub fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> bool {
+        if self.paused == Some(timer) {
+            self.resume(ctx);
+            return true;
+        }
+        let Some((&id, c)) = self
+            .clients
+            .iter_mut()
+            .find(|(_, c)| c.stalled == Some(timer))
+        else {
+            return false;
+        };
+        c.stalled = None;
+        if std::mem::take(&mut c.progress) {
+            c.stalled = Some(ctx.timer_after(self.settings.write_timeout));
+        } else {
+            self.close(ctx, id, Some("does not read its replies"));
+        }
+        true
+    }
+
+    /// Queues a reply for client `client` (from a message whose peer id named it)
+    /// and writes what the socket takes now. Returns `false` if the client is gone;
+    /// a client with more than [`ControlSettings::max_queued`] unread replies is
+    /// disconnected (logged) and `false` returned.
+    pub fn reply(&mut self, ctx: &mut Context<'_>, client: u32, ty: u32, payload: &[u8]) -> bool {
+        let Some(c) = self.clients.get(&client) else {
+            return false;
+        };
+        let Some(ch) = ctx.io::<Channel>(c.watch) else {
+            return false;
+        };
+        let pid = std::process::id() as i32;
+        if let Err(e) = ch.compose(ty, client, pid, None, payload) {
+            self.close(ctx, client, Some(&format!("reply: {e}")));
+            return false;
+        }
+        if ch.queue_len() > self.settings.max_queued {
+            self.close(ctx, client, Some("does not read its replies"));
+            return false;
+        }
+        self.write(ctx, client);
+        self.clients.contains_key(&client)
+    }
+
+    fn accept(&mut self, ctx: &mut Context<'_>, watch: Watch, access: Access) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(sock) = ctx.io::<ControlSocket>(watch) else {
+                return;
+            };
+            match sock.listener().accept() {
                 Ok((stream, _)) => {
                     // The kernel hands out the lowest free number, so the new
                     // descriptor's number is about how many are open (BSD's
                     // getdtablecount, which Linux lacks; /proc is not in the chroot).
                     let fd = stream.as_raw_fd() as u64;
-                    self.start_client(stream, access, outbox.clone(), route.clone());
-                    if fd + self.shared.settings.fd_reserve >= limit {
-                        log::warn!("control: descriptors low ({fd} of {limit}): accept paused");
-                        self.pause().await;
+                    self.add_client(ctx, stream, access);
+                    if fd + self.settings.fd_reserve >= self.fd_limit {
+                        log::warn!(
+                            "control: descriptors low ({fd} of {}): accept paused",
+                            self.fd_limit
+                        );
+                        self.pause(ctx);
+                        return;
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
                     log::warn!("control: accept: {e}: accept paused");
-                    self.pause().await;
+                    self.pause(ctx);
+                    return;
                 }
+                // ECONNABORTED and the like: that client is gone, the socket is fine.
                 Err(e) => {
                     log::warn!("control: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    return;
                 }
             }
         }
     }
 
-    async fn pause(&self) {
-        let _ = tokio::time::timeout(ACCEPT_BACKOFF, self.shared.left.notified()).await;
+    fn pause(&mut self, ctx: &mut Context<'_>) {
+        for &(w, _) in &self.listeners {
+            ctx.set_interest(w, Ready::default());
+        }
+        if self.paused.is_none() {
+            self.paused = Some(ctx.timer_after(ACCEPT_BACKOFF));
+        }
     }
 
-    fn start_client(&self, stream: UnixStream, access: Access, outbox: Outbox, route: Route) {
-        let credentials = match peer_credentials(&stream) {
+    fn resume(&mut self, ctx: &mut Context<'_>) {
+        if let Some(t) = self.paused.take() {
+            ctx.cancel_timer(t);
+            for &(w, _) in &self.listeners {
+                ctx.set_interest(w, Ready::READ);
+            }
+        }
+    }
+
+    fn add_client(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: std::os::unix::net::UnixStream,
+        access: Access,
+    ) {
+        let started = peer_credentials(stream.as_fd())
+            .map_err(|e| format!("SO_PEERCRED: {e}"))
+            .and_then(|cred| {
+                stream
+                    .set_nonblocking(true)
+                    .map_err(|e| format!("non-blocking: {e}"))?;
+                let cfg = Config::default()
+                    .with_max_frame(self.settings.max_frame)
+                    .map_err(|e| e.to_string())?;
+                let ch = Channel::new(stream, cfg).map_err(|e| e.to_string())?;
+                Ok((cred, ch))
+            });
+        let (credentials, ch) = match started {
             Ok(c) => c,
             Err(e) => {
-                log::warn!("control: SO_PEERCRED: {e}");
+                log::warn!("control: {e}");
                 return;
             }
         };
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(self.shared.settings.max_queued.max(1));
-        if let Ok(mut c) = self.shared.clients.lock() {
-            c.insert(id, tx);
-        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let watch = ctx.watch(ch, Ready::READ);
+        self.by_watch.insert(watch, id);
+        self.clients.insert(
+            id,
+            Client {
+                watch,
+                credentials,
+                access,
+                stalled: None,
+                progress: false,
+            },
+        );
         log::debug!(
             "control client {id} connected on the {access} socket: pid {} uid {}",
             credentials.pid,
             credentials.uid
         );
-        let me = self.clone();
-        tokio::spawn(async move {
-            if let Err(why) = me
-                .serve(id, stream, credentials, access, outbox, route, rx)
-                .await
-            {
-                log::warn!(
-                    "control client {id} (pid {}): {why}: disconnected",
-                    credentials.pid
-                );
-            } else {
-                log::debug!("control client {id} left");
-            }
-            if let Ok(mut c) = me.shared.clients.lock() {
-                c.remove(&id);
-            }
-            me.shared.left.notify_one();
-        });
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn serve(
-        &self,
-        id: u32,
-        stream: UnixStream,
-        credentials: Credentials,
-        access: Access,
-        outbox: Outbox,
-        route: Route,
-        mut replies: mpsc::Receiver<Reply>,
-    ) -> Result<(), String> {
-        let s = &self.shared.settings;
-        let std = stream.into_std().map_err(|e| e.to_string())?;
-        let cfg = Config::default()
-            .with_max_frame(s.max_frame)
-            .map_err(|e| e.to_string())?;
-        let ch = Channel::new(std, cfg).map_err(|e| e.to_string())?;
-        let mut ch = AsyncChannel::new(ch).map_err(|e| e.to_string())?;
-        let pid = std::process::id() as i32;
-        loop {
-            let reply = tokio::select! {
-                msg = ch.recv() => {
-                    let Some(msg) = msg.map_err(|e| e.to_string())? else {
-                        return Ok(());
-                    };
-                    let req = Request {
-                        client: id,
-                        credentials,
-                        access,
-                        ty: msg.msg_type(),
-                        payload: msg.payload(),
-                    };
-                    let decision = if access.permits(req.ty, &s.unprivileged) {
-                        route(&req)
-                    } else {
-                        Decision::Refuse(format!("not allowed on the {access} socket"))
-                    };
-                    match decision {
-                        Decision::Forward(to, target) => {
-                            outbox
-                                .compose(to, target, req.ty, id, req.payload)
-                                .map_err(|e| e.to_string())?;
-                            continue;
-                        }
-                        Decision::Reply(ty, payload) => Reply { ty, payload },
-                        Decision::Refuse(why) => {
-                            log::info!("control client {id} (uid {}): type {} refused: {why}", credentials.uid, req.ty);
-                            Reply { ty: REFUSED, payload: why.into_bytes() }
-                        }
-                    }
-                }
-                r = replies.recv() => match r {
-                    Some(r) => r,
-                    None => return Err("reply queue overflowed".into()),
-                },
-            };
-            let send = ch.send(reply.ty, id, pid, None, &reply.payload);
-            match tokio::time::timeout(s.write_timeout, send).await {
-                Ok(r) => r.map_err(|e| e.to_string())?,
-                Err(_) => return Err("does not read its replies".into()),
+    /// Ends client `id`; `why` is logged as a warning (`None`: it left).
+    fn close(&mut self, ctx: &mut Context<'_>, id: u32, why: Option<&str>) {
+        let Some(c) = self.clients.remove(&id) else {
+            return;
+        };
+        self.by_watch.remove(&c.watch);
+        ctx.unwatch(c.watch);
+        if let Some(t) = c.stalled {
+            ctx.cancel_timer(t);
+        }
+        match why {
+            Some(why) => log::warn!(
+                "control client {id} (pid {}): {why}: disconnected",
+                c.credentials.pid
+            ),
+            None => log::debug!("control client {id} left"),
+        }
+        // A descriptor came free.
+        self.resume(ctx);
+    }
+
+    fn read(&mut self, ctx: &mut Context<'_>, id: u32) {
+        let Some(c) = self.clients.get(&id) else {
+            return;
+        };
+        let Some(ch) = ctx.io::<Channel>(c.watch) else {
+            return;
+        };
+        let mut requests: Vec<OwnedMessage> = Vec::new();
+        let end = match ch.read() {
+            Ok(ReadStatus::Eof) => Some(None),
+            Ok(_) => None,
+            Err(e) => Some(Some(e.to_string())),
+        };
+        // Whatever arrived before an end is still answered.
+        let broken = loop {
+            match ch.get_owned() {
+                Ok(Some(m)) => requests.push(m),
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        for m in &requests {
+            self.request(ctx, id, m);
+            if !self.clients.contains_key(&id) {
+                return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::PathBuf;
-
-    use imsg_io::ReadStatus;
-    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
-
-    use super::*;
-    use crate::control_socket::ControlSocket;
-    use crate::outbox::Outgoing;
-
-    const SHOW: u32 = 1;
-    const STOP: u32 = 2;
-    const ROW: u32 = 3;
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
+        match (broken, end) {
+            (Some(why), _) | (None, Some(Some(why))) => self.close(ctx, id, Some(&why)),
+            (None, Some(None)) => self.close(ctx, id, None),
+            (None, None) => {}
+        }
     }
 
-    fn sock_path(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("csrv-{name}-{}.sock", std::process::id()))
-    }
-
-    /// A server listening on a fresh socket of kind `access`, forwarding everything
-    /// to the parent; the outbox's other end.
-    fn serve(
-        name: &str,
-        access: Access,
-        settings: ControlSettings,
-    ) -> (ControlServer, ControlSocket, UnboundedReceiver<Outgoing>) {
-        let sock = ControlSocket::bind(&sock_path(name), access).unwrap();
-        let (tx, rx) = unbounded_channel();
-        let server = ControlServer::new(settings);
-        let l = sock.listener().try_clone().unwrap();
-        server
-            .listen(
-                l,
-                access,
-                Outbox::new(tx, None),
-                Arc::new(|_| Decision::Forward(ProcId::PARENT, Target::All)),
-            )
-            .unwrap();
-        (server, sock, rx)
-    }
-
-    /// A blocking client: sends `ty`, returns the first reply (type, payload).
-    fn client(path: PathBuf, ty: u32) -> std::thread::JoinHandle<(u32, Vec<u8>)> {
-        std::thread::spawn(move || {
-            let s = std::os::unix::net::UnixStream::connect(path).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut ch = Channel::new(s, Config::default()).unwrap();
-            ch.compose(ty, 0, 0, None, b"").unwrap();
-            ch.flush().unwrap();
-            loop {
-                if let Some(m) = ch.get_owned().unwrap() {
-                    return (m.msg_type(), m.payload().to_vec());
+    fn request(&mut self, ctx: &mut Context<'_>, id: u32, msg: &OwnedMessage) {
+        let Some(c) = self.clients.get(&id) else {
+            return;
+        };
+        let req = Request {
+            client: id,
+            credentials: c.credentials,
+            access: c.access,
+            ty: msg.msg_type(),
+            payload: msg.payload(),
+        };
+        let decision = if req.access.permits(req.ty, &self.settings.unprivileged) {
+            (self.route)(&req)
+        } else {
+            Decision::Refuse(format!("not allowed on the {} socket", req.access))
+        };
+        let (ty, payload) = match decision {
+            Decision::Forward(to, target) => {
+                match ctx.compose(to, target, req.ty, id, req.payload) {
+                    Ok(_) => return,
+                    // The mesh cannot take it now (a peer's queue is full, say):
+                    // this request fails, the daemon goes on.
+                    Err(e) => {
+                        log::warn!("control client {id}: type {}: {e}", req.ty);
+                        (
+                            REFUSED,
+                            format!("cannot forward the request: {e}").into_bytes(),
+                        )
+                    }
                 }
-                assert!(matches!(ch.read().unwrap(), ReadStatus::Read(_)));
             }
-        })
+            Decision::Reply(ty, payload) => (ty, payload),
+            Decision::Refuse(why) => {
+                log::info!(
+                    "control client {id} (uid {}): type {} refused: {why}",
+                    req.credentials.uid,
+                    req.ty
+                );
+                (REFUSED, why.into_bytes())
+            }
+        };
+        self.reply(ctx, id, ty, &payload);
     }
 
-    #[test]
-    fn forwarded_with_the_client_id_and_answered_by_it() {
-        let rt = runtime();
-        rt.block_on(async {
-            let (server, sock, mut rx) = serve("fwd", Access::Main, ControlSettings::default());
-            let c = client(sock.path().to_path_buf(), SHOW);
-            let m = rx.recv().await.unwrap();
-            assert_eq!((m.to, m.target, m.ty), (ProcId::PARENT, Target::All, SHOW));
-            assert!(!server.reply(m.peerid + 1, ROW, b"not yours"));
-            assert!(server.reply(m.peerid, ROW, b"yours"));
-            while !c.is_finished() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+    /// Writes what the client's socket takes; waits for writability (and arms the
+    /// stall timer) while replies remain.
+    fn write(&mut self, ctx: &mut Context<'_>, id: u32) {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let watch = c.watch;
+        let Some(ch) = ctx.io::<Channel>(watch) else {
+            return;
+        };
+        let mut failed = None;
+        loop {
+            match ch.write() {
+                Ok(WriteStatus::Wrote(n)) if n > 0 => c.progress = true,
+                Ok(_) => break,
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
             }
-            assert_eq!(c.join().unwrap(), (ROW, b"yours".to_vec()));
-        });
-    }
-
-    #[test]
-    fn restricted_socket_refuses_with_a_frame() {
-        let rt = runtime();
-        rt.block_on(async {
-            let settings = ControlSettings {
-                unprivileged: vec![SHOW],
-                ..ControlSettings::default()
-            };
-            let (_server, sock, mut rx) = serve("restricted", Access::Restricted, settings);
-            let c = client(sock.path().to_path_buf(), STOP);
-            while !c.is_finished() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let waiting = ch.queue_len() > 0;
+        if let Some(why) = failed {
+            self.close(ctx, id, Some(&why));
+            return;
+        }
+        ctx.set_interest(
+            watch,
+            Ready {
+                readable: true,
+                writable: waiting,
+            },
+        );
+        match (waiting, c.stalled) {
+            (true, None) => {
+                c.progress = false;
+                c.stalled = Some(ctx.timer_after(self.settings.write_timeout));
             }
-            let (ty, why) = c.join().unwrap();
-            assert_eq!(ty, REFUSED);
-            assert_eq!(why, b"not allowed on the restricted socket");
-            assert!(rx.try_recv().is_err(), "nothing forwarded");
-            // An allowed type goes through.
-            let _c = client(sock.path().to_path_buf(), SHOW);
-            assert_eq!(rx.recv().await.unwrap().ty, SHOW);
-        });
-    }
-
-    #[test]
-    fn a_client_that_does_not_read_is_dropped() {
-        let rt = runtime();
-        rt.block_on(async {
-            let settings = ControlSettings {
-                max_queued: 4,
-                write_timeout: Duration::from_millis(200),
-                ..ControlSettings::default()
-            };
-            let (server, sock, mut rx) = serve("mute", Access::Main, settings);
-            let s = std::os::unix::net::UnixStream::connect(sock.path()).unwrap();
-            let mut ch = Channel::new(s, Config::default()).unwrap();
-            ch.compose(SHOW, 0, 0, None, b"").unwrap();
-            ch.flush().unwrap();
-            let id = rx.recv().await.unwrap().peerid;
-            let big = vec![0u8; 4000];
-            let mut sent = 0;
-            let end = std::time::Instant::now() + Duration::from_secs(20);
-            while server.reply(id, ROW, &big) {
-                sent += 1;
-                assert!(std::time::Instant::now() < end, "never dropped");
-                tokio::time::sleep(Duration::from_millis(1)).await;
+            (false, Some(t)) => {
+                ctx.cancel_timer(t);
+                c.stalled = None;
             }
-            assert!(sent > 4, "the socket buffer took some first: {sent}");
-            while server.clients() > 0 {
-                assert!(std::time::Instant::now() < end, "client still listed");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            drop(ch);
-        });
+            _ => {}
+        }
     }
 }

@@ -5,8 +5,14 @@
 //! - [`ControlSocket::bind`] is `control_init`: it refuses to take over a socket a
 //!   live daemon listens on, replaces a stale file, binds with the right umask and
 //!   mode (main socket 0660, restricted 0666), and is meant to run before chroot and
-//!   privilege drop. Listening happens at bind time; accepting starts when the
-//!   control process runs its loop (`control_listen`).
+//!   privilege drop. [`ControlSocket::listen`] is the `listen(2)` of
+//!   `control_listen`, after the drop. A process the table marks with
+//!   [`ProcSpec::control_socket`](crate::ProcSpec::control_socket) gets both done
+//!   by the framework, as proc.c's `proc_run` does for `PROC_CONTROL`; a
+//!   `control_server::ControlServer` then accepts.
+//! - [`check_free`] is bgpd's `control_check`: a daemon can refuse to start (before
+//!   it detaches) when another one serves the path; [`remove_if_stale`] is the
+//!   parent's `control_cleanup` at exit.
 //! - [`Access`] says what a client of each socket may ask: everything on the main
 //!   socket, only the types the application marks unprivileged on a restricted one.
 //! - [`peer_credentials`] reads the connected client's pid, uid and gid
@@ -19,6 +25,7 @@
 //! std::fs::create_dir_all(&dir)?;
 //! let path = dir.join("d.sock");
 //! let sock = ControlSocket::bind(&path, Access::Restricted)?;
+//! sock.listen()?;
 //! // A second daemon must not take over a live socket.
 //! assert!(ControlSocket::bind(&path, Access::Restricted).is_err());
 //! drop(sock);
@@ -28,7 +35,7 @@
 
 use core::fmt;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -133,9 +140,10 @@ impl fmt::Display for SocketError {
 
 impl std::error::Error for SocketError {}
 
-/// A bound, listening control socket. Dropping it closes the socket and removes the
-/// file (as proc.c's `control_cleanup`), unless [`keep_file`](Self::keep_file) was
-/// called (a child process that inherited it must not remove the parent's path).
+/// A bound control socket (listening once [`listen`](Self::listen) was called).
+/// Dropping it closes the socket and removes the file (as proc.c's
+/// `control_cleanup`), unless [`keep_file`](Self::keep_file) was called (a process
+/// inside a chroot must not remove a path there; the parent removes the file).
 #[derive(Debug)]
 pub struct ControlSocket {
     listener: UnixListener,
@@ -145,7 +153,8 @@ pub struct ControlSocket {
 }
 
 impl ControlSocket {
-    /// Creates the socket at `path` and listens on it (`control_init` plus `listen`).
+    /// Creates the socket at `path` (`control_init`: socket, bind, mode; not yet
+    /// listening, see [`listen`](Self::listen)).
     ///
     /// If `path` exists: a connect that succeeds means a daemon is serving it, and the
     /// answer is [`SocketError::InUse`] (nothing is touched); a refused connect means a
@@ -158,27 +167,25 @@ impl ControlSocket {
             let path = path.to_path_buf();
             move |error| SocketError::Io { what, path, error }
         };
-        match std::fs::symlink_metadata(path) {
-            Ok(md) if !md.file_type().is_socket() => {
-                return Err(SocketError::NotASocket(path.to_path_buf()))
-            }
-            Ok(_) => match UnixStream::connect(path) {
-                Ok(_) => return Err(SocketError::InUse(path.to_path_buf())),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    log::info!("removing stale control socket {}", path.display());
-                    std::fs::remove_file(path).map_err(io("unlink"))?;
-                }
-                Err(e) => return Err(io("connect")(e)),
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("stat")(e)),
+        if check_free(path)? == Existing::Stale {
+            log::info!("removing stale control socket {}", path.display());
+            std::fs::remove_file(path).map_err(io("unlink"))?;
         }
+        let addr = rustix::net::SocketAddrUnix::new(path).map_err(|e| io("bind")(e.into()))?;
+        let fd = rustix::net::socket_with(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| io("socket")(e.into()))?;
         let mask =
             rustix::fs::Mode::from_bits_truncate((0o777 & !access.mode()) as rustix::fs::RawMode);
         let old = rustix::process::umask(mask);
-        let bound = UnixListener::bind(path);
+        let bound = rustix::net::bind(&fd, &addr);
         rustix::process::umask(old);
-        let listener = bound.map_err(io("bind"))?;
+        bound.map_err(|e| io("bind")(e.into()))?;
+        let listener = UnixListener::from(fd);
         let sock = ControlSocket {
             listener,
             path: path.to_path_buf(),
@@ -188,6 +195,14 @@ impl ControlSocket {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(access.mode()))
             .map_err(io("chmod"))?;
         Ok(sock)
+    }
+
+    /// Starts listening (the `listen(2)` of proc.c's `control_listen`, after the
+    /// privilege drop): from here on clients can connect. Until then a connect is
+    /// refused.
+    pub fn listen(&self) -> io::Result<()> {
+        rustix::net::listen(&self.listener, BACKLOG)?;
+        Ok(())
     }
 
     /// The socket's path.
@@ -216,6 +231,48 @@ impl ControlSocket {
     pub fn dup_fd(&self) -> io::Result<OwnedFd> {
         Ok(self.listener.try_clone()?.into())
     }
+}
+
+impl AsFd for ControlSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
+/// What [`check_free`] found at a path nobody serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Nothing.
+    None,
+    /// A socket file nothing listens on: a dead daemon's.
+    Stale,
+}
+
+/// Whether a control socket can be created at `path` (bgpd's `control_check`):
+/// [`SocketError::InUse`] if a daemon serves it, [`SocketError::NotASocket`] if
+/// something else is there; otherwise what is there. Nothing is changed.
+pub fn check_free(path: &Path) -> Result<Existing, SocketError> {
+    let io = |what| {
+        let path = path.to_path_buf();
+        move |error| SocketError::Io { what, path, error }
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if !md.file_type().is_socket() => Err(SocketError::NotASocket(path.to_path_buf())),
+        Ok(_) => match UnixStream::connect(path) {
+            Ok(_) => Err(SocketError::InUse(path.to_path_buf())),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(Existing::Stale),
+            Err(e) => Err(io("connect")(e)),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Existing::None),
+        Err(e) => Err(io("stat")(e)),
+    }
+}
+
+/// Removes the socket file at `path` if nothing listens on it any more (proc.c's
+/// `control_cleanup`, run by the parent once its control process has gone: a file
+/// another daemon serves is left alone). Returns whether a file was removed.
+pub fn remove_if_stale(path: &Path) -> bool {
+    matches!(check_free(path), Ok(Existing::Stale)) && std::fs::remove_file(path).is_ok()
 }
 
 impl Drop for ControlSocket {
@@ -277,6 +334,7 @@ mod tests {
         let d = tmpdir("stale");
         let p = d.join("d.sock");
         let live = ControlSocket::bind(&p, Access::Main).unwrap();
+        live.listen().unwrap();
         let err = ControlSocket::bind(&p, Access::Main).unwrap_err();
         assert!(matches!(err, SocketError::InUse(_)), "{err}");
         assert!(err.to_string().contains("already in use"));
@@ -291,8 +349,20 @@ mod tests {
         drop(live.keep_file());
         assert!(p.exists());
         let again = ControlSocket::bind(&p, Access::Main).unwrap();
+        // Bound, not listening yet (control_init before the privilege drop):
+        // connects are refused until listen.
+        assert_eq!(
+            UnixStream::connect(&p).unwrap_err().kind(),
+            io::ErrorKind::ConnectionRefused
+        );
+        again.listen().unwrap();
         UnixStream::connect(&p).unwrap();
-        drop(again);
+        // The parent's cleanup leaves a served socket alone, removes a stale one.
+        assert!(!remove_if_stale(&p));
+        drop(again.keep_file());
+        assert!(remove_if_stale(&p));
+        assert!(!p.exists());
+        assert!(matches!(check_free(&p), Ok(Existing::None)));
         std::fs::remove_dir_all(&d).unwrap();
     }
 

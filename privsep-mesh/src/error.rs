@@ -5,6 +5,7 @@ use std::io;
 
 use crate::args::ArgsError;
 use crate::control::{self, PayloadError};
+use crate::control_socket::SocketError;
 use crate::privdrop::PrivdropError;
 pub use crate::readiness::AckError;
 use crate::route::ProcId;
@@ -21,7 +22,8 @@ pub type AppError = Box<dyn std::error::Error + Send + Sync>;
 pub enum TableError {
     /// No process with id 0.
     NoParent,
-    /// The parent must have exactly one instance and drops no privileges.
+    /// The parent must have exactly one instance, drop no privileges and create no
+    /// control socket (the control process does).
     BadParent,
     /// Two processes with one id.
     DuplicateId(ProcId),
@@ -46,9 +48,9 @@ impl fmt::Display for TableError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TableError::NoParent => f.write_str("the table has no parent (process 0)"),
-            TableError::BadParent => {
-                f.write_str("the parent has exactly one instance and no user or chroot")
-            }
+            TableError::BadParent => f.write_str(
+                "the parent has exactly one instance and no user, chroot or control socket",
+            ),
             TableError::DuplicateId(id) => write!(f, "process id {id} appears twice"),
             TableError::DuplicateTitle(t) => write!(f, "process title {t:?} appears twice"),
             TableError::BadTitle(t) => write!(f, "bad process title {t:?}"),
@@ -193,6 +195,8 @@ pub enum Error {
     App(AppError),
     /// Dropping privileges failed.
     Privdrop(PrivdropError),
+    /// A control socket could not be created (in use, not a socket, a failed call).
+    ControlSocket(SocketError),
     /// A system call failed.
     Os {
         /// What was being done.
@@ -247,6 +251,7 @@ impl fmt::Display for Error {
             Error::Protocol { from, error } => write!(f, "protocol error from {from}: {error}"),
             Error::App(e) => write!(f, "application: {e}"),
             Error::Privdrop(e) => write!(f, "cannot drop privileges: {e}"),
+            Error::ControlSocket(e) => e.fmt(f),
             Error::Os { what, error } => write!(f, "{what}: {error}"),
         }
     }
@@ -263,6 +268,7 @@ impl std::error::Error for Error {
             Error::Route(e) => e.source(),
             Error::Channel { error, .. } => error.source(),
             Error::Privdrop(e) => e.source(),
+            Error::ControlSocket(e) => e.source(),
             Error::App(e) => e.source(),
             Error::Os { error, .. } | Error::NoParentChannel(error) => error.source(),
             _ => None,
@@ -285,6 +291,12 @@ impl From<RouteError> for Error {
 impl From<ArgsError> for Error {
     fn from(e: ArgsError) -> Error {
         Error::Args(e)
+    }
+}
+
+impl From<SocketError> for Error {
+    fn from(e: SocketError) -> Error {
+        Error::ControlSocket(e)
     }
 }
 

@@ -324,6 +324,25 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// In the control process (instance 0 of a process with
+    /// [`ProcSpec::control_socket`](crate::ProcSpec::control_socket)): its control
+    /// sockets, created before the privilege drop and listening since, as watches
+    /// of [`ControlSocket`](crate::control_socket::ControlSocket)s that wait for
+    /// nothing yet; a `control_server::ControlServer`
+    /// starts accepting on them. Empty in any other process.
+    pub fn control_sockets(&mut self) -> Vec<Watch> {
+        self.mesh
+            .watches()
+            .entries
+            .iter_mut()
+            .filter_map(|(w, e)| {
+                e.io.as_any_mut()
+                    .is::<crate::control_socket::ControlSocket>()
+                    .then_some(*w)
+            })
+            .collect()
+    }
+
     /// Stops watching `watch` and closes its object; false if it was not watched.
     pub fn unwatch(&mut self, watch: Watch) -> bool {
         self.mesh.watches().entries.remove(&watch).is_some()

@@ -42,12 +42,15 @@
 //! body in a current-thread tokio runtime, its channels driven by imsg-io's
 //! `AsyncChannel` ([`tokio_run`]), so its handler can spawn tasks.
 //!
-//! For a real daemon (OpenBSD's control.c and log.c): [`control_socket`] binds control
-//! sockets before privileges drop (stale-socket check, modes 0660/0666, peer
-//! credentials, what a restricted socket allows), `control_server` (feature `tokio`)
-//! serves their clients in the control process with bounded queues and an accept
-//! back-off, [`syslog_log`] logs to syslog from inside a chroot, and [`daemon`]
-//! detaches (`daemon(3)`). The `httpd` and `httpctl` examples put them together.
+//! For a real daemon (OpenBSD's control.c and log.c): a process the table marks with
+//! [`ProcSpec::control_socket`] is the control process (proc.c's `PROC_CONTROL`): its
+//! instance 0 creates the [`control_socket`]s before its chroot and privilege drop
+//! (`control_init`: stale-socket check, modes 0660/0666) and listens after it
+//! (`control_listen`); a [`control_server::ControlServer`] accepts their clients on
+//! the process's own loop (peer credentials, what a restricted socket allows, bounded
+//! replies, accept back-off); [`syslog_log`] logs to syslog from inside a chroot, and
+//! [`daemon`] detaches (`daemon(3)`). The `httpd` and `httpctl` examples put them
+//! together.
 //!
 //! The dispatch path ([`Mesh::dispatch`]) never exits: protocol errors are
 //! [`Error::Protocol`] values, which the event loop turns into a log line and a
@@ -60,7 +63,6 @@ pub mod args;
 #[cfg(test)]
 mod child_test;
 pub mod control;
-#[cfg(feature = "tokio")]
 pub mod control_server;
 pub mod control_socket;
 pub mod daemon;

@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use crate::args::{self, Invocation};
+use crate::control_socket::{self, ControlSocket};
 use crate::error::Error;
 use crate::event_loop::PollWaiter;
 use crate::handler::Context;
@@ -278,6 +279,14 @@ async fn run_parent(
         log::info!("not running as root: privilege drop is off");
     }
     check_users(&table)?;
+    let csocks: Vec<std::path::PathBuf> = table
+        .procs()
+        .flat_map(|p| p.control_sockets().iter().map(|(path, _)| path.clone()))
+        .collect();
+    // bgpd's control_check: refuse to start next to a daemon serving the socket.
+    for path in &csocks {
+        control_socket::check_free(path)?;
+    }
     let parent = table
         .get(ProcId::PARENT)
         .ok_or(Error::UnknownProcess(ProcId::PARENT))?;
@@ -302,6 +311,10 @@ async fn run_parent(
     children.reap_all(table.grace(), Some(&signals), &|| {
         let _ = signals.drain();
     });
+    // control_cleanup: the control process cannot unlink from inside its chroot.
+    for path in &csocks {
+        control_socket::remove_if_stale(path);
+    }
     Ok(result.is_ok() && children.all_clean())
 }
 
@@ -322,13 +335,29 @@ async fn run_child(
     stderr_log::set_role(&me);
     let spec = table.get(id).ok_or(Error::UnknownProcess(id))?;
     let signals = SignalPipe::install(spec.handled_signals(), &[]).map_err(Error::os("signals"))?;
+    // proc.c's proc_run for PROC_CONTROL: control_init before the chroot and the
+    // privilege drop (root owns the main socket), control_listen after.
+    let mut csocks = Vec::new();
+    if instance == 0 {
+        for (path, access) in spec.control_sockets() {
+            csocks.push(ControlSocket::bind(path, *access)?.keep_file());
+        }
+    }
     if privdrop::is_root() {
         drop_privileges(spec.user_name(), spec.chroot_dir())?;
+    }
+    for s in &csocks {
+        s.listen()
+            .map_err(Error::os("listen on a control socket"))?;
     }
     privdrop::set_process_name(title);
     let mut handler = make_handler(&mut starts, id, &me)?;
     let mut mesh = Mesh::new(&table, me)?;
     mesh.attach(Peer::PARENT, parent_fd)?;
+    for s in csocks {
+        mesh.watches()
+            .add(Box::new(s), crate::watch::Ready::default());
+    }
     let result = drive(tokio, &mut mesh, &mut *handler, &signals).await;
     match &result {
         Ok(end) => log_end(&mesh, end),

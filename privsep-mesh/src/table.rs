@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use imsg_codec::{Dialect, MAX_IMSGSIZE};
 
+use crate::control_socket::Access;
 pub use crate::error::TableError;
 use crate::policy::{self, Policy};
 use crate::route::Peer;
@@ -140,6 +141,7 @@ pub struct ProcSpec {
     user: Option<String>,
     signals: Vec<Signal>,
     tokio: bool,
+    control: Vec<(PathBuf, Access)>,
 }
 
 impl ProcSpec {
@@ -153,6 +155,7 @@ impl ProcSpec {
             user: None,
             signals: Vec::new(),
             tokio: false,
+            control: Vec::new(),
         }
     }
 
@@ -191,6 +194,31 @@ impl ProcSpec {
     pub fn tokio(mut self) -> ProcSpec {
         self.tokio = true;
         self
+    }
+
+    /// Marks this process as the control process (proc.c's `PROC_CONTROL`) and adds
+    /// a control socket at `path`: [`Access::Main`] (root-owned, mode 0660) or
+    /// [`Access::Restricted`] (0666). Instance 0 creates every socket itself before
+    /// its chroot and privilege drop (`control_init`: a live socket is refused, a
+    /// stale file replaced), listens after the drop (`control_listen`) and finds them
+    /// with [`Context::control_sockets`](crate::Context::control_sockets); the
+    /// parent removes the files at exit.
+    ///
+    /// ```
+    /// use privsep_mesh::{control_socket::Access, ProcId, ProcSpec};
+    /// let control = ProcSpec::new(ProcId(1), "control")
+    ///     .control_socket("/run/d.sock", Access::Main)
+    ///     .control_socket("/run/d-ro.sock", Access::Restricted);
+    /// assert_eq!(control.control_sockets().len(), 2);
+    /// ```
+    pub fn control_socket(mut self, path: impl Into<PathBuf>, access: Access) -> ProcSpec {
+        self.control.push((path.into(), access));
+        self
+    }
+
+    /// The control sockets this process creates (none: not the control process).
+    pub fn control_sockets(&self) -> &[(PathBuf, Access)] {
+        &self.control
     }
 
     /// Whether the process runs in a tokio runtime.
@@ -362,7 +390,11 @@ impl ProcTable {
     /// Checks that the table describes a daemon.
     pub fn validate(&self) -> Result<(), TableError> {
         let parent = self.get(ProcId::PARENT).ok_or(TableError::NoParent)?;
-        if parent.instances != 1 || parent.user.is_some() || parent.chroot.is_some() {
+        if parent.instances != 1
+            || parent.user.is_some()
+            || parent.chroot.is_some()
+            || !parent.control.is_empty()
+        {
             return Err(TableError::BadParent);
         }
         for (i, p) in self.procs.iter().enumerate() {
@@ -534,6 +566,10 @@ mod tests {
         assert!(matches!(t.validate(), Err(TableError::BadInstances { .. })));
 
         let t = ProcTable::new("x").with(ProcSpec::new(ProcId::PARENT, "parent").user("nobody"));
+        assert_eq!(t.validate(), Err(TableError::BadParent));
+        let t = ProcTable::new("x").with(
+            ProcSpec::new(ProcId::PARENT, "parent").control_socket("/run/x.sock", Access::Main),
+        );
         assert_eq!(t.validate(), Err(TableError::BadParent));
 
         assert_eq!(

@@ -450,6 +450,72 @@ fn load_2000_requests_16_connections() {
     assert!(!d.csock.exists(), "control socket removed at exit");
 }
 
+/// The pids holding a descriptor of the socket bound at `path` (found by its inode
+/// in /proc/net/unix).
+fn socket_holders(path: &Path, pids: &[u32]) -> Vec<u32> {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+    let inode = table
+        .lines()
+        .find(|l| l.ends_with(&format!(" {}", path.display())))
+        .and_then(|l| l.split_whitespace().nth(6))
+        .unwrap_or_else(|| panic!("{} not in /proc/net/unix", path.display()))
+        .to_owned();
+    let link = format!("socket:[{inode}]");
+    pids.iter()
+        .copied()
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| {
+                    d.flatten().any(|e| {
+                        std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == link)
+                    })
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// proc.c's control process: the control process itself creates its sockets before
+/// it drops privileges (root owns the main one, mode 0660; restricted 0666) and
+/// is the only process holding them: the parent never bound them.
+#[test]
+fn control_process_creates_its_sockets() {
+    use std::os::unix::fs::MetadataExt;
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("csock", &[]);
+    let (ok, out, err) = d.ctl(&d.csock, "show procs");
+    assert!(ok, "{err}");
+    let procs: Vec<(String, u32, u32)> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f[0].to_owned(), f[2].parse().ok()?, f[3].parse().ok()?))
+        })
+        .collect();
+    let pids: Vec<u32> = procs.iter().map(|p| p.1).collect();
+    let (_, control, control_uid) = procs
+        .iter()
+        .find(|p| p.0 == "control")
+        .cloned()
+        .expect("control in show procs");
+    for (path, mode) in [(&d.csock, 0o660), (&d.rsock, 0o666)] {
+        let md = std::fs::metadata(path).unwrap();
+        assert_eq!(md.mode() & 0o7777, mode, "{}", path.display());
+        assert_eq!(md.uid(), rustix::process::geteuid().as_raw());
+        assert_eq!(socket_holders(path, &pids), [control], "{}", path.display());
+    }
+    if is_root() {
+        // Bound before the drop: the file is root's, the process is not.
+        assert_eq!(control_uid, 65534, "{out}");
+    }
+    let (ok, _, _) = d.ctl(&d.csock, "stop");
+    assert!(ok);
+    assert!(d.wait_exit(DEADLINE).success());
+    d.assert_group_gone();
+    assert!(!d.csock.exists() && !d.rsock.exists(), "removed at exit");
+}
+
 #[test]
 fn kill_9_server_under_load() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

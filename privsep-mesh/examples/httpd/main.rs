@@ -6,16 +6,21 @@
 //!       [-f SETTINGS] [--servers N] [--chroot DIR] [--no-access-log]
 //! ```
 //!
-//! - The parent binds the listening TCP socket, the control sockets and opens the
-//!   access log before anything drops privileges, then passes each descriptor over
-//!   imsg: the listener to every server instance (all accept on it), the access log
-//!   to the logger, the control sockets to the control process.
+//! - The parent binds the listening TCP socket and opens the access log before
+//!   anything drops privileges, then passes each descriptor over imsg: the listener
+//!   to every server instance (all accept on it), the access log to the logger.
+//! - The control process is the table's control kind: it creates the control
+//!   sockets itself before its chroot and privilege drop (proc.c's `control_init`)
+//!   and listens after (`control_listen`); a `ControlServer` serves the clients.
+//! - No process uses tokio: servers and control watch their own descriptors and
+//!   timers on the mesh's event loop, as proc.c daemons do with libevent.
 //! - Servers parse requests with httparse: `GET /` answers 200 naming the instance,
 //!   other paths 404, bad requests 400; keep-alive works. Each request sends one
 //!   access-log line to the logger, which writes it to the file the parent opened.
 //! - `httpctl -s SOCKET show procs|show stats|log verbose|log brief|log reopen|
 //!   reload|stop` drives it; a restricted socket (`-S`) allows only the `show`
-//!   commands. SIGHUP reloads, SIGTERM/SIGINT stop.
+//!   commands. SIGHUP reloads; SIGTERM/SIGINT stop in the same order as `stop`
+//!   (servers stop answering, the logger writes and syncs every line, then exit).
 //! - `-d` stays in the foreground and logs to stderr; otherwise the daemon detaches
 //!   and logs to syslog.
 //!
@@ -24,7 +29,7 @@
 //! temporary directory, a client thread in the parent sends a burst of HTTP requests
 //! and control commands, prints what it saw, stops the daemon and it exits 0.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,19 +37,17 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use privsep_mesh::args::{self, Invocation};
 use privsep_mesh::control_server::{ControlServer, ControlSettings, Decision, Route};
-use privsep_mesh::control_socket::{Access, ControlSocket};
-use privsep_mesh::tokio_run::Outbox;
+use privsep_mesh::control_socket::{self, Access};
 use privsep_mesh::{
     control, daemon, privdrop, stderr_log, syslog_log, AppError, Context, Handled, Handler,
-    Privsep, ProcId, ProcSpec, ProcTable, QueueKind, Received, Signal, Target, Timer, NO_PEERID,
+    Privsep, ProcId, ProcSpec, ProcTable, QueueKind, Ready, Received, Signal, Target, Timer, Watch,
+    NO_PEERID,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[allow(dead_code)]
 mod proto;
@@ -57,7 +60,6 @@ const SERVER: ProcId = ProcId(3);
 const REPORT: u32 = 1; // child → parent at start: "pid uid gid"
 const LISTEN: u32 = 2; // parent → every server, with the listening TCP socket
 const LOG_FD: u32 = 3; // parent → logger, with the access log (peer id: client to answer)
-const CSOCK: u32 = 4; // parent → control, with a control socket; payload "main"/"restricted"
 const ACCESS: u32 = 5; // server → logger: one access-log line
 const SETTINGS: u32 = 6; // parent → every server: generation u32, then the greeting
 const STATS: u32 = 7; // server/logger → control: "name count"
@@ -79,6 +81,9 @@ struct Options {
     debug: bool,
     listen: Option<SocketAddr>,
     csock: Option<PathBuf>,
+    /// The demo's directory (control socket, access log): the demo's parent makes
+    /// it and passes it to its children as `--demo-dir`.
+    demo_dir: Option<PathBuf>,
     rsocks: Vec<PathBuf>,
     access_log: Option<PathBuf>,
     config: Option<PathBuf>,
@@ -90,12 +95,30 @@ struct Options {
 }
 
 impl Options {
+    /// The main control socket.
+    fn csock_path(&self) -> PathBuf {
+        match (&self.csock, &self.demo_dir) {
+            (Some(p), _) => p.clone(),
+            (None, Some(d)) => d.join("httpd.sock"),
+            (None, None) => PathBuf::from("/run/privsep-httpd.sock"),
+        }
+    }
+
+    fn access_log_path(&self) -> PathBuf {
+        match (&self.access_log, &self.demo_dir) {
+            (Some(p), _) => p.clone(),
+            (None, Some(d)) => d.join("access.log"),
+            (None, None) => PathBuf::from("/var/log/privsep-httpd-access.log"),
+        }
+    }
+
     fn demo(&self) -> bool {
-        !self.debug
-            && self.listen.is_none()
-            && self.csock.is_none()
-            && self.rsocks.is_empty()
-            && self.access_log.is_none()
+        self.demo_dir.is_some()
+            || !self.debug
+                && self.listen.is_none()
+                && self.csock.is_none()
+                && self.rsocks.is_empty()
+                && self.access_log.is_none()
     }
 }
 
@@ -104,6 +127,7 @@ fn options() -> Result<Options, String> {
         debug: false,
         listen: None,
         csock: None,
+        demo_dir: None,
         rsocks: Vec::new(),
         access_log: None,
         config: None,
@@ -125,6 +149,7 @@ fn options() -> Result<Options, String> {
                 o.listen = Some(v.parse().map_err(|e| format!("-l {v}: {e}"))?);
             }
             "-s" => o.csock = Some(abs(value("a socket path")?)?),
+            "--demo-dir" => o.demo_dir = Some(abs(value("a directory")?)?),
             "-S" => o.rsocks.push(abs(value("a socket path")?)?),
             "-L" => o.access_log = Some(abs(value("a file path")?)?),
             "-f" => o.config = Some(abs(value("a file path")?)?),
@@ -182,7 +207,6 @@ fn prepare_chroot(dir: &Path) -> Result<(), String> {
 /// What the parent sets up before anything drops privileges.
 struct Resources {
     listener: TcpListener,
-    csocks: Vec<ControlSocket>,
     access_log: PathBuf,
     config: Option<PathBuf>,
 }
@@ -205,10 +229,12 @@ fn open_access_log(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// proc.c's `control_init` for every control socket, the listener, the access log.
-fn resources(o: &Options, demo_dir: Option<&Path>) -> Result<Resources, String> {
+/// The listener and the access log; a check that no other daemon serves the control
+/// sockets (bgpd's `control_check`, before detaching: the control process creates
+/// them, proc.c's `control_init`).
+fn resources(o: &Options) -> Result<Resources, String> {
     let listen = o.listen.unwrap_or_else(|| {
-        if demo_dir.is_some() {
+        if o.demo_dir.is_some() {
             "127.0.0.1:0"
         } else {
             "127.0.0.1:8080"
@@ -217,25 +243,14 @@ fn resources(o: &Options, demo_dir: Option<&Path>) -> Result<Resources, String> 
         .expect("literal address")
     });
     let listener = TcpListener::bind(listen).map_err(|e| format!("listen on {listen}: {e}"))?;
-    let csock = match (&o.csock, demo_dir) {
-        (Some(p), _) => p.clone(),
-        (None, Some(d)) => d.join("httpd.sock"),
-        (None, None) => PathBuf::from("/run/privsep-httpd.sock"),
-    };
-    let mut csocks = vec![ControlSocket::bind(&csock, Access::Main).map_err(|e| e.to_string())?];
-    for r in &o.rsocks {
-        csocks.push(ControlSocket::bind(r, Access::Restricted).map_err(|e| e.to_string())?);
+    for p in std::iter::once(&o.csock_path()).chain(&o.rsocks) {
+        control_socket::check_free(p).map_err(|e| e.to_string())?;
     }
-    let access_log = match (&o.access_log, demo_dir) {
-        (Some(p), _) => p.clone(),
-        (None, Some(d)) => d.join("access.log"),
-        (None, None) => PathBuf::from("/var/log/privsep-httpd-access.log"),
-    };
+    let access_log = o.access_log_path();
     open_access_log(&access_log).map_err(|e| format!("{}: {e}", access_log.display()))?;
     read_greeting(o.config.as_deref())?;
     Ok(Resources {
         listener,
-        csocks,
         access_log,
         config: o.config.clone(),
     })
@@ -249,11 +264,15 @@ fn table(o: &Options) -> ProcTable {
             Signal::Int,
         ]))
         .with(
-            ProcSpec::new(CONTROL, "control")
+            o.rsocks
+                .iter()
+                .fold(
+                    ProcSpec::new(CONTROL, "control").control_socket(o.csock_path(), Access::Main),
+                    |spec, r| spec.control_socket(r, Access::Restricted),
+                )
                 .user("nobody")
                 .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot)
-                .tokio(),
+                .chroot(&o.chroot),
         )
         .with(
             ProcSpec::new(LOGGER, "logger")
@@ -266,13 +285,12 @@ fn table(o: &Options) -> ProcTable {
                 .instances(o.servers)
                 .user("nobody")
                 .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot)
-                .tokio(),
+                .chroot(&o.chroot),
         )
-        // Connection tasks send their access lines through the outbox and cannot
-        // wait for room yet: the lines wait in the servers' outboxes, unbounded,
-        // while the logger is behind (its channels keep their 4 MiB marks).
-        .queue_limit(QueueKind::Outbox, None)
+        // Access lines are composed with `?`: a refused one would end the server.
+        // Until the servers push back on a full queue to the logger, the lines wait
+        // there unbounded while the logger is behind.
+        .queue_limit(QueueKind::Peer, None)
 }
 
 /// The daemon: the table and each process kind's handler.
@@ -281,7 +299,7 @@ fn privsep(o: &Options, res: Option<Resources>) -> Privsep {
     let access_logging = o.access_logging;
     Privsep::new(table(o))
         .with_start(ProcId::PARENT, move |_| Parent::new(res.take()))
-        .with_start(CONTROL, |_| Ok(Control::default()))
+        .with_start(CONTROL, |_| Ok(Control::new()))
         .with_start(LOGGER, |_| Ok(Logger::default()))
         .with_start(SERVER, move |me| {
             Ok(Server::new(me.peer.instance, access_logging))
@@ -291,7 +309,7 @@ fn privsep(o: &Options, res: Option<Resources>) -> Privsep {
 static DEMO_FAILED: AtomicBool = AtomicBool::new(false);
 
 fn main() -> ExitCode {
-    let o = match options() {
+    let mut o = match options() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("httpd: {e}");
@@ -327,31 +345,33 @@ fn main() -> ExitCode {
         log::error!("{e}");
         return ExitCode::FAILURE;
     }
-    let demo_dir = o
-        .demo()
-        .then(|| std::env::temp_dir().join(format!("privsep-httpd-demo-{}", std::process::id())));
-    if let Some(d) = &demo_dir {
-        if let Err(e) = std::fs::create_dir_all(d) {
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if o.demo() {
+        let d = std::env::temp_dir().join(format!("privsep-httpd-demo-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir_all(&d) {
             log::error!("{}: {e}", d.display());
             return ExitCode::FAILURE;
         }
+        // The children build the same table: the control process needs the path.
+        argv.extend(["--demo-dir".into(), d.clone().into_os_string()]);
+        o.demo_dir = Some(d);
     }
-    let res = match resources(&o, demo_dir.as_deref()) {
+    let res = match resources(&o) {
         Ok(r) => r,
         Err(e) => {
             log::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    if !o.debug && demo_dir.is_none() {
+    if !o.debug && o.demo_dir.is_none() {
         if let Err(e) = daemon::daemonize() {
             log::error!("daemon: {e}");
             return ExitCode::FAILURE;
         }
     }
-    let demo = demo_dir.as_ref().map(|d| {
+    let demo = o.demo_dir.as_ref().map(|d| {
         let port = res.listener.local_addr().map_or(0, |a| a.port());
-        let csock = res.csocks[0].path().to_path_buf();
+        let csock = o.csock_path();
         let log_path = res.access_log.clone();
         let servers = o.servers;
         let logging = o.access_logging;
@@ -361,7 +381,14 @@ fn main() -> ExitCode {
             std::thread::spawn(move || demo_client(port, &csock, &log_path, servers, logging)),
         )
     });
-    let code = privsep(&o, Some(res)).run();
+    let code = match privsep(&o, Some(res)).run_with(&argv) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            log::error!("httpd: {e}");
+            ExitCode::FAILURE
+        }
+    };
     match demo {
         None => code,
         Some((dir, client)) => {
@@ -539,17 +566,6 @@ impl Handler for Parent {
         ctx.compose_fd(SERVER, Target::All, LISTEN, NO_PEERID, l, b"")?;
         let f = open_access_log(&self.res.access_log)?;
         ctx.compose_fd(LOGGER, Target::All, LOG_FD, NO_PEERID, f.into(), b"")?;
-        for s in &self.res.csocks {
-            let kind = s.access().to_string();
-            ctx.compose_fd(
-                CONTROL,
-                Target::All,
-                CSOCK,
-                NO_PEERID,
-                s.dup_fd()?,
-                kind.as_bytes(),
-            )?;
-        }
         Ok(())
     }
 
@@ -649,15 +665,29 @@ struct StatsReply {
     rows: Vec<(String, u64)>,
 }
 
-#[derive(Default)]
+/// The control process: its sockets are created by the framework (the table marks
+/// it with `control_socket`), its clients served by a `ControlServer` on this
+/// process's own event loop.
 struct Control {
     leaving: Option<Timer>,
-    server: Option<ControlServer>,
+    server: ControlServer,
     stats: HashMap<u32, StatsReply>,
 }
 
+impl Control {
+    fn new() -> Control {
+        let mut settings = ControlSettings::default();
+        settings.unprivileged = proto::UNPRIVILEGED.to_vec();
+        Control {
+            leaving: None,
+            server: ControlServer::new(settings, route()),
+            stats: HashMap::new(),
+        }
+    }
+}
+
 fn route() -> Route {
-    Arc::new(|req| match req.ty {
+    Box::new(|req| match req.ty {
         proto::SHOW_STATS => Decision::Forward(LOGGER, Target::All),
         proto::SHOW_PROCS..=proto::STOP => Decision::Forward(ProcId::PARENT, Target::All),
         other => Decision::Refuse(format!("unknown request {other}")),
@@ -671,32 +701,29 @@ impl Handler for Control {
     }
 
     fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> Result<(), AppError> {
-        child_timer(ctx, self.leaving, timer);
+        if !self.server.timer(ctx, timer) {
+            child_timer(ctx, self.leaving, timer);
+        }
         Ok(())
     }
 
+    fn io(&mut self, ctx: &mut Context<'_>, watch: Watch, ready: Ready) -> Result<(), AppError> {
+        self.server.io(ctx, watch, ready);
+        Ok(())
+    }
+
+    /// Accepting starts once the whole mesh is connected: a request forwarded
+    /// earlier could find no channel to its process.
     fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
-        let mut settings = ControlSettings::default();
-        settings.unprivileged = proto::UNPRIVILEGED.to_vec();
-        self.server = Some(ControlServer::new(settings));
+        self.server.start(ctx)?;
         report(ctx)
     }
 
     fn dispatch(&mut self, ctx: &mut Context<'_>, msg: &mut Received) -> Result<Handled, AppError> {
-        let server = self.server.as_ref().ok_or("control server missing")?;
+        let server = &mut self.server;
         match msg.msg_type() {
-            CSOCK => {
-                let fd = msg.take_fd().ok_or("CSOCK without a descriptor")?;
-                let access = match msg.payload() {
-                    b"restricted" => Access::Restricted,
-                    _ => Access::Main,
-                };
-                let outbox: Outbox = ctx.outbox().ok_or("control must run in tokio")?;
-                server.listen(fd.into(), access, outbox, route())?;
-                log::debug!("accepting on the {access} control socket");
-            }
             proto::ROW | proto::END | proto::FAILED => {
-                server.reply(msg.peerid(), msg.msg_type(), msg.payload());
+                server.reply(ctx, msg.peerid(), msg.msg_type(), msg.payload());
             }
             STATS => {
                 let client = msg.peerid();
@@ -716,6 +743,7 @@ impl Handler for Control {
                         } else {
                             total += count;
                             server.reply(
+                                ctx,
                                 client,
                                 proto::ROW,
                                 format!("{name} requests {count}").as_bytes(),
@@ -723,16 +751,18 @@ impl Handler for Control {
                         }
                     }
                     server.reply(
+                        ctx,
                         client,
                         proto::ROW,
                         format!("total requests {total}").as_bytes(),
                     );
                     server.reply(
+                        ctx,
                         client,
                         proto::ROW,
                         format!("access log lines {lines}").as_bytes(),
                     );
-                    server.reply(client, proto::END, b"");
+                    server.reply(ctx, client, proto::END, b"");
                 }
             }
             _ => return Ok(Handled::No),
@@ -812,13 +842,26 @@ impl Handler for Logger {
 
 // ---------------------------------------------------------------- server
 
+/// One server instance (httpd's prefork: every instance accepts on the listener
+/// the parent passed). Everything runs on the mesh's own event loop: the listener
+/// and each client connection are watched descriptors ([`Context::watch`]), idle
+/// connections are closed by a timer, and access lines go to the logger with
+/// [`Context::compose`], in order, on the same channel as the `QUIESCED` mark.
 struct Server {
     leaving: Option<Timer>,
     instance: u32,
     access_logging: bool,
-    requests: Arc<AtomicU64>,
-    settings: Arc<Mutex<Settings>>,
-    stopping: Arc<AtomicBool>,
+    requests: u64,
+    settings: Settings,
+    /// Set by `QUIESCE`: no request is answered from here on.
+    stopping: bool,
+    listener: Option<Watch>,
+    /// Open connections.
+    conns: BTreeSet<Watch>,
+    /// Closes connections idle for [`IDLE`].
+    sweep: Option<Timer>,
+    /// Re-arms accepting after `EMFILE` and the like.
+    accept_retry: Option<Timer>,
 }
 
 /// What the parent's `SETTINGS` says.
@@ -827,20 +870,208 @@ struct Settings {
     greeting: String,
 }
 
+/// A client connection: the watched object.
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// Received, not yet answered.
+    buf: Vec<u8>,
+    /// Answers the socket has not taken yet; nothing more is read meanwhile.
+    out: Vec<u8>,
+    /// Close once `out` is written (`Connection: close`, a bad request).
+    close_after_write: bool,
+    last_active: Instant,
+}
+
+impl std::os::fd::AsFd for Conn {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+/// Connections accepted per readiness event.
+const ACCEPT_BATCH: usize = 32;
+
 impl Server {
     fn new(instance: u32, access_logging: bool) -> Server {
         Server {
             leaving: None,
             instance,
             access_logging,
-            requests: Arc::new(AtomicU64::new(0)),
-            settings: Arc::new(Mutex::new(Settings {
+            requests: 0,
+            settings: Settings {
                 generation: 0,
                 greeting: "hello".to_owned(),
-            })),
-            stopping: Arc::new(AtomicBool::new(false)),
+            },
+            stopping: false,
+            listener: None,
+            conns: BTreeSet::new(),
+            sweep: None,
+            accept_retry: None,
         }
     }
+
+    fn accept(&mut self, ctx: &mut Context<'_>, lw: Watch) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(l) = ctx.io::<TcpListener>(lw) else {
+                return;
+            };
+            match l.accept() {
+                Ok((stream, peer)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let conn = Conn {
+                        stream,
+                        peer,
+                        buf: Vec::with_capacity(1024),
+                        out: Vec::new(),
+                        close_after_write: false,
+                        last_active: Instant::now(),
+                    };
+                    self.conns.insert(ctx.watch(conn, Ready::READ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and the like: wait for connections to close.
+                    log::warn!("accept: {e}");
+                    ctx.set_interest(lw, Ready::default());
+                    self.accept_retry = Some(ctx.timer_after(Duration::from_millis(100)));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, ctx: &mut Context<'_>, w: Watch) {
+        self.conns.remove(&w);
+        ctx.unwatch(w);
+    }
+
+    /// A connection is ready: write what waits, then read and answer every complete
+    /// request (pipelining), one access line each.
+    fn serve(&mut self, ctx: &mut Context<'_>, w: Watch, ready: Ready) -> Result<(), AppError> {
+        let mut lines: Vec<String> = Vec::new();
+        let open = {
+            let Some(c) = ctx.io::<Conn>(w) else {
+                return Ok(());
+            };
+            c.last_active = Instant::now();
+            if ready.readable && c.out.is_empty() && !c.close_after_write {
+                self.read_and_answer(c, &mut lines)
+            } else {
+                true
+            }
+        };
+        for line in lines {
+            ctx.compose(LOGGER, Target::All, ACCESS, NO_PEERID, line.as_bytes())?;
+        }
+        let Some(c) = ctx.io::<Conn>(w) else {
+            return Ok(());
+        };
+        if !open || !write_out(c) {
+            self.close(ctx, w);
+            return Ok(());
+        }
+        let interest = if c.out.is_empty() {
+            if c.close_after_write {
+                let _ = c.stream.shutdown(std::net::Shutdown::Write);
+                self.close(ctx, w);
+                return Ok(());
+            }
+            Ready::READ
+        } else {
+            Ready::WRITE
+        };
+        ctx.set_interest(w, interest);
+        Ok(())
+    }
+
+    /// Reads what the socket has and answers the complete requests into `c.out`;
+    /// false when the client has gone (end of file or an error).
+    fn read_and_answer(&mut self, c: &mut Conn, lines: &mut Vec<String>) -> bool {
+        let mut chunk = [0u8; 16384];
+        match c.stream.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+        while let Some(a) = answer(&c.buf, self.instance, &self.settings) {
+            if self.stopping {
+                return false;
+            }
+            c.buf.drain(..a.consumed.min(c.buf.len()));
+            let _ = write!(
+                c.out,
+                "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{}",
+                a.status,
+                reason(a.status),
+                a.body.len(),
+                if a.keep_alive {
+                    ""
+                } else {
+                    "Connection: close\r\n"
+                },
+                a.body
+            );
+            self.requests += 1;
+            if self.access_logging {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                lines.push(format!(
+                    "{} - - [{now}] {} {} {} server[{}]",
+                    c.peer.ip(),
+                    a.line,
+                    a.status,
+                    a.body.len(),
+                    self.instance
+                ));
+            }
+            if !a.keep_alive {
+                c.close_after_write = true;
+                break;
+            }
+        }
+        true
+    }
+
+    /// Closes connections idle for [`IDLE`].
+    fn sweep_idle(&mut self, ctx: &mut Context<'_>) {
+        let now = Instant::now();
+        let idle: Vec<Watch> = self
+            .conns
+            .iter()
+            .copied()
+            .filter(|&w| {
+                ctx.io::<Conn>(w)
+                    .is_some_and(|c| now.duration_since(c.last_active) >= IDLE)
+            })
+            .collect();
+        for w in idle {
+            self.close(ctx, w);
+        }
+    }
+}
+
+/// Writes what `c.out` holds as far as the socket takes it; false on an error.
+fn write_out(c: &mut Conn) -> bool {
+    while !c.out.is_empty() {
+        match c.stream.write(&c.out) {
+            Ok(0) => return false,
+            Ok(n) => {
+                c.out.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 impl Handler for Server {
@@ -850,8 +1081,26 @@ impl Handler for Server {
     }
 
     fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> Result<(), AppError> {
-        child_timer(ctx, self.leaving, timer);
+        if Some(timer) == self.sweep {
+            self.sweep_idle(ctx);
+        } else if Some(timer) == self.accept_retry {
+            self.accept_retry = None;
+            if let (Some(l), false) = (self.listener, self.stopping) {
+                ctx.set_interest(l, Ready::READ);
+            }
+        } else {
+            child_timer(ctx, self.leaving, timer);
+        }
         Ok(())
+    }
+
+    fn io(&mut self, ctx: &mut Context<'_>, watch: Watch, ready: Ready) -> Result<(), AppError> {
+        if Some(watch) == self.listener {
+            self.accept(ctx, watch);
+            Ok(())
+        } else {
+            self.serve(ctx, watch, ready)
+        }
     }
 
     fn ready(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
@@ -864,76 +1113,37 @@ impl Handler for Server {
                 let fd = msg.take_fd().ok_or("LISTEN without a descriptor")?;
                 let l = TcpListener::from(fd);
                 l.set_nonblocking(true)?;
-                let l = tokio::net::TcpListener::from_std(l)?;
-                let site = Site {
-                    instance: self.instance,
-                    outbox: self.access_logging.then(|| ctx.outbox()).flatten(),
-                    requests: self.requests.clone(),
-                    settings: self.settings.clone(),
-                    stopping: self.stopping.clone(),
-                };
-                tokio::spawn(accept_loop(l, Arc::new(site)));
+                self.listener = Some(ctx.watch(l, Ready::READ));
+                self.sweep = Some(ctx.timer_every(IDLE / 4));
             }
             QUIESCE => {
-                // Every line composed so far is in the outbox; the mark goes after them
-                // on the same channel, and no request is answered from here on.
-                self.stopping.store(true, Ordering::SeqCst);
-                let me = self.instance.to_ne_bytes();
-                match ctx.outbox() {
-                    Some(o) => o.compose(LOGGER, Target::All, QUIESCED, msg.peerid(), &me)?,
-                    None => {
-                        ctx.compose(LOGGER, Target::All, QUIESCED, msg.peerid(), &me)?;
-                    }
+                // Every access line so far is queued to the logger; the mark goes
+                // after them on the same channel. No request is answered from here
+                // on, and no connection accepted.
+                self.stopping = true;
+                if let Some(l) = self.listener.take() {
+                    ctx.unwatch(l);
                 }
+                let me = self.instance.to_ne_bytes();
+                ctx.compose(LOGGER, Target::All, QUIESCED, msg.peerid(), &me)?;
             }
             SETTINGS => {
                 let mut r = msg.reader();
                 let generation = r.get_h32()?;
                 let greeting = String::from_utf8_lossy(r.rest()).into_owned();
                 log::info!("settings generation {generation}: greeting {greeting:?}");
-                let mut s = self.settings.lock().map_err(|_| "settings lock poisoned")?;
-                *s = Settings {
+                self.settings = Settings {
                     generation,
                     greeting,
                 };
             }
             proto::SHOW_STATS => {
-                let s = format!(
-                    "server[{}] {}",
-                    self.instance,
-                    self.requests.load(Ordering::Relaxed)
-                );
+                let s = format!("server[{}] {}", self.instance, self.requests);
                 ctx.compose(CONTROL, Target::All, STATS, msg.peerid(), s.as_bytes())?;
             }
             _ => return Ok(Handled::No),
         }
         Ok(Handled::Yes)
-    }
-}
-
-/// What every connection task of a server shares.
-struct Site {
-    instance: u32,
-    outbox: Option<Outbox>,
-    requests: Arc<AtomicU64>,
-    settings: Arc<Mutex<Settings>>,
-    /// Set when the daemon stops: no more requests are answered.
-    stopping: Arc<AtomicBool>,
-}
-
-async fn accept_loop(l: tokio::net::TcpListener, site: Arc<Site>) {
-    loop {
-        match l.accept().await {
-            Ok(_) if site.stopping.load(Ordering::SeqCst) => return,
-            Ok((s, peer)) => {
-                tokio::spawn(connection(s, peer, site.clone()));
-            }
-            Err(e) => {
-                // EMFILE and the like: wait for connections to close.
-                log::warn!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
     }
 }
 
@@ -946,7 +1156,7 @@ struct Answer {
     line: String,
 }
 
-fn answer(buf: &[u8], site: &Site) -> Option<Answer> {
+fn answer(buf: &[u8], instance: u32, settings: &Settings) -> Option<Answer> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     let bad = |consumed| Answer {
@@ -987,16 +1197,13 @@ fn answer(buf: &[u8], site: &Site) -> Option<Answer> {
         _ => minor == 1,
     };
     let (status, body) = match (method, path) {
-        ("GET" | "HEAD", "/") => (200, {
-            let (generation, greeting) = match site.settings.lock() {
-                Ok(s) => (s.generation, s.greeting.clone()),
-                Err(_) => (0, "hello".to_owned()),
-            };
+        ("GET" | "HEAD", "/") => (
+            200,
             format!(
-                "{greeting} from server[{}] (generation {generation})\n",
-                site.instance
-            )
-        }),
+                "{} from server[{instance}] (generation {})\n",
+                settings.greeting, settings.generation
+            ),
+        ),
         ("GET" | "HEAD", _) => (404, "not found\n".into()),
         _ => (405, "method not allowed\n".into()),
     };
@@ -1015,69 +1222,6 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         _ => "Method Not Allowed",
-    }
-}
-
-async fn connection(mut s: tokio::net::TcpStream, peer: SocketAddr, site: Arc<Site>) {
-    let _ = s.set_nodelay(true);
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut out: Vec<u8> = Vec::with_capacity(1024);
-    loop {
-        // Answer every complete request in the buffer (pipelining), then write once.
-        let mut close = false;
-        while let Some(a) = answer(&buf, &site) {
-            if site.stopping.load(Ordering::SeqCst) {
-                close = true;
-                break;
-            }
-            buf.drain(..a.consumed.min(buf.len()));
-            let _ = write!(
-                out,
-                "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{}",
-                a.status,
-                reason(a.status),
-                a.body.len(),
-                if a.keep_alive {
-                    ""
-                } else {
-                    "Connection: close\r\n"
-                },
-                a.body
-            );
-            site.requests.fetch_add(1, Ordering::Relaxed);
-            if let Some(o) = &site.outbox {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let line = format!(
-                    "{} - - [{now}] {} {} {} server[{}]",
-                    peer.ip(),
-                    a.line,
-                    a.status,
-                    a.body.len(),
-                    site.instance
-                );
-                let _ = o.compose(LOGGER, Target::All, ACCESS, NO_PEERID, line.as_bytes());
-            }
-            if !a.keep_alive {
-                close = true;
-                break;
-            }
-        }
-        if !out.is_empty() {
-            if s.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
-        }
-        if close {
-            let _ = s.shutdown().await;
-            return;
-        }
-        match tokio::time::timeout(IDLE, s.read_buf(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-            Ok(Ok(_)) => {}
-        }
     }
 }
 
