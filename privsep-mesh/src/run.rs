@@ -87,7 +87,7 @@ impl std::fmt::Debug for Privsep {
 
 impl Privsep {
     /// A daemon described by `table`; every process without a start function runs
-    /// [`NullHandler`](crate::NullHandler), which accepts no application message.
+    /// [`NullHandler`], which accepts no application message.
     pub fn new(table: ProcTable) -> Privsep {
         Privsep {
             table,

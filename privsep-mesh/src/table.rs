@@ -178,10 +178,10 @@ impl ProcSpec {
         self
     }
 
-    /// Signals delivered to [`Handler::signal`] instead of being ignored (SIGHUP,
-    /// SIGUSR1, SIGUSR2) or shutting the process down (SIGTERM, SIGINT: listed here,
-    /// the handler decides when to stop, with [`Context::shutdown`](crate::Context::shutdown);
-    /// a parent can then stop its mesh in order).
+    /// Signals delivered to the handler's `signal` method instead of being ignored
+    /// (SIGHUP, SIGUSR1, SIGUSR2) or shutting the process down (SIGTERM, SIGINT:
+    /// listed here, the handler decides when to stop, with `Context::shutdown`; a
+    /// parent can then stop its mesh in order).
     pub fn signals(mut self, signals: &[Signal]) -> ProcSpec {
         self.signals = signals.to_vec();
         self
