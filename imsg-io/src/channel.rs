@@ -9,7 +9,7 @@ use rustix::io::Errno;
 
 use crate::fd_guard;
 use crate::socket::{self, Transport};
-use crate::{ChannelCore, Config, Error};
+use crate::{ChannelCore, Config, Error, Message, MessageBuilder};
 
 /// How long to wait before reading again after [`ReadStatus::FdGuard`]: the
 /// socket stays readable meanwhile, so waiting for readability would spin.
@@ -17,6 +17,11 @@ pub const FD_GUARD_RETRY: Duration = Duration::from_millis(10);
 
 /// How long to wait before writing again after [`WriteStatus::RetryLater`].
 pub const WRITE_RETRY: Duration = Duration::from_millis(1);
+
+/// Bytes waiting in the queue from which [`Channel`] starts sending while frames
+/// are still being queued (see [`Channel::compose`]). Above the default socket
+/// buffer of Linux (208 KiB), so one send can fill it.
+pub const WRITE_AHEAD: usize = 256 * 1024;
 
 /// What [`Channel::read`] did. Each answer says what to wait for next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,8 +63,10 @@ pub enum WriteStatus {
 /// plus its fd). The core's methods (queueing, taking messages) are reached
 /// through `Deref`.
 ///
-/// Works with blocking and non-blocking sockets alike. Nothing is sent until
-/// [`write`](Channel::write) or [`flush`](Channel::flush).
+/// Works with blocking and non-blocking sockets alike. Frames are sent by
+/// [`write`](Channel::write) and [`flush`](Channel::flush); once [`WRITE_AHEAD`]
+/// bytes wait in the queue, queueing a frame also sends what the socket takes at
+/// once, without ever waiting (see [`compose`](Channel::compose)).
 ///
 /// ```
 /// use std::os::unix::net::UnixStream;
@@ -80,6 +87,8 @@ pub struct Channel {
     fd: OwnedFd,
     transport: Transport,
     core: ChannelCore,
+    /// Bytes still queued after the last send ahead (see `write_ahead`).
+    ahead_left: usize,
 }
 
 impl AsFd for Channel {
@@ -133,6 +142,7 @@ impl Channel {
             fd,
             transport,
             core: ChannelCore::new(config),
+            ahead_left: 0,
         })
     }
 
@@ -166,6 +176,85 @@ impl Channel {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Queues one frame (`imsg_compose`), as [`ChannelCore::compose`] does, same
+    /// arguments and errors.
+    ///
+    /// When [`WRITE_AHEAD`] bytes or more were already waiting, it first sends what
+    /// the socket takes at once (one `sendmsg` with `MSG_DONTWAIT`, on a blocking
+    /// socket too; never on a pipe). A program that queues a large batch before
+    /// flushing thus has the reader working while it queues, instead of copying
+    /// the whole batch first: 16 KiB frames flushed every 1,000 went from 0.82 of
+    /// the raw socket's bytes/s to past it (see the crate README). A failure of
+    /// that send changes nothing: the bytes stay queued and the next
+    /// [`write`](Channel::write) or [`flush`](Channel::flush) reports it.
+    pub fn compose(
+        &mut self,
+        ty: u32,
+        peerid: u32,
+        pid: i32,
+        fd: Option<OwnedFd>,
+        payload: &[u8],
+    ) -> Result<(), Error> {
+        self.write_ahead();
+        self.core.compose(ty, peerid, pid, fd, payload)
+    }
+
+    /// Queues one frame whose payload is the concatenation of `parts`
+    /// (`imsg_composev`), as [`ChannelCore::composev`], sending ahead as
+    /// [`compose`](Channel::compose) does.
+    pub fn composev(
+        &mut self,
+        ty: u32,
+        peerid: u32,
+        pid: i32,
+        fd: Option<OwnedFd>,
+        parts: &[&[u8]],
+    ) -> Result<(), Error> {
+        self.write_ahead();
+        self.core.composev(ty, peerid, pid, fd, parts)
+    }
+
+    /// Starts a frame written in pieces (`imsg_create`), as
+    /// [`ChannelCore::create`], sending ahead as [`compose`](Channel::compose)
+    /// does.
+    pub fn create(&mut self, ty: u32, peerid: u32, pid: i32) -> MessageBuilder<'_> {
+        self.write_ahead();
+        self.core.create(ty, peerid, pid)
+    }
+
+    /// Queues a received message again without its descriptor (`imsg_forward`),
+    /// as [`ChannelCore::forward`], sending ahead as [`compose`](Channel::compose)
+    /// does.
+    pub fn forward(&mut self, msg: &Message<'_>) -> Result<(), Error> {
+        self.write_ahead();
+        self.core.forward(msg)
+    }
+
+    /// One send that does not wait, once [`WRITE_AHEAD`] more bytes were queued
+    /// since the last one (so a full socket costs one failed call per
+    /// `WRITE_AHEAD` bytes, not one per frame).
+    #[inline]
+    fn write_ahead(&mut self) {
+        let queued = self.core.queued_bytes();
+        // Written meanwhile by `write`, `flush` or a driver: count from here.
+        self.ahead_left = self.ahead_left.min(queued);
+        if queued - self.ahead_left >= WRITE_AHEAD {
+            self.send_now();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn send_now(&mut self) {
+        if let Some(t) = self.core.transmit() {
+            // Any error is left for the next write or flush, which meets it again.
+            if let Ok(n) = socket::send_nowait(self.fd.as_fd(), self.transport, t.bytes, t.fd) {
+                self.core.written(n);
+            }
+        }
+        self.ahead_left = self.core.queued_bytes();
     }
 
     /// Writes until the queue is empty (`imsgbuf_flush`). On a non-blocking socket

@@ -19,9 +19,11 @@ const COMPACT_MIN: usize = 64 * 1024;
 /// Storage larger than this is given back to the allocator once it stays unused.
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
 
-/// How many times the queue must empty, using at most a quarter of its storage
-/// every time, before storage above [`SHRINK_ABOVE`] is given back.
-const SHRINK_AFTER_DRAINS: u32 = 64;
+/// Storage above [`SHRINK_ABOVE`] is given back once this many times its size
+/// went through the queue with the queue never holding more than a quarter of it.
+/// Counted in bytes, not in drains: a channel that sends ahead while queueing
+/// (see `Channel::compose`) empties its queue many times within one batch.
+const SHRINK_AFTER_CARRIED: usize = 16;
 
 /// The storage of a channel's send queue: frames back to back in one reusable
 /// allocation. A [`MessageBuilder`](crate::MessageBuilder) writes into it through
@@ -35,9 +37,10 @@ pub struct SendBuf {
     /// Initialised storage; `bytes[..end]` holds data.
     bytes: Vec<u8>,
     end: usize,
-    /// Most bytes held at a drain since the last shrink check, and drains since.
+    /// Most bytes held at a drain since the last shrink check, and bytes that went
+    /// through since.
     peak: usize,
-    drains: u32,
+    carried: usize,
 }
 
 impl SendBuf {
@@ -69,19 +72,21 @@ impl SendBuf {
 
     /// Drops the first `n` bytes held, moving the rest to the front.
     fn drop_front(&mut self, n: usize) {
+        self.peak = self.peak.max(self.end);
+        self.carried = self.carried.saturating_add(n);
         self.bytes.copy_within(n..self.end, 0);
         self.end -= n;
     }
 
     /// Empties the buffer after everything in it was written. The storage is kept
     /// for the next batch; storage above [`SHRINK_ABOVE`] goes back to the
-    /// allocator only when [`SHRINK_AFTER_DRAINS`] batches in a row used at most a
-    /// quarter of it.
+    /// allocator only once [`SHRINK_AFTER_CARRIED`] times its size went through
+    /// with at most a quarter of it in use.
     fn drain(&mut self) {
         self.peak = self.peak.max(self.end);
+        self.carried = self.carried.saturating_add(self.end);
         self.end = 0;
-        self.drains += 1;
-        if self.drains < SHRINK_AFTER_DRAINS {
+        if self.carried / SHRINK_AFTER_CARRIED < self.bytes.len() {
             return;
         }
         if self.bytes.len() > SHRINK_ABOVE && self.peak <= self.bytes.len() / 4 {
@@ -89,7 +94,7 @@ impl SendBuf {
             self.bytes.shrink_to_fit();
         }
         self.peak = 0;
-        self.drains = 0;
+        self.carried = 0;
     }
 }
 
@@ -472,11 +477,24 @@ mod tests {
                 "storage replaced between batches"
             );
         }
-        // Small batches from then on: the large storage goes back, eventually.
-        for _ in 0..(2 * SHRINK_AFTER_DRAINS) {
-            push(&mut q, 100, None);
+        // Batches of a quarter of the storage at most from then on: the large
+        // storage goes back once 16 times its size went through in such batches
+        // (the count started during the large batches may have to run out
+        // first), not before.
+        let size = q.buf.bytes.len();
+        let mut carried = 0;
+        while q.buf.bytes.len() == size {
+            for _ in 0..100 {
+                push(&mut q, 16384, None);
+            }
             write_all(&mut q);
+            carried += 100 * 16384;
         }
         assert!(q.buf.bytes.len() <= SHRINK_ABOVE, "{}", q.buf.bytes.len());
+        assert!(
+            (SHRINK_AFTER_CARRIED * size..2 * SHRINK_AFTER_CARRIED * size + 2_000_000)
+                .contains(&carried),
+            "given back after {carried} bytes, storage {size}"
+        );
     }
 }

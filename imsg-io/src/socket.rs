@@ -13,7 +13,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use rustix::io::{Errno, IoSlice, IoSliceMut};
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
-    SendAncillaryMessage,
+    SendAncillaryMessage, SendFlags,
 };
 
 use crate::sys;
@@ -64,6 +64,36 @@ pub(crate) fn send(
     bytes: &[u8],
     pass: Option<BorrowedFd<'_>>,
 ) -> Result<usize, Errno> {
+    send_with(sock, transport, bytes, pass, sys::SEND_FLAGS)
+}
+
+/// [`send`] that never waits, even on a blocking socket (`MSG_DONTWAIT`):
+/// `EAGAIN` when the socket buffer is full. Sockets only (a pipe has no such flag).
+pub(crate) fn send_nowait(
+    sock: BorrowedFd<'_>,
+    transport: Transport,
+    bytes: &[u8],
+    pass: Option<BorrowedFd<'_>>,
+) -> Result<usize, Errno> {
+    if transport == Transport::Plain {
+        return Err(Errno::AGAIN);
+    }
+    send_with(
+        sock,
+        transport,
+        bytes,
+        pass,
+        sys::SEND_FLAGS | SendFlags::DONTWAIT,
+    )
+}
+
+fn send_with(
+    sock: BorrowedFd<'_>,
+    transport: Transport,
+    bytes: &[u8],
+    pass: Option<BorrowedFd<'_>>,
+    flags: SendFlags,
+) -> Result<usize, Errno> {
     loop {
         let r = match (transport, pass) {
             (_, Some(fd)) => {
@@ -74,10 +104,10 @@ pub(crate) fn send(
                     // Cannot happen: the buffer is sized for one descriptor.
                     return Err(Errno::NOBUFS);
                 }
-                rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, sys::SEND_FLAGS)
+                rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, flags)
             }
             (Transport::Plain, None) => write_without_sigpipe(sock, bytes),
-            (_, None) => rustix::net::send(sock, bytes, sys::SEND_FLAGS),
+            (_, None) => rustix::net::send(sock, bytes, flags),
         };
         match r {
             Err(Errno::INTR) => continue,

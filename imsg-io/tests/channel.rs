@@ -322,3 +322,58 @@ fn as_fd_is_the_socket() {
     let ch = Channel::new(a, Config::default()).unwrap();
     assert_eq!(std::os::fd::AsRawFd::as_raw_fd(&ch.as_fd()), raw);
 }
+
+/// Queueing past `WRITE_AHEAD` sends what the socket takes without waiting, on a
+/// blocking socket with nobody reading: compose never blocks, the bytes arrive
+/// whole and in order, and at most one send is tried per `WRITE_AHEAD` bytes.
+#[test]
+fn queueing_sends_ahead_without_blocking() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let mut tx = Channel::new(a, Config::default()).unwrap();
+    // 4 MiB of 16 KiB frames: far more than the socket buffer holds. A compose
+    // that waited for the reader (not started yet) would hang here.
+    let n = 256u32;
+    for i in 0..n {
+        tx.compose(i, 0, 0, None, &[i as u8; 16368]).unwrap();
+    }
+    let total = n as usize * 16384;
+    let sent = total - tx.queued_bytes();
+    assert!(
+        sent > 0 && sent < total,
+        "{sent} of {total} sent while queueing"
+    );
+    // Below the mark nothing is sent by queueing.
+    let (c, _d) = UnixStream::pair().unwrap();
+    let mut small = Channel::new(c, Config::default()).unwrap();
+    for _ in 0..(imsg_io::WRITE_AHEAD / 1024 - 1) {
+        small.compose(1, 0, 0, None, &[0; 1008]).unwrap();
+    }
+    assert_eq!(small.queued_bytes(), imsg_io::WRITE_AHEAD - 1024);
+
+    let reader = std::thread::spawn(move || {
+        let mut rx = Channel::new(b, Config::default()).unwrap();
+        for i in 0..n {
+            let m = recv_one(&mut rx);
+            assert_eq!(m.msg_type(), i);
+            assert_eq!(m.payload(), &[i as u8; 16368][..], "frame {i} intact");
+        }
+        assert_eq!(rx.read().unwrap(), ReadStatus::Eof);
+    });
+    tx.flush().unwrap();
+    drop(tx);
+    reader.join().unwrap();
+}
+
+/// A send ahead that fails loses nothing and reports nothing: the next flush
+/// meets the same failure and reports it.
+#[test]
+fn failed_send_ahead_is_reported_by_flush() {
+    let (a, b) = UnixStream::pair().unwrap();
+    drop(b);
+    let mut tx = Channel::new(a, Config::default()).unwrap();
+    for i in 0..64u32 {
+        tx.compose(i, 0, 0, None, &[0; 16368]).unwrap();
+    }
+    assert_eq!(tx.queue_len(), 64, "nothing dropped by the failed sends");
+    assert!(matches!(tx.flush(), Err(Error::PeerClosed)));
+}

@@ -10,6 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
 use imsg_io::{Channel, Config, Dialect, Error, ReadStatus, WriteStatus};
+use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::IoSlice;
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
@@ -135,7 +136,8 @@ fn short_writes_resume_exactly() {
                 }
             }
         });
-        // Write by hand to see partial writes, then flush (which polls).
+        // Write by hand to see partial writes, waiting for POLLOUT as an event
+        // loop would. (Queueing already sent what the 4 KiB socket buffer took.)
         let mut partial = 0;
         let mut would_block = 0;
         while tx.queue_len() > 0 {
@@ -146,7 +148,8 @@ fn short_writes_resume_exactly() {
             };
             if n == 0 {
                 would_block += 1;
-                tx.flush().unwrap();
+                let mut fds = [PollFd::new(&tx, PollFlags::OUT)];
+                poll(&mut fds, None).unwrap();
             } else if n < before {
                 partial += 1;
             }
