@@ -95,12 +95,14 @@ pub use error::{AppError, Error, ProtocolError};
 pub use handler::{Context, Handled, Handler, NullHandler, Received, NO_PEERID};
 pub use mesh::Counts;
 #[cfg(feature = "tokio")]
-pub use outbox::{LoopGone, Outbox};
+pub use outbox::{Outbox, OutboxError};
 pub use policy::Policy;
 pub use route::{Identity, Peer, ProcId, Target, MAX_INSTANCES};
 pub use run::Privsep;
 pub use signals::Signal;
-pub use table::{ProcSpec, ProcTable};
+pub use table::{
+    ProcSpec, ProcTable, QueueKind, OUTBOX_LIMIT, PARENT_QUEUE_LIMIT, PEER_QUEUE_LIMIT,
+};
 pub use timer::Timer;
 pub use watch::{Ready, Watch};
 
