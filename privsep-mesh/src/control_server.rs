@@ -3,7 +3,7 @@
 //! `control_dispatch_imsg`, `control_close`).
 //!
 //! A [`ControlServer`] lives in the handler of the control process (the process
-//! the table marks with [`ProcSpec::control_socket`](crate::ProcSpec::control_socket),
+//! the table marks with [`ProcSpec::with_control_socket`](crate::ProcSpec::with_control_socket),
 //! whose sockets the framework created before the privilege drop and listens on
 //! after it). [`ControlServer::start`] watches them ([`Context::watch`]); the
 //! handler hands its [`Handler::io`](crate::Handler::io) and

@@ -8,9 +8,10 @@ use crate::control::{self, PayloadError};
 use crate::control_socket::SocketError;
 use crate::privdrop::PrivdropError;
 pub use crate::readiness::AckError;
+use crate::route::Peer;
 use crate::route::ProcId;
+pub use crate::route::RouteError;
 use crate::route::MAX_INSTANCES;
-use crate::route::{Peer, RouteError};
 
 /// An application error: returned by a handler, it ends the process with a log line
 /// naming it and a non-zero exit status.
@@ -207,6 +208,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this is a send refused at a queue's high-water mark
+    /// ([`QueueKind`](crate::QueueKind)): `Channel` with [`imsg_io::Error::QueueFull`].
+    /// Nothing was queued; the descriptor, if any, is in the inner error's `fd`.
+    pub fn is_queue_full(&self) -> bool {
+        matches!(
+            self,
+            Error::Channel {
+                error: imsg_io::Error::QueueFull { .. },
+                ..
+            }
+        )
+    }
+
     pub(crate) fn os(what: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |error| Error::Os { what, error }
     }

@@ -29,7 +29,7 @@
 //! temporary directory, a client thread in the parent sends a burst of HTTP requests
 //! and control commands, prints what it saw, stops the daemon and it exits 0.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -45,7 +45,8 @@ use privsep_mesh::control_server::{ControlServer, ControlSettings, Decision, Rou
 use privsep_mesh::control_socket::{self, Access};
 use privsep_mesh::{
     control, daemon, privdrop, stderr_log, syslog_log, AppError, Context, Handled, Handler,
-    Privsep, ProcId, ProcSpec, ProcTable, Ready, Received, Signal, Target, Timer, Watch, NO_PEERID,
+    Privsep, ProcId, ProcSpec, ProcTable, QueueKind, Ready, Received, Signal, Target, Timer, Watch,
+    NO_PEERID,
 };
 
 #[allow(dead_code)]
@@ -257,35 +258,40 @@ fn resources(o: &Options) -> Result<Resources, String> {
 
 fn table(o: &Options) -> ProcTable {
     ProcTable::new("httpd")
-        .with(ProcSpec::new(ProcId::PARENT, "parent").signals(&[
+        .with_proc(ProcSpec::new(ProcId::PARENT, "parent").with_signals(&[
             Signal::Hup,
             Signal::Term,
             Signal::Int,
         ]))
-        .with(
+        .with_proc(
             o.rsocks
                 .iter()
                 .fold(
-                    ProcSpec::new(CONTROL, "control").control_socket(o.csock_path(), Access::Main),
-                    |spec, r| spec.control_socket(r, Access::Restricted),
+                    ProcSpec::new(CONTROL, "control")
+                        .with_control_socket(o.csock_path(), Access::Main),
+                    |spec, r| spec.with_control_socket(r, Access::Restricted),
                 )
-                .user("nobody")
-                .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot),
+                .with_user("nobody")
+                .with_signals(&[Signal::Term, Signal::Int])
+                .with_chroot(&o.chroot),
         )
-        .with(
+        .with_proc(
             ProcSpec::new(LOGGER, "logger")
-                .user("nobody")
-                .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot),
+                .with_user("nobody")
+                .with_signals(&[Signal::Term, Signal::Int])
+                .with_chroot(&o.chroot),
         )
-        .with(
+        .with_proc(
             ProcSpec::new(SERVER, "server")
-                .instances(o.servers)
-                .user("nobody")
-                .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot),
+                .with_instances(o.servers)
+                .with_user("nobody")
+                .with_signals(&[Signal::Term, Signal::Int])
+                .with_chroot(&o.chroot),
         )
+        // Access lines are composed with `?`: a refused one would end the server.
+        // Until the servers push back on a full queue to the logger, the lines wait
+        // there unbounded while the logger is behind.
+        .with_queue_limit(QueueKind::Peer, None)
 }
 
 /// The daemon: the table and each process kind's handler.
@@ -334,7 +340,7 @@ fn main() -> ExitCode {
     }
     let parent = matches!(args::from_env(), Ok(Invocation::Parent { .. }));
     if !parent || o.no_action {
-        return privsep(&o, None).no_action(o.no_action).run();
+        return privsep(&o, None).with_no_action(o.no_action).run();
     }
     if let Err(e) = prepare_chroot(&o.chroot) {
         log::error!("{e}");
@@ -857,6 +863,12 @@ struct Server {
     sweep: Option<Timer>,
     /// Re-arms accepting after `EMFILE` and the like.
     accept_retry: Option<Timer>,
+    /// Messages for the logger that its channel refused (queue at its high-water
+    /// mark), in order, and the timer that offers them again. While any wait, the
+    /// server reads no request and accepts no connection: back-pressure instead of
+    /// lines piling up. Bounded by one read per connection.
+    backlog: VecDeque<(u32, u32, Vec<u8>)>,
+    backlog_retry: Option<Timer>,
 }
 
 /// What the parent's `SETTINGS` says.
@@ -886,6 +898,20 @@ impl std::os::fd::AsFd for Conn {
 
 /// Connections accepted per readiness event.
 const ACCEPT_BATCH: usize = 32;
+/// How soon a server offers the logger's channel its waiting messages again.
+const BACKLOG_RETRY: Duration = Duration::from_millis(5);
+
+/// A send refused because the peer's queue is at its high-water mark (the peer is
+/// behind); nothing was queued.
+fn queue_full(e: &privsep_mesh::Error) -> bool {
+    matches!(
+        e,
+        privsep_mesh::Error::Channel {
+            error: imsg_io::Error::QueueFull { .. },
+            ..
+        }
+    )
+}
 
 impl Server {
     fn new(instance: u32, access_logging: bool) -> Server {
@@ -903,6 +929,76 @@ impl Server {
             conns: BTreeSet::new(),
             sweep: None,
             accept_retry: None,
+            backlog: VecDeque::new(),
+            backlog_retry: None,
+        }
+    }
+
+    /// Whether reading and accepting are paused until the logger catches up.
+    fn paused(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Sends a message to the logger after the ones still waiting; one its channel
+    /// refuses (full) waits too, and the server pauses. Other errors end the process.
+    fn send_to_logger(
+        &mut self,
+        ctx: &mut Context<'_>,
+        ty: u32,
+        peerid: u32,
+        payload: Vec<u8>,
+    ) -> Result<(), AppError> {
+        let was_paused = self.paused();
+        self.backlog.push_back((ty, peerid, payload));
+        self.offer_backlog(ctx)?;
+        if !was_paused && self.paused() {
+            log::debug!("the logger is behind: reading paused");
+            self.set_paused(ctx, true);
+        }
+        Ok(())
+    }
+
+    /// Offers the waiting messages to the logger's channel, in order, until it
+    /// refuses one; re-arms the retry timer while some wait.
+    fn offer_backlog(&mut self, ctx: &mut Context<'_>) -> Result<(), AppError> {
+        while let Some((ty, peerid, payload)) = self.backlog.front() {
+            match ctx.compose(LOGGER, Target::All, *ty, *peerid, payload) {
+                Ok(_) => {
+                    self.backlog.pop_front();
+                }
+                Err(e) if queue_full(&e) => {
+                    if self.backlog_retry.is_none() {
+                        self.backlog_retry = Some(ctx.timer_after(BACKLOG_RETRY));
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops (or resumes) reading requests and accepting connections; answers
+    /// already made are still written.
+    fn set_paused(&mut self, ctx: &mut Context<'_>, paused: bool) {
+        if let (Some(l), None) = (self.listener, self.accept_retry) {
+            let interest = if paused {
+                Ready::default()
+            } else {
+                Ready::READ
+            };
+            ctx.set_interest(l, interest);
+        }
+        for &w in &self.conns {
+            let Some(c) = ctx.io::<Conn>(w) else {
+                continue;
+            };
+            let interest = match (c.out.is_empty(), paused) {
+                (false, _) => Ready::WRITE,
+                (true, false) => Ready::READ,
+                (true, true) => Ready::default(),
+            };
+            ctx.set_interest(w, interest);
         }
     }
 
@@ -961,7 +1057,7 @@ impl Server {
             }
         };
         for line in lines {
-            ctx.compose(LOGGER, Target::All, ACCESS, NO_PEERID, line.as_bytes())?;
+            self.send_to_logger(ctx, ACCESS, NO_PEERID, line.into_bytes())?;
         }
         let Some(c) = ctx.io::<Conn>(w) else {
             return Ok(());
@@ -976,7 +1072,11 @@ impl Server {
                 self.close(ctx, w);
                 return Ok(());
             }
-            Ready::READ
+            if self.paused() {
+                Ready::default()
+            } else {
+                Ready::READ
+            }
         } else {
             Ready::WRITE
         };
@@ -1080,8 +1180,15 @@ impl Handler for Server {
             self.sweep_idle(ctx);
         } else if Some(timer) == self.accept_retry {
             self.accept_retry = None;
-            if let (Some(l), false) = (self.listener, self.stopping) {
+            if let (Some(l), false) = (self.listener, self.paused()) {
                 ctx.set_interest(l, Ready::READ);
+            }
+        } else if Some(timer) == self.backlog_retry {
+            self.backlog_retry = None;
+            self.offer_backlog(ctx)?;
+            if !self.paused() {
+                log::debug!("the logger caught up: reading resumed");
+                self.set_paused(ctx, false);
             }
         } else {
             child_timer(ctx, self.leaving, timer);
@@ -1119,8 +1226,8 @@ impl Handler for Server {
                 if let Some(l) = self.listener.take() {
                     ctx.unwatch(l);
                 }
-                let me = self.instance.to_ne_bytes();
-                ctx.compose(LOGGER, Target::All, QUIESCED, msg.peerid(), &me)?;
+                let me = self.instance.to_ne_bytes().to_vec();
+                self.send_to_logger(ctx, QUIESCED, msg.peerid(), me)?;
             }
             SETTINGS => {
                 let mut r = msg.reader();
