@@ -207,6 +207,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this is a send refused at a queue's high-water mark
+    /// ([`QueueKind`](crate::QueueKind)): `Channel` with [`imsg_io::Error::QueueFull`].
+    /// Nothing was queued; the descriptor, if any, is in the inner error's `fd`.
+    pub fn is_queue_full(&self) -> bool {
+        matches!(
+            self,
+            Error::Channel {
+                error: imsg_io::Error::QueueFull { .. },
+                ..
+            }
+        )
+    }
+
     pub(crate) fn os(what: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |error| Error::Os { what, error }
     }

@@ -103,7 +103,7 @@ pub(crate) async fn run(
                 Event::Io(w, ready) => mesh.watch_ready(w, ready, handler)?,
                 #[cfg(feature = "tokio")]
                 Event::Outbox(m) => {
-                    mesh.send(m.to, m.target, m.ty, m.peerid, m.fd, &[&m.payload])?;
+                    mesh.send_outgoing(m)?;
                     Flow::Continue
                 }
             };
@@ -113,6 +113,9 @@ pub(crate) async fn run(
                 Flow::Shutdown => return Ok(LoopEnd::Requested),
             }
         }
+        // Outbox messages held back by a full channel, once writes made room.
+        #[cfg(feature = "tokio")]
+        mesh.deliver_held()?;
         if mesh.fire_timers(handler)? == Flow::Shutdown {
             return Ok(LoopEnd::Requested);
         }

@@ -143,6 +143,13 @@ pub const NO_PEERID: u32 = u32::MAX;
 /// take them, or [`flush`](Context::flush) writes them now. A send to a process this
 /// one has no channel to fails with [`Error::NotConnected`] before anything is
 /// queued.
+///
+/// Queues are bounded ([`QueueKind`](crate::QueueKind)): a send that would
+/// take a peer's queue past its high-water mark (a peer that does not read) is
+/// refused, [`Error::is_queue_full`] true, with nothing queued to any instance and
+/// the descriptor handed back in the error. The handler decides: retry from a
+/// timer, stop taking work from its own clients, or give up on the peer. Returning
+/// the error with `?` ends the process, as any handler error does.
 pub struct Context<'a> {
     mesh: &'a mut Mesh,
 }

@@ -99,6 +99,6 @@ pub use policy::Policy;
 pub use route::{Peer, Target};
 pub use run::{main, Privsep};
 pub use signals::Signal;
-pub use table::{ProcId, ProcSpec, ProcTable, MAX_INSTANCES};
+pub use table::{ProcId, ProcSpec, ProcTable, QueueKind, MAX_INSTANCES};
 pub use timer::Timer;
 pub use watch::{Ready, Watch};

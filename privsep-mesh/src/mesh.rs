@@ -22,7 +22,7 @@ use crate::readiness::{AckBarrier, ExpectedChannels, Phase};
 use crate::reap::Children;
 use crate::route::{self, pid_for_instance, Peer, Target};
 use crate::signals::Signal;
-use crate::table::{ProcId, ProcTable};
+use crate::table::{ProcId, ProcTable, QueueLimits};
 use crate::timer::Timers;
 use crate::watch::{Ready, Watch, Watches};
 
@@ -66,6 +66,9 @@ pub struct Mesh {
     titles: BTreeMap<ProcId, String>,
     layout: Vec<(ProcId, u32)>,
     config: Config,
+    /// High-water marks of application sends; the channels themselves are unbounded
+    /// so that the framework's own messages are never refused.
+    limits: QueueLimits,
     channels: BTreeMap<Peer, Link>,
     expected: ExpectedChannels,
     barrier: AckBarrier,
@@ -83,6 +86,9 @@ pub struct Mesh {
     watches: Watches,
     #[cfg(feature = "tokio")]
     outbox: Option<crate::outbox::Outbox>,
+    /// Outbox messages waiting for room on their channel, oldest first.
+    #[cfg(feature = "tokio")]
+    held: std::collections::VecDeque<crate::outbox::Outgoing>,
 }
 
 impl std::fmt::Debug for Mesh {
@@ -131,6 +137,7 @@ impl Mesh {
                 .collect(),
             layout: table.layout(),
             config,
+            limits: table.queue_limits(),
             channels: BTreeMap::new(),
             expected,
             barrier,
@@ -143,6 +150,8 @@ impl Mesh {
             watches: Watches::default(),
             #[cfg(feature = "tokio")]
             outbox: None,
+            #[cfg(feature = "tokio")]
+            held: std::collections::VecDeque::new(),
             me,
         })
     }
@@ -625,11 +634,92 @@ impl Mesh {
         if control::is_control(ty) {
             return Err(Error::ReservedType(ty));
         }
+        let len = parts
+            .iter()
+            .fold(imsg_codec::HEADER_SIZE, |n, p| n.saturating_add(p.len()));
+        let fd = self.room(to, target, len, fd)?;
         let n = self.queue(to, target, ty, peerid, fd, parts)?;
         for i in route::range(target, self.instances(to))? {
             self.counts.entry(Peer::new(to, i)).or_default().sent += 1;
         }
         Ok(n)
+    }
+
+    /// Checks that a message of `len` bytes fits under the high-water mark of every
+    /// queue it would join (all or nothing, like the descriptor duplicates in
+    /// [`queue`](Mesh::queue)): an empty queue takes any message. On refusal `fd`
+    /// comes back inside the error.
+    fn room(
+        &self,
+        to: ProcId,
+        target: Target,
+        len: usize,
+        fd: Option<OwnedFd>,
+    ) -> Result<Option<OwnedFd>, Error> {
+        for i in self.resolve(to, target)? {
+            let peer = Peer::new(to, i);
+            let (Some(ch), Some(limit)) = (
+                self.channels.get(&peer),
+                self.limits.channel(self.me.peer, peer),
+            ) else {
+                continue;
+            };
+            let queued = ch.channel().queued_bytes();
+            if queued > 0 && queued.saturating_add(len) > limit {
+                return Err(Error::Channel {
+                    peer,
+                    error: imsg_io::Error::QueueFull { fd, queued, limit },
+                });
+            }
+        }
+        Ok(fd)
+    }
+
+    /// Queues a message a task put in the outbox, after those still held. A message
+    /// whose channel is at its high-water mark is held (descriptor included) until
+    /// [`deliver_held`](Mesh::deliver_held) finds room for it; the outbox counts
+    /// it until then, so its tasks meet their own limit.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn send_outgoing(&mut self, m: crate::outbox::Outgoing) -> Result<(), Error> {
+        self.held.push_back(m);
+        self.deliver_held()
+    }
+
+    /// Queues held outbox messages in order until one still finds its channel full.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn deliver_held(&mut self) -> Result<(), Error> {
+        while let Some(m) = self.held.pop_front() {
+            let len = m.payload.len();
+            match self.send(m.to, m.target, m.ty, m.peerid, m.fd, &[&m.payload]) {
+                Ok(_) => {
+                    if let Some(o) = &self.outbox {
+                        o.taken(len);
+                    }
+                }
+                Err(Error::Channel {
+                    error: imsg_io::Error::QueueFull { fd, .. },
+                    ..
+                }) => {
+                    self.held.push_front(crate::outbox::Outgoing { fd, ..m });
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether outbox messages wait for room (the loop then reads no more of
+    /// the outbox).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn holds_outgoing(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// The outbox's high-water mark.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn outbox_limit(&self) -> Option<usize> {
+        self.limits.outbox
     }
 
     fn queue(
@@ -881,6 +971,44 @@ mod tests {
         assert_eq!(rec.0[3], seen(4, 100, true));
         assert_eq!(rustix::io::read(&pipe_r, &mut [0u8; 1]).unwrap(), 0);
         assert!(mesh.scratch.fd().is_none());
+    }
+
+    /// A broadcast that would take one instance's queue past its high-water mark
+    /// queues nothing to anybody and hands the descriptor back; the framework's
+    /// own messages are not refused.
+    #[test]
+    fn queue_limit_is_all_or_nothing_and_spares_control_messages() {
+        let (mut mesh, _ends) = parent_with_three_servers();
+        mesh.limits.parent_child = Some(1000);
+        mesh.send(SERVER, Target::Instance(1), 100, 7, None, &[&[0; 600]])
+            .unwrap();
+        let before = queued(&mesh);
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        match mesh.send(SERVER, Target::All, 100, 7, Some(w), &[&[0; 500]]) {
+            Err(e @ Error::Channel { peer, .. }) if e.is_queue_full() => {
+                assert_eq!(peer, Peer::new(SERVER, 1));
+                let Error::Channel {
+                    error: imsg_io::Error::QueueFull { fd, queued, limit },
+                    ..
+                } = e
+                else {
+                    unreachable!()
+                };
+                assert_eq!((queued, limit), (616, 1000));
+                assert!(fd.is_some(), "the descriptor comes back");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The write end was closed with the error: the read end sees end of file.
+        assert_eq!(rustix::io::read(&r, &mut [0u8; 1]).unwrap(), 0);
+        assert_eq!(queued(&mesh), before, "nothing queued to anybody");
+        assert_eq!(mesh.counts()[&Peer::new(SERVER, 1)].sent, 1);
+        // An empty queue takes any one message; control messages pass the mark.
+        mesh.send(SERVER, Target::Instance(0), 100, 7, None, &[&[0; 5000]])
+            .unwrap();
+        mesh.send_control(SERVER, Target::All, control::VERBOSE, &[0; 4])
+            .unwrap();
+        assert_eq!(queued(&mesh), [2, 2, 1]);
     }
 
     #[test]

@@ -25,6 +25,104 @@ pub const STDIO_FDS: usize = 3;
 /// self-pipe (see [`crate::signals`]).
 pub const LOOP_FDS: usize = 2;
 
+/// Default high-water mark of the send queue on a channel between the parent and a
+/// child, in each direction: 16 MiB. The parent pushes a whole configuration to its
+/// children in one handler call (relayd's and bgpd's reloads send every table, rule
+/// and prefix set before they return to their loop), and nothing is written until
+/// the handler returns, so the whole push must fit: a few MiB for a large
+/// configuration, with room to spare.
+pub const PARENT_QUEUE_LIMIT: usize = 16 << 20;
+
+/// Default high-water mark of the send queue on a channel between two children, in
+/// each direction: 4 MiB. Children stream to each other (a routing table dump to
+/// the control process, access-log lines to a logger), which a handler can pace
+/// from a timer or resume when a send is refused; 4 MiB holds a burst of a few
+/// hundred thousand small messages, or a full-frame message 256 times over
+/// (16 KiB frames).
+pub const PEER_QUEUE_LIMIT: usize = 4 << 20;
+
+/// Default limit on the bytes a tokio-run process's tasks may have handed to its
+/// outbox (`tokio_run::Outbox`) and the loop has not yet queued on a
+/// channel: 4 MiB, as for a channel between children.
+pub const OUTBOX_LIMIT: usize = 4 << 20;
+
+/// The kinds of send queue whose high-water mark a table sets
+/// ([`ProcTable::queue_limit`]).
+///
+/// What happens at the mark: an application send that would take a queue past it
+/// (a message to several instances: any of their queues) is refused with
+/// [`Error::Channel`](crate::Error::Channel) carrying
+/// [`imsg_io::Error::QueueFull`] (see [`Error::is_queue_full`](crate::Error::is_queue_full)):
+/// nothing was queued to anybody, and a descriptor given with the message is handed
+/// back inside the error. An empty queue takes any one message. The mesh never drops
+/// a message to make room; the application decides (retry from a timer, stop
+/// reading its own clients, drop the peer). The framework's own messages (start-up
+/// hand-out, readiness barrier, verbosity) are exempt: they are a few dozen bytes
+/// each, sent once per start-up or per operator request, and refusing one would
+/// break the mesh rather than push back.
+///
+/// Control clients of a `control_server::ControlServer` are bounded by its own
+/// settings (replies waiting per client, write timeout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum QueueKind {
+    /// A channel between the parent and a child (both ends); default
+    /// [`PARENT_QUEUE_LIMIT`].
+    ParentChild,
+    /// A channel between two children (both ends); default [`PEER_QUEUE_LIMIT`].
+    Peer,
+    /// A tokio-run process's outbox: messages its tasks sent that the loop has not
+    /// yet queued on a channel; default [`OUTBOX_LIMIT`]. At the mark,
+    /// `Outbox::compose` refuses with `OutboxError::QueueFull` (module
+    /// `tokio_run`).
+    Outbox,
+}
+
+/// High-water marks of the send queues, per [`QueueKind`] (`None`: unbounded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct QueueLimits {
+    pub(crate) parent_child: Option<usize>,
+    pub(crate) peer: Option<usize>,
+    pub(crate) outbox: Option<usize>,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            parent_child: Some(PARENT_QUEUE_LIMIT),
+            peer: Some(PEER_QUEUE_LIMIT),
+            outbox: Some(OUTBOX_LIMIT),
+        }
+    }
+}
+
+impl QueueLimits {
+    pub(crate) fn get(&self, kind: QueueKind) -> Option<usize> {
+        match kind {
+            QueueKind::ParentChild => self.parent_child,
+            QueueKind::Peer => self.peer,
+            QueueKind::Outbox => self.outbox,
+        }
+    }
+
+    fn get_mut(&mut self, kind: QueueKind) -> &mut Option<usize> {
+        match kind {
+            QueueKind::ParentChild => &mut self.parent_child,
+            QueueKind::Peer => &mut self.peer,
+            QueueKind::Outbox => &mut self.outbox,
+        }
+    }
+
+    /// The limit of the channel between `me` and `peer`.
+    pub(crate) fn channel(&self, me: Peer, peer: Peer) -> Option<usize> {
+        if me == Peer::PARENT || peer == Peer::PARENT {
+            self.parent_child
+        } else {
+            self.peer
+        }
+    }
+}
+
 /// One process of the daemon: id, title, instances, privilege drop, loop kind. Its
 /// behaviour (the handler) is given to [`Privsep::with_start`](crate::Privsep::with_start):
 /// the table is plain data.
@@ -181,6 +279,7 @@ pub struct ProcTable {
     dialect: Dialect,
     max_frame: usize,
     shutdown_grace: Duration,
+    queue_limits: QueueLimits,
 }
 
 impl fmt::Debug for ProcTable {
@@ -191,6 +290,7 @@ impl fmt::Debug for ProcTable {
             .field("dialect", &self.dialect)
             .field("max_frame", &self.max_frame)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("queue_limits", &self.queue_limits)
             .finish_non_exhaustive()
     }
 }
@@ -200,7 +300,8 @@ impl ProcTable {
     /// parent (id 0) and the children with [`with`](Self::with).
     ///
     /// Defaults: policy [`policy::distinct_processes`], the current imsg dialect,
-    /// frames up to 16384 bytes, 5 seconds for children to leave at shutdown.
+    /// frames up to 16384 bytes, 5 seconds for children to leave at shutdown, send
+    /// queues bounded as [`QueueKind`] says.
     pub fn new(name: impl Into<String>) -> ProcTable {
         ProcTable {
             name: name.into(),
@@ -209,6 +310,7 @@ impl ProcTable {
             dialect: Dialect::Current,
             max_frame: MAX_IMSGSIZE,
             shutdown_grace: Duration::from_secs(5),
+            queue_limits: QueueLimits::default(),
         }
     }
 
@@ -241,6 +343,34 @@ impl ProcTable {
     pub fn shutdown_grace(mut self, grace: Duration) -> ProcTable {
         self.shutdown_grace = grace;
         self
+    }
+
+    /// Sets the high-water mark, in bytes, of every send queue of one kind
+    /// (`None`: unbounded). What happens when it is reached is [`QueueKind`]'s to
+    /// say.
+    ///
+    /// ```
+    /// use privsep_mesh::table::{QueueKind, PARENT_QUEUE_LIMIT};
+    /// use privsep_mesh::{ProcId, ProcSpec, ProcTable};
+    /// // Room for a 64 MiB configuration push to the children.
+    /// let t = ProcTable::new("bgpd")
+    ///     .with(ProcSpec::new(ProcId::PARENT, "parent"))
+    ///     .queue_limit(QueueKind::ParentChild, Some(64 << 20));
+    /// assert_eq!(t.queue_limit_of(QueueKind::ParentChild), Some(64 << 20));
+    /// assert_ne!(PARENT_QUEUE_LIMIT, 64 << 20);
+    /// ```
+    pub fn queue_limit(mut self, kind: QueueKind, bytes: Option<usize>) -> ProcTable {
+        *self.queue_limits.get_mut(kind) = bytes;
+        self
+    }
+
+    /// The high-water mark of one kind of send queue.
+    pub fn queue_limit_of(&self, kind: QueueKind) -> Option<usize> {
+        self.queue_limits.get(kind)
+    }
+
+    pub(crate) fn queue_limits(&self) -> QueueLimits {
+        self.queue_limits
     }
 
     /// Sets the instance count of a process at start-up (httpd's `prefork`).

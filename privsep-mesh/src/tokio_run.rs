@@ -28,7 +28,7 @@ use crate::handler::Handler;
 use crate::link::Link;
 use crate::mesh::{LoopEnd, Mesh};
 use crate::outbox::Outgoing;
-pub use crate::outbox::{LoopGone, Outbox};
+pub use crate::outbox::{Outbox, OutboxError};
 use crate::route::Peer;
 use crate::signals::SignalPipe;
 use crate::watch::{ready_now, Watches};
@@ -118,22 +118,35 @@ impl Waiter for TokioWaiter {
                 out.push(Event::Signals(caught));
             }
             // Everything queued goes in this turn: tasks that keep the outbox busy
-            // must not starve the channels.
-            while let Poll::Ready(Some(m)) = self.outbox.poll_recv(cx) {
+            // must not starve the channels. While a message waits for room on its
+            // channel, the rest wait behind it in the outbox.
+            while !mesh.holds_outgoing() {
+                let Poll::Ready(Some(m)) = self.outbox.poll_recv(cx) else {
+                    break;
+                };
                 out.push(Event::Outbox(m));
             }
             poll_watches(mesh.watches_ref(), cx, out);
             if mesh.next_deadline().is_some() && self.timer.as_mut().poll(cx).is_ready() {
                 due = true;
             }
+            let held = mesh.holds_outgoing();
             for &(peer, read, write) in &self.interest {
                 let Some(Link::Async(ch)) = mesh.link_mut(peer) else {
                     continue;
                 };
                 if write {
-                    if let Poll::Ready(Err(e)) = ch.poll_flush(cx) {
-                        out.push(Event::Wrote(peer, Err(e)));
-                        continue;
+                    let before = ch.channel().queued_bytes();
+                    match ch.poll_flush(cx) {
+                        Poll::Ready(Err(e)) => {
+                            out.push(Event::Wrote(peer, Err(e)));
+                            continue;
+                        }
+                        // Room was made: held outbox messages may fit now.
+                        _ if held && ch.channel().queued_bytes() < before => {
+                            out.push(Event::Wrote(peer, Ok(())));
+                        }
+                        _ => {}
                     }
                 }
                 if read {
@@ -160,7 +173,7 @@ pub(crate) async fn event_loop(
     signals: &SignalPipe,
 ) -> Result<LoopEnd, Error> {
     let (tx, rx) = unbounded_channel();
-    mesh.set_outbox(Some(Outbox::new(tx)));
+    mesh.set_outbox(Some(Outbox::new(tx, mesh.outbox_limit())));
     let result = async {
         let mut waiter = TokioWaiter {
             sig: register(signals.as_fd(), Interest::READABLE)?,

@@ -45,7 +45,8 @@ use privsep_mesh::control_server::{ControlServer, ControlSettings, Decision, Rou
 use privsep_mesh::control_socket::{self, Access};
 use privsep_mesh::{
     control, daemon, privdrop, stderr_log, syslog_log, AppError, Context, Handled, Handler,
-    Privsep, ProcId, ProcSpec, ProcTable, Ready, Received, Signal, Target, Timer, Watch, NO_PEERID,
+    Privsep, ProcId, ProcSpec, ProcTable, QueueKind, Ready, Received, Signal, Target, Timer, Watch,
+    NO_PEERID,
 };
 
 #[allow(dead_code)]
@@ -286,6 +287,10 @@ fn table(o: &Options) -> ProcTable {
                 .signals(&[Signal::Term, Signal::Int])
                 .chroot(&o.chroot),
         )
+        // Access lines are composed with `?`: a refused one would end the server.
+        // Until the servers push back on a full queue to the logger, the lines wait
+        // there unbounded while the logger is behind.
+        .queue_limit(QueueKind::Peer, None)
 }
 
 /// The daemon: the table and each process kind's handler.
