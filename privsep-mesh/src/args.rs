@@ -111,13 +111,7 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, ArgsError> {
 
 /// The arguments (without `argv[0]`) a child instance is started with: the prefix,
 /// then the application's arguments unchanged.
-///
-/// ```
-/// use privsep_mesh::args::child_args;
-/// let a = child_args("logger", 0, &["-d".into()]);
-/// assert_eq!(a, ["-P", "logger", "-I", "0", "-d"].map(std::ffi::OsString::from));
-/// ```
-pub fn child_args(title: &str, instance: u32, app_args: &[OsString]) -> Vec<OsString> {
+pub(crate) fn child_args(title: &str, instance: u32, app_args: &[OsString]) -> Vec<OsString> {
     let mut out = Vec::with_capacity(app_args.len() + 4);
     out.push("-P".into());
     out.push(title.into());
@@ -147,6 +141,12 @@ pub fn app_args() -> Vec<OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn child_args_prefix_then_app_args() {
+        let a = child_args("logger", 0, &["-d".into()]);
+        assert_eq!(a, ["-P", "logger", "-I", "0", "-d"].map(OsString::from));
+    }
 
     fn v(a: &[&str]) -> Vec<OsString> {
         a.iter().map(OsString::from).collect()

@@ -3,7 +3,7 @@
 //! `control_dispatch_imsg`, `control_close`).
 //!
 //! A [`ControlServer`] lives in the handler of the control process (the process
-//! the table marks with [`ProcSpec::control_socket`](crate::ProcSpec::control_socket),
+//! the table marks with [`ProcSpec::with_control_socket`](crate::ProcSpec::with_control_socket),
 //! whose sockets the framework created before the privilege drop and listens on
 //! after it). [`ControlServer::start`] watches them ([`Context::watch`]); the
 //! handler hands its [`Handler::io`](crate::Handler::io) and
@@ -556,8 +556,8 @@ mod tests {
         settings: ControlSettings,
     ) -> (Mesh, ControlServer, Channel, PathBuf) {
         let table = ProcTable::new("t")
-            .with(ProcSpec::new(ProcId::PARENT, "parent"))
-            .with(ProcSpec::new(CONTROL, "control"));
+            .with_proc(ProcSpec::new(ProcId::PARENT, "parent"))
+            .with_proc(ProcSpec::new(CONTROL, "control"));
         let me = Identity {
             daemon: "t".into(),
             peer: Peer::new(CONTROL, 0),

@@ -7,7 +7,7 @@
 //!   mode (main socket 0660, restricted 0666), and is meant to run before chroot and
 //!   privilege drop. [`ControlSocket::listen`] is the `listen(2)` of
 //!   `control_listen`, after the drop. A process the table marks with
-//!   [`ProcSpec::control_socket`](crate::ProcSpec::control_socket) gets both done
+//!   [`ProcSpec::with_control_socket`](crate::ProcSpec::with_control_socket) gets both done
 //!   by the framework, as proc.c's `proc_run` does for `PROC_CONTROL`; a
 //!   `control_server::ControlServer` then accepts.
 //! - [`check_free`] is bgpd's `control_check`: a daemon can refuse to start (before

@@ -8,9 +8,10 @@ use crate::control::{self, PayloadError};
 use crate::control_socket::SocketError;
 use crate::privdrop::PrivdropError;
 pub use crate::readiness::AckError;
+use crate::route::Peer;
 use crate::route::ProcId;
+pub use crate::route::RouteError;
 use crate::route::MAX_INSTANCES;
-use crate::route::{Peer, RouteError};
 
 /// An application error: returned by a handler, it ends the process with a log line
 /// naming it and a non-zero exit status.

@@ -17,8 +17,9 @@ use crate::error::Error;
 use crate::handler::Context;
 use crate::handler::{AppError, Handled, Handler, Identity, Received};
 use crate::mesh::{Flow, Mesh};
+use crate::route::ProcId;
 use crate::route::{Peer, Target};
-use crate::table::{ProcId, ProcSpec, ProcTable};
+use crate::table::{ProcSpec, ProcTable};
 
 /// The worker process of the fuzzing table.
 pub const WORKER: ProcId = ProcId(1);
@@ -26,8 +27,8 @@ pub const WORKER: ProcId = ProcId(1);
 /// The table the oracle runs in: a parent and one `worker`.
 pub fn table() -> ProcTable {
     ProcTable::new("fuzz")
-        .with(ProcSpec::new(ProcId::PARENT, "parent"))
-        .with(ProcSpec::new(WORKER, "worker"))
+        .with_proc(ProcSpec::new(ProcId::PARENT, "parent"))
+        .with_proc(ProcSpec::new(WORKER, "worker"))
 }
 
 #[derive(Default)]

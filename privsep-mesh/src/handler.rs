@@ -325,7 +325,7 @@ impl<'a> Context<'a> {
     }
 
     /// In the control process (instance 0 of a process with
-    /// [`ProcSpec::control_socket`](crate::ProcSpec::control_socket)): its control
+    /// [`ProcSpec::with_control_socket`](crate::ProcSpec::with_control_socket)): its control
     /// sockets, created before the privilege drop and listening since, as watches
     /// of [`ControlSocket`](crate::control_socket::ControlSocket)s that wait for
     /// nothing yet; a `control_server::ControlServer`

@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! # use privsep_mesh::{ProcTable, ProcSpec, ProcId, NullHandler};
-//! # fn table() -> ProcTable { ProcTable::new("d").with(ProcSpec::new(ProcId::PARENT, "parent")) }
+//! # fn table() -> ProcTable { ProcTable::new("d").with_proc(ProcSpec::new(ProcId::PARENT, "parent")) }
 //! fn main() -> std::process::ExitCode {
 //!     privsep_mesh::Privsep::new(table())
 //!         .with_start(ProcId::PARENT, |_me| Ok(NullHandler))
@@ -33,17 +33,17 @@
 //!    `chdir("/")`, setgroups/setresgid/setresuid, then a check that root cannot be
 //!    regained.
 //! 5. **Event loop** (module `event_loop`): one body, waiting with `poll(2)` over the
-//!    channels and a signal self-pipe ([`signals`]), or with tokio; messages go to the [`Handler`] with a [`Context`] that routes to
-//!    (process, [`Target`]) ([`route`]). End of file on any channel ends the process;
+//!    channels and a signal self-pipe, or with tokio; messages go to the [`Handler`] with a [`Context`] that routes to
+//!    (process, [`Target`]). End of file on any channel ends the process;
 //!    the parent then closes everything, and reaps every child (module `reap`), logging
 //!    abnormal ends as proc.c does.
 //!
-//! With the `tokio` feature, a process marked [`ProcSpec::tokio`] runs the same loop
+//! With the `tokio` feature, a process marked [`ProcSpec::with_tokio`] runs the same loop
 //! body in a current-thread tokio runtime, its channels driven by imsg-io's
-//! `AsyncChannel` ([`tokio_run`]), so its handler can spawn tasks.
+//! `AsyncChannel`, so its handler can spawn tasks.
 //!
 //! For a real daemon (OpenBSD's control.c and log.c): a process the table marks with
-//! [`ProcSpec::control_socket`] is the control process (proc.c's `PROC_CONTROL`): its
+//! [`ProcSpec::with_control_socket`] is the control process (proc.c's `PROC_CONTROL`): its
 //! instance 0 creates the [`control_socket`]s before its chroot and privilege drop
 //! (`control_init`: stale-socket check, modes 0660/0666) and listens after it
 //! (`control_listen`); a [`control_server::ControlServer`] accepts their clients on
@@ -52,7 +52,7 @@
 //! [`daemon`] detaches (`daemon(3)`). The `httpd` and `httpctl` examples put them
 //! together.
 //!
-//! The dispatch path ([`Mesh::dispatch`]) never exits: protocol errors are
+//! The dispatch path never exits: protocol errors are
 //! [`Error::Protocol`] values, which the event loop turns into a log line and a
 //! non-zero exit.
 #![deny(missing_docs)]
@@ -68,37 +68,48 @@ pub mod control_socket;
 pub mod daemon;
 pub mod error;
 mod event_loop;
-pub mod fuzzing;
-pub mod handler;
+mod fuzzing;
+mod handler;
 mod link;
-pub mod mesh;
+mod mesh;
 #[cfg(feature = "tokio")]
 mod outbox;
 pub mod policy;
 pub mod privdrop;
-pub(crate) mod readiness;
-pub(crate) mod reap;
-pub mod route;
-pub mod run;
-pub mod signals;
-pub(crate) mod startup;
+mod readiness;
+mod reap;
+mod route;
+mod run;
+mod signals;
+mod startup;
 pub mod stderr_log;
 mod sys;
 pub mod syslog_log;
-pub mod table;
+mod table;
 mod timer;
 #[cfg(feature = "tokio")]
-pub mod tokio_run;
+mod tokio_run;
 mod watch;
 
-pub use error::{Error, ProtocolError};
-pub use handler::{AppError, Handled, Handler, Identity, NullHandler, Received};
-pub use handler::{Context, NO_PEERID};
-pub use mesh::{Counts, Flow, Mesh};
+pub use error::{AppError, Error, ProtocolError};
+pub use handler::{Context, Handled, Handler, NullHandler, Received, NO_PEERID};
+pub use mesh::Counts;
+#[cfg(feature = "tokio")]
+pub use outbox::{Outbox, OutboxError};
 pub use policy::Policy;
-pub use route::{Peer, Target};
-pub use run::{main, Privsep};
+pub use route::{Identity, Peer, ProcId, Target, MAX_INSTANCES};
+pub use run::Privsep;
 pub use signals::Signal;
-pub use table::{ProcId, ProcSpec, ProcTable, QueueKind, MAX_INSTANCES};
+pub use table::{
+    ProcSpec, ProcTable, QueueKind, OUTBOX_LIMIT, PARENT_QUEUE_LIMIT, PEER_QUEUE_LIMIT,
+};
 pub use timer::Timer;
 pub use watch::{Ready, Watch};
+
+/// Not part of the API (hidden from the docs, may change in any release): the
+/// dispatch path, for this crate's integration tests and its fuzz target.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::fuzzing::check_dispatch;
+    pub use crate::mesh::{Flow, Mesh};
+}

@@ -20,9 +20,10 @@ use crate::handler::Context;
 use crate::handler::{Handled, Handler, Identity, Received};
 use crate::readiness::{AckBarrier, ExpectedChannels, Phase};
 use crate::reap::Children;
+use crate::route::ProcId;
 use crate::route::{self, pid_for_instance, Peer, Target};
 use crate::signals::Signal;
-use crate::table::{ProcId, ProcTable, QueueLimits};
+use crate::table::{ProcTable, QueueLimits};
 use crate::timer::Timers;
 use crate::watch::{Ready, Watch, Watches};
 
@@ -113,8 +114,8 @@ impl Mesh {
     pub fn new(table: &ProcTable, me: Identity) -> Result<Mesh, Error> {
         table.validate()?;
         let config = Config::default()
-            .with_dialect(table.channel_dialect())
-            .with_max_frame(table.max_frame_len())
+            .with_dialect(table.dialect())
+            .with_max_frame(table.max_frame())
             .map_err(|error| Error::Channel {
                 peer: me.peer,
                 error,
@@ -819,8 +820,8 @@ mod tests {
     /// ends of those channels.
     fn parent_with_three_servers() -> (Mesh, Vec<UnixStream>) {
         let table = ProcTable::new("t")
-            .with(ProcSpec::new(ProcId::PARENT, "parent"))
-            .with(ProcSpec::new(SERVER, "server").instances(3));
+            .with_proc(ProcSpec::new(ProcId::PARENT, "parent"))
+            .with_proc(ProcSpec::new(SERVER, "server").with_instances(3));
         let me = Identity {
             daemon: "t".into(),
             peer: Peer::PARENT,

@@ -54,14 +54,7 @@ fn children(procs: &[(ProcId, u32)]) -> Vec<(ProcId, u32)> {
 /// proc.c's order (source process ≤ destination process, then instances in order).
 /// `procs` lists the children as (process id, instance count); the parent, if listed,
 /// is skipped: its channels are not mesh pairs.
-///
-/// ```
-/// use privsep_mesh::{policy::{distinct_processes, pairs}, ProcId};
-/// // 2 servers, 1 logger: each server gets one channel to the logger.
-/// let p = pairs(&[(ProcId(1), 2), (ProcId(2), 1)], distinct_processes);
-/// assert_eq!(p.len(), 2);
-/// ```
-pub fn pairs(procs: &[(ProcId, u32)], policy: Policy) -> Vec<(Peer, Peer)> {
+pub(crate) fn pairs(procs: &[(ProcId, u32)], policy: Policy) -> Vec<(Peer, Peer)> {
     let children = children(procs);
     let mut out = Vec::new();
     for (s, &(src, src_n)) in children.iter().enumerate() {
@@ -83,7 +76,7 @@ pub fn pairs(procs: &[(ProcId, u32)], policy: Policy) -> Vec<(Peer, Peer)> {
 
 /// The peers `me` has a channel to, sorted: for the parent every child instance, for
 /// a child the parent plus every mesh peer the policy allows.
-pub fn channels_of(procs: &[(ProcId, u32)], policy: Policy, me: Peer) -> Vec<Peer> {
+pub(crate) fn channels_of(procs: &[(ProcId, u32)], policy: Policy, me: Peer) -> Vec<Peer> {
     let mut out = Vec::new();
     if me.proc == ProcId::PARENT {
         for (id, n) in children(procs) {
@@ -106,6 +99,13 @@ pub fn channels_of(procs: &[(ProcId, u32)], policy: Policy, me: Peer) -> Vec<Pee
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_servers_one_logger() {
+        // 2 servers, 1 logger: each server gets one channel to the logger.
+        let p = pairs(&[(ProcId(1), 2), (ProcId(2), 1)], distinct_processes);
+        assert_eq!(p.len(), 2);
+    }
     use std::collections::BTreeSet;
 
     const SERVER: ProcId = ProcId(1);

@@ -49,13 +49,6 @@ impl Identity {
 /// Which instances of a process a message is for.
 ///
 /// proc.c passes an `int n` where `-1` means "every instance"; here that is a type.
-///
-/// ```
-/// use privsep_mesh::route::{range, Target};
-/// assert_eq!(range(Target::All, 3).unwrap(), 0..3);
-/// assert_eq!(range(Target::Instance(1), 3).unwrap(), 1..2);
-/// assert!(range(Target::Instance(3), 3).is_err());
-/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
     /// Every instance of the process (proc.c's `n = -1`).
@@ -131,13 +124,6 @@ pub fn range(target: Target, instances: u32) -> Result<Range<u32>, RouteError> {
 
 /// The header pid field a sender with this instance number writes: instance + 1, as
 /// proc.c does (`ps_instance + 1`), so that 0 never appears on the mesh.
-///
-/// ```
-/// use privsep_mesh::route::{instance_from_pid, pid_for_instance};
-/// assert_eq!(pid_for_instance(0), 1);
-/// assert_eq!(instance_from_pid(pid_for_instance(7)), Some(7));
-/// assert_eq!(instance_from_pid(0), None);
-/// ```
 pub fn pid_for_instance(instance: u32) -> i32 {
     // Instances are bounded by MAX_INSTANCES (32), far from overflow.
     instance as i32 + 1
@@ -184,6 +170,20 @@ impl fmt::Display for Peer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pid_field_is_instance_plus_one() {
+        assert_eq!(pid_for_instance(0), 1);
+        assert_eq!(instance_from_pid(pid_for_instance(7)), Some(7));
+        assert_eq!(instance_from_pid(0), None);
+    }
+
+    #[test]
+    fn target_ranges() {
+        assert_eq!(range(Target::All, 3).unwrap(), 0..3);
+        assert_eq!(range(Target::Instance(1), 3).unwrap(), 1..2);
+        assert!(range(Target::Instance(3), 3).is_err());
+    }
 
     #[test]
     fn all_covers_every_instance() {

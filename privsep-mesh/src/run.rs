@@ -11,14 +11,15 @@ use crate::error::Error;
 use crate::event_loop::PollWaiter;
 use crate::handler::Context;
 use crate::handler::{AppError, Handler, Identity, NullHandler};
-pub use crate::mesh::LoopEnd;
+use crate::mesh::LoopEnd;
 use crate::mesh::Mesh;
 use crate::privdrop;
 use crate::route::Peer;
+use crate::route::ProcId;
 use crate::signals::{Signal, SignalPipe};
 use crate::startup;
 use crate::stderr_log;
-use crate::table::{ProcId, ProcTable};
+use crate::table::ProcTable;
 
 /// Runs `mesh` in the built-in loop, or in tokio's (then inside a runtime with I/O
 /// and time: the one [`Privsep::run`] built, or the application's).
@@ -57,8 +58,8 @@ fn block_on_poll_loop<T>(role: impl std::future::Future<Output = T>) -> T {
 /// fn main() -> std::process::ExitCode {
 ///     Privsep::new(
 ///         ProcTable::new("mydaemon")
-///             .with(ProcSpec::new(ProcId::PARENT, "parent"))
-///             .with(ProcSpec::new(ProcId(1), "worker").instances(2)),
+///             .with_proc(ProcSpec::new(ProcId::PARENT, "parent"))
+///             .with_proc(ProcSpec::new(ProcId(1), "worker").with_instances(2)),
 ///     )
 ///     .run()
 /// }
@@ -122,7 +123,7 @@ impl Privsep {
 
     /// Check mode (`-n` in OpenBSD daemons): validate the table and the users, start
     /// nothing.
-    pub fn no_action(mut self, on: bool) -> Privsep {
+    pub fn with_no_action(mut self, on: bool) -> Privsep {
         self.no_action = on;
         self
     }
@@ -138,7 +139,7 @@ impl Privsep {
 
     /// [`run`](Privsep::run) inside the application's own tokio runtime: every
     /// process of the table runs the tokio loop in it (whatever
-    /// [`ProcSpec::tokio`](crate::ProcSpec::tokio) says). The runtime must have I/O
+    /// [`ProcSpec::with_tokio`](crate::ProcSpec::with_tokio) says). The runtime must have I/O
     /// and time enabled, and run this future on its thread (`block_on`, or
     /// `#[tokio::main(flavor = "current_thread")]`): handlers are not `Send`.
     #[cfg(feature = "tokio")]
@@ -163,7 +164,7 @@ impl Privsep {
             Invocation::Child { title, .. } => self.table.by_title(title),
             Invocation::Parent { .. } => self.table.get(ProcId::PARENT),
         };
-        if spec.is_some_and(|s| s.uses_tokio()) {
+        if spec.is_some_and(|s| s.tokio()) {
             #[cfg(feature = "tokio")]
             {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -207,14 +208,9 @@ fn exit_code(name: &str, r: Result<bool, Error>) -> ExitCode {
     }
 }
 
-/// Runs the daemon described by `table` (`Privsep::new(table).run()`).
-pub fn main(table: ProcTable) -> ExitCode {
-    Privsep::new(table).run()
-}
-
 fn check_users(table: &ProcTable) -> Result<(), Error> {
     for spec in table.procs() {
-        if let Some(u) = spec.user_name() {
+        if let Some(u) = spec.user() {
             privdrop::lookup(u)?;
         }
     }
@@ -274,7 +270,7 @@ async fn run_parent(
     stderr_log::set_role(&me);
     let wants_drop = table
         .procs()
-        .any(|p| p.user_name().is_some() || p.chroot_dir().is_some());
+        .any(|p| p.user().is_some() || p.chroot().is_some());
     if !privdrop::is_root() && wants_drop {
         log::info!("not running as root: privilege drop is off");
     }
@@ -290,8 +286,8 @@ async fn run_parent(
     let parent = table
         .get(ProcId::PARENT)
         .ok_or(Error::UnknownProcess(ProcId::PARENT))?;
-    let signals = SignalPipe::install(parent.handled_signals(), &[Signal::Chld])
-        .map_err(Error::os("signals"))?;
+    let signals =
+        SignalPipe::install(parent.signals(), &[Signal::Chld]).map_err(Error::os("signals"))?;
     let mut handler = make_handler(&mut starts, ProcId::PARENT, &me)?;
     let mut mesh = Mesh::new(&table, me)?;
 
@@ -308,7 +304,7 @@ async fn run_parent(
     }
     shut_down(&mut mesh, &mut *handler);
     let children = mesh.children_mut();
-    children.reap_all(table.grace(), Some(&signals), &|| {
+    children.reap_all(table.shutdown_grace(), Some(&signals), &|| {
         let _ = signals.drain();
     });
     // control_cleanup: the control process cannot unlink from inside its chroot.
@@ -334,7 +330,7 @@ async fn run_child(
     let me = identity(&table, Peer::new(id, instance));
     stderr_log::set_role(&me);
     let spec = table.get(id).ok_or(Error::UnknownProcess(id))?;
-    let signals = SignalPipe::install(spec.handled_signals(), &[]).map_err(Error::os("signals"))?;
+    let signals = SignalPipe::install(spec.signals(), &[]).map_err(Error::os("signals"))?;
     // proc.c's proc_run for PROC_CONTROL: control_init before the chroot and the
     // privilege drop (root owns the main socket), control_listen after.
     let mut csocks = Vec::new();
@@ -344,7 +340,7 @@ async fn run_child(
         }
     }
     if privdrop::is_root() {
-        drop_privileges(spec.user_name(), spec.chroot_dir())?;
+        drop_privileges(spec.user(), spec.chroot())?;
     }
     for s in &csocks {
         s.listen()

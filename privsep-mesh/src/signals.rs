@@ -124,7 +124,7 @@ fn set_disposition(sig: Signal, handler: libc::sighandler_t) -> io::Result<()> {
 
 /// The process's signal self-pipe; at most one exists at a time.
 #[derive(Debug)]
-pub struct SignalPipe {
+pub(crate) struct SignalPipe {
     read: OwnedFd,
     write: OwnedFd,
     caught: Vec<Signal>,
@@ -171,11 +171,6 @@ impl SignalPipe {
             set_disposition(sig, disposition)?;
         }
         Ok(pipe)
-    }
-
-    /// The signals delivered through the pipe.
-    pub fn caught(&self) -> &[Signal] {
-        &self.caught
     }
 
     /// The signals that go to the application's [`crate::Handler::signal`]. SIGTERM

@@ -15,7 +15,7 @@ use crate::control_socket::Access;
 pub use crate::error::TableError;
 use crate::policy::{self, Policy};
 use crate::route::Peer;
-pub use crate::route::{Identity, ProcId, MAX_INSTANCES};
+use crate::route::{ProcId, MAX_INSTANCES};
 use crate::signals::Signal;
 
 /// Descriptors every process holds besides its channels: stdin, stdout, stderr.
@@ -42,12 +42,12 @@ pub const PARENT_QUEUE_LIMIT: usize = 16 << 20;
 pub const PEER_QUEUE_LIMIT: usize = 4 << 20;
 
 /// Default limit on the bytes a tokio-run process's tasks may have handed to its
-/// outbox (`tokio_run::Outbox`) and the loop has not yet queued on a
+/// outbox ([`Outbox`](crate::Outbox)) and the loop has not yet queued on a
 /// channel: 4 MiB, as for a channel between children.
 pub const OUTBOX_LIMIT: usize = 4 << 20;
 
 /// The kinds of send queue whose high-water mark a table sets
-/// ([`ProcTable::queue_limit`]).
+/// ([`ProcTable::with_queue_limit`]).
 ///
 /// What happens at the mark: an application send that would take a queue past it
 /// (a message to several instances: any of their queues) is refused with
@@ -129,7 +129,7 @@ impl QueueLimits {
 ///
 /// ```
 /// use privsep_mesh::{ProcId, ProcSpec};
-/// let server = ProcSpec::new(ProcId(1), "server").instances(3).user("nobody").chroot("/var/empty");
+/// let server = ProcSpec::new(ProcId(1), "server").with_instances(3).with_user("nobody").with_chroot("/var/empty");
 /// assert_eq!(server.title(), "server");
 /// ```
 #[derive(Clone, Debug)]
@@ -160,20 +160,20 @@ impl ProcSpec {
     }
 
     /// Sets the number of instances (httpd's `prefork`); the parent has exactly one.
-    pub fn instances(mut self, n: u32) -> ProcSpec {
+    pub fn with_instances(mut self, n: u32) -> ProcSpec {
         self.instances = n;
         self
     }
 
-    /// Chroot directory. Without it, a process with a [`user`](Self::user) chroots to
+    /// Chroot directory. Without it, a process with a [`user`](Self::with_user) chroots to
     /// the user's home directory, as proc.c does.
-    pub fn chroot(mut self, dir: impl Into<PathBuf>) -> ProcSpec {
+    pub fn with_chroot(mut self, dir: impl Into<PathBuf>) -> ProcSpec {
         self.chroot = Some(dir.into());
         self
     }
 
     /// The user the process drops to (when the daemon runs as root).
-    pub fn user(mut self, name: impl Into<String>) -> ProcSpec {
+    pub fn with_user(mut self, name: impl Into<String>) -> ProcSpec {
         self.user = Some(name.into());
         self
     }
@@ -182,7 +182,7 @@ impl ProcSpec {
     /// (SIGHUP, SIGUSR1, SIGUSR2) or shutting the process down (SIGTERM, SIGINT:
     /// listed here, the handler decides when to stop, with `Context::shutdown`; a
     /// parent can then stop its mesh in order).
-    pub fn signals(mut self, signals: &[Signal]) -> ProcSpec {
+    pub fn with_signals(mut self, signals: &[Signal]) -> ProcSpec {
         self.signals = signals.to_vec();
         self
     }
@@ -191,7 +191,7 @@ impl ProcSpec {
     /// built-in `poll(2)` loop, so that its handler can spawn tasks (see
     /// the crate's tokio loop).
     #[cfg(feature = "tokio")]
-    pub fn tokio(mut self) -> ProcSpec {
+    pub fn with_tokio(mut self) -> ProcSpec {
         self.tokio = true;
         self
     }
@@ -207,11 +207,11 @@ impl ProcSpec {
     /// ```
     /// use privsep_mesh::{control_socket::Access, ProcId, ProcSpec};
     /// let control = ProcSpec::new(ProcId(1), "control")
-    ///     .control_socket("/run/d.sock", Access::Main)
-    ///     .control_socket("/run/d-ro.sock", Access::Restricted);
+    ///     .with_control_socket("/run/d.sock", Access::Main)
+    ///     .with_control_socket("/run/d-ro.sock", Access::Restricted);
     /// assert_eq!(control.control_sockets().len(), 2);
     /// ```
-    pub fn control_socket(mut self, path: impl Into<PathBuf>, access: Access) -> ProcSpec {
+    pub fn with_control_socket(mut self, path: impl Into<PathBuf>, access: Access) -> ProcSpec {
         self.control.push((path.into(), access));
         self
     }
@@ -222,7 +222,7 @@ impl ProcSpec {
     }
 
     /// Whether the process runs in a tokio runtime.
-    pub fn uses_tokio(&self) -> bool {
+    pub fn tokio(&self) -> bool {
         self.tokio
     }
 
@@ -237,22 +237,22 @@ impl ProcSpec {
     }
 
     /// The number of instances.
-    pub fn instance_count(&self) -> u32 {
+    pub fn instances(&self) -> u32 {
         self.instances
     }
 
     /// The configured chroot directory, if any.
-    pub fn chroot_dir(&self) -> Option<&Path> {
+    pub fn chroot(&self) -> Option<&Path> {
         self.chroot.as_deref()
     }
 
     /// The configured user, if any.
-    pub fn user_name(&self) -> Option<&str> {
+    pub fn user(&self) -> Option<&str> {
         self.user.as_deref()
     }
 
     /// The signals the application handles.
-    pub fn handled_signals(&self) -> &[Signal] {
+    pub fn signals(&self) -> &[Signal] {
         &self.signals
     }
 }
@@ -264,9 +264,9 @@ impl ProcSpec {
 /// const SERVER: ProcId = ProcId(1);
 /// const LOGGER: ProcId = ProcId(2);
 /// let table = ProcTable::new("httpd")
-///     .with(ProcSpec::new(ProcId::PARENT, "parent"))
-///     .with(ProcSpec::new(SERVER, "server").instances(3))
-///     .with(ProcSpec::new(LOGGER, "logger"));
+///     .with_proc(ProcSpec::new(ProcId::PARENT, "parent"))
+///     .with_proc(ProcSpec::new(SERVER, "server").with_instances(3))
+///     .with_proc(ProcSpec::new(LOGGER, "logger"));
 /// table.validate().unwrap();
 /// // A server talks to the parent and the logger; the logger to the parent and 3 servers.
 /// assert_eq!(table.channels_of(Peer::new(SERVER, 0)).len(), 2);
@@ -297,7 +297,7 @@ impl fmt::Debug for ProcTable {
 
 impl ProcTable {
     /// An empty table for the daemon called `name` (used in log lines). Add the
-    /// parent (id 0) and the children with [`with`](Self::with).
+    /// parent (id 0) and the children with [`with_proc`](Self::with_proc).
     ///
     /// Defaults: policy [`policy::distinct_processes`], the current imsg dialect,
     /// frames up to 16384 bytes, 5 seconds for children to leave at shutdown, send
@@ -315,32 +315,32 @@ impl ProcTable {
     }
 
     /// Adds a process.
-    pub fn with(mut self, spec: ProcSpec) -> ProcTable {
+    pub fn with_proc(mut self, spec: ProcSpec) -> ProcTable {
         self.procs.push(spec);
         self
     }
 
     /// Replaces the connection policy.
-    pub fn policy(mut self, policy: Policy) -> ProcTable {
+    pub fn with_policy(mut self, policy: Policy) -> ProcTable {
         self.policy = policy;
         self
     }
 
     /// The imsg dialect of every channel of the mesh.
-    pub fn dialect(mut self, dialect: Dialect) -> ProcTable {
+    pub fn with_dialect(mut self, dialect: Dialect) -> ProcTable {
         self.dialect = dialect;
         self
     }
 
     /// The largest frame (header included) on the mesh's channels.
-    pub fn max_frame(mut self, total: usize) -> ProcTable {
+    pub fn with_max_frame(mut self, total: usize) -> ProcTable {
         self.max_frame = total;
         self
     }
 
     /// How long the parent waits for its children to leave once it has closed their
     /// channels, before it kills the remaining ones with SIGKILL.
-    pub fn shutdown_grace(mut self, grace: Duration) -> ProcTable {
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> ProcTable {
         self.shutdown_grace = grace;
         self
     }
@@ -350,22 +350,22 @@ impl ProcTable {
     /// say.
     ///
     /// ```
-    /// use privsep_mesh::table::{QueueKind, PARENT_QUEUE_LIMIT};
+    /// use privsep_mesh::{QueueKind, PARENT_QUEUE_LIMIT};
     /// use privsep_mesh::{ProcId, ProcSpec, ProcTable};
     /// // Room for a 64 MiB configuration push to the children.
     /// let t = ProcTable::new("bgpd")
-    ///     .with(ProcSpec::new(ProcId::PARENT, "parent"))
-    ///     .queue_limit(QueueKind::ParentChild, Some(64 << 20));
-    /// assert_eq!(t.queue_limit_of(QueueKind::ParentChild), Some(64 << 20));
+    ///     .with_proc(ProcSpec::new(ProcId::PARENT, "parent"))
+    ///     .with_queue_limit(QueueKind::ParentChild, Some(64 << 20));
+    /// assert_eq!(t.queue_limit(QueueKind::ParentChild), Some(64 << 20));
     /// assert_ne!(PARENT_QUEUE_LIMIT, 64 << 20);
     /// ```
-    pub fn queue_limit(mut self, kind: QueueKind, bytes: Option<usize>) -> ProcTable {
+    pub fn with_queue_limit(mut self, kind: QueueKind, bytes: Option<usize>) -> ProcTable {
         *self.queue_limits.get_mut(kind) = bytes;
         self
     }
 
     /// The high-water mark of one kind of send queue.
-    pub fn queue_limit_of(&self, kind: QueueKind) -> Option<usize> {
+    pub fn queue_limit(&self, kind: QueueKind) -> Option<usize> {
         self.queue_limits.get(kind)
     }
 
@@ -460,22 +460,22 @@ impl ProcTable {
     }
 
     /// The connection policy.
-    pub fn connection_policy(&self) -> Policy {
+    pub fn policy(&self) -> Policy {
         self.policy
     }
 
     /// The channels' imsg dialect.
-    pub fn channel_dialect(&self) -> Dialect {
+    pub fn dialect(&self) -> Dialect {
         self.dialect
     }
 
     /// The channels' frame size limit.
-    pub fn max_frame_len(&self) -> usize {
+    pub fn max_frame(&self) -> usize {
         self.max_frame
     }
 
     /// The shutdown grace period.
-    pub fn grace(&self) -> Duration {
+    pub fn shutdown_grace(&self) -> Duration {
         self.shutdown_grace
     }
 
@@ -510,9 +510,9 @@ mod tests {
 
     fn httpd() -> ProcTable {
         ProcTable::new("httpd")
-            .with(ProcSpec::new(ProcId::PARENT, "parent"))
-            .with(ProcSpec::new(SERVER, "server").instances(3))
-            .with(ProcSpec::new(LOGGER, "logger"))
+            .with_proc(ProcSpec::new(ProcId::PARENT, "parent"))
+            .with_proc(ProcSpec::new(SERVER, "server").with_instances(3))
+            .with_proc(ProcSpec::new(LOGGER, "logger"))
     }
 
     #[test]
@@ -545,46 +545,48 @@ mod tests {
 
     #[test]
     fn invalid_tables() {
-        let no_parent = ProcTable::new("x").with(ProcSpec::new(SERVER, "server"));
+        let no_parent = ProcTable::new("x").with_proc(ProcSpec::new(SERVER, "server"));
         assert_eq!(no_parent.validate(), Err(TableError::NoParent));
 
-        let t = httpd().with(ProcSpec::new(SERVER, "other"));
+        let t = httpd().with_proc(ProcSpec::new(SERVER, "other"));
         assert_eq!(t.validate(), Err(TableError::DuplicateId(SERVER)));
 
-        let t = httpd().with(ProcSpec::new(ProcId(3), "server"));
+        let t = httpd().with_proc(ProcSpec::new(ProcId(3), "server"));
         assert_eq!(
             t.validate(),
             Err(TableError::DuplicateTitle("server".into()))
         );
 
         for bad in ["", "-P", "a b", "a\0b"] {
-            let t = httpd().with(ProcSpec::new(ProcId(3), bad));
+            let t = httpd().with_proc(ProcSpec::new(ProcId(3), bad));
             assert_eq!(t.validate(), Err(TableError::BadTitle(bad.into())));
         }
 
-        let t = httpd().with(ProcSpec::new(ProcId(3), "x").instances(0));
+        let t = httpd().with_proc(ProcSpec::new(ProcId(3), "x").with_instances(0));
         assert!(matches!(t.validate(), Err(TableError::BadInstances { .. })));
 
-        let t = ProcTable::new("x").with(ProcSpec::new(ProcId::PARENT, "parent").user("nobody"));
+        let t = ProcTable::new("x")
+            .with_proc(ProcSpec::new(ProcId::PARENT, "parent").with_user("nobody"));
         assert_eq!(t.validate(), Err(TableError::BadParent));
-        let t = ProcTable::new("x").with(
-            ProcSpec::new(ProcId::PARENT, "parent").control_socket("/run/x.sock", Access::Main),
+        let t = ProcTable::new("x").with_proc(
+            ProcSpec::new(ProcId::PARENT, "parent")
+                .with_control_socket("/run/x.sock", Access::Main),
         );
         assert_eq!(t.validate(), Err(TableError::BadParent));
 
         assert_eq!(
-            httpd().max_frame(15).validate(),
+            httpd().with_max_frame(15).validate(),
             Err(TableError::BadMaxFrame(15))
         );
-        httpd().max_frame(16).validate().unwrap();
+        httpd().with_max_frame(16).validate().unwrap();
     }
 
     #[test]
     fn layout_is_sorted() {
         let t = ProcTable::new("x")
-            .with(ProcSpec::new(ProcId(2), "b").instances(2))
-            .with(ProcSpec::new(ProcId::PARENT, "p"))
-            .with(ProcSpec::new(ProcId(1), "a"));
+            .with_proc(ProcSpec::new(ProcId(2), "b").with_instances(2))
+            .with_proc(ProcSpec::new(ProcId::PARENT, "p"))
+            .with_proc(ProcSpec::new(ProcId(1), "a"));
         assert_eq!(
             t.layout(),
             vec![(ProcId(0), 1), (ProcId(1), 1), (ProcId(2), 2)]

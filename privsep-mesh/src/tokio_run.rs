@@ -1,6 +1,6 @@
 //! The event loop inside a tokio runtime (feature `tokio`).
 //!
-//! A process marked with [`crate::ProcSpec::tokio`] (or every process, under
+//! A process marked with [`crate::ProcSpec::with_tokio`] (or every process, under
 //! [`crate::Privsep::run_async`]) runs the loop body of every process with this
 //! waiter instead of `poll(2)`: its handler may `tokio::spawn` tasks (network I/O,
 //! timers of the application's own), and those tasks send into the mesh through an
@@ -27,8 +27,8 @@ use crate::event_loop::{Event, Waiter};
 use crate::handler::Handler;
 use crate::link::Link;
 use crate::mesh::{LoopEnd, Mesh};
+use crate::outbox::Outbox;
 use crate::outbox::Outgoing;
-pub use crate::outbox::{Outbox, OutboxError};
 use crate::route::Peer;
 use crate::signals::SignalPipe;
 use crate::watch::{ready_now, Watches};

@@ -5,8 +5,9 @@
 
 use std::path::Path;
 
-use privsep_mesh::fuzzing::check_dispatch;
-use privsep_mesh::{Error, Flow, ProtocolError};
+use privsep_mesh::internal::check_dispatch;
+use privsep_mesh::internal::Flow;
+use privsep_mesh::{Error, ProtocolError};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count() - 1

@@ -101,7 +101,7 @@ fn parse_opts(app: &[OsString]) -> Option<Opts> {
 fn with_runtime(o: &Opts, spec: ProcSpec) -> ProcSpec {
     #[cfg(feature = "tokio")]
     if o.tokio || ["tokio", "timers", "alone"].contains(&o.scenario.as_str()) {
-        return spec.tokio();
+        return spec.with_tokio();
     }
     let _ = o;
     spec
@@ -109,47 +109,54 @@ fn with_runtime(o: &Opts, spec: ProcSpec) -> ProcSpec {
 
 fn table(o: &Opts) -> ProcTable {
     let parent = with_runtime(o, ProcSpec::new(ProcId::PARENT, "parent"));
-    let probe =
-        |id: ProcId, title: &str, n: u32| with_runtime(o, ProcSpec::new(id, title).instances(n));
-    let t = ProcTable::new("meshtest").with(parent);
+    let probe = |id: ProcId, title: &str, n: u32| {
+        with_runtime(o, ProcSpec::new(id, title).with_instances(n))
+    };
+    let t = ProcTable::new("meshtest").with_proc(parent);
     match o.scenario.as_str() {
         "mesh" | "mesh_everyone" => {
             let t = t
-                .with(probe(A, "alpha", 2))
-                .with(probe(B, "beta", 3))
-                .with(probe(C, "gamma", 1));
+                .with_proc(probe(A, "alpha", 2))
+                .with_proc(probe(B, "beta", 3))
+                .with_proc(probe(C, "gamma", 1));
             if o.scenario == "mesh_everyone" {
-                t.policy(everyone)
+                t.with_policy(everyone)
             } else {
                 t
             }
         }
         "privdrop" => {
-            let mut w = probe(A, "worker", 2).user("nobody");
+            let mut w = probe(A, "worker", 2).with_user("nobody");
             if let Some(dir) = &o.chroot {
-                w = w.chroot(dir);
+                w = w.with_chroot(dir);
             }
-            t.with(w)
+            t.with_proc(w)
         }
-        "kill" => t.with(probe(A, "server", 3)).with(probe(B, "logger", 1)),
-        "protocol" => t.with(probe(A, "alpha", 1)).with(probe(B, "beta", 2)),
-        "signals" => t.with(probe(A, "worker", 2).signals(&[Signal::Usr1])),
+        "kill" => t
+            .with_proc(probe(A, "server", 3))
+            .with_proc(probe(B, "logger", 1)),
+        "protocol" => t
+            .with_proc(probe(A, "alpha", 1))
+            .with_proc(probe(B, "beta", 2)),
+        "signals" => t.with_proc(probe(A, "worker", 2).with_signals(&[Signal::Usr1])),
         // Close to its limit from the start, so that imsg-io's descriptor guard
         // checks every read (far from it, the guard lets reads go unchecked
         // for a while, assuming nobody lowers the limit meanwhile).
-        "app_timers" | "listen" => t.with(probe(A, "alpha", 1)),
-        "fdlimit" => t.with(with_runtime(o, ProcSpec::new(A, "alpha"))),
+        "app_timers" | "listen" => t.with_proc(probe(A, "alpha", 1)),
+        "fdlimit" => t.with_proc(with_runtime(o, ProcSpec::new(A, "alpha"))),
         #[cfg(feature = "tokio")]
-        "tokio" => t.with(probe(A, "alpha", 2)).with(probe(B, "beta", 1)),
+        "tokio" => t
+            .with_proc(probe(A, "alpha", 2))
+            .with_proc(probe(B, "beta", 1)),
         #[cfg(feature = "tokio")]
-        "timers" => t.with(probe(A, "alpha", 1)),
+        "timers" => t.with_proc(probe(A, "alpha", 1)),
         #[cfg(feature = "tokio")]
         "alone" => t,
         "large" => t
-            .with(probe(A, "alpha", 8))
-            .with(probe(B, "beta", 8))
-            .with(probe(C, "gamma", 8))
-            .with(probe(D, "delta", 8)),
+            .with_proc(probe(A, "alpha", 8))
+            .with_proc(probe(B, "beta", 8))
+            .with_proc(probe(C, "gamma", 8))
+            .with_proc(probe(D, "delta", 8)),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -163,7 +170,7 @@ fn daemon(o: Opts, is_parent: bool) -> ExitCode {
         .collect();
     let sc = o.scenario.clone();
     let mut privsep = Privsep::new(table)
-        .no_action(o.no_action)
+        .with_no_action(o.no_action)
         .with_start(ProcId::PARENT, move |_| Ok(Conductor::new(&sc)));
     for id in children {
         privsep = if o.scenario == "fdlimit" {

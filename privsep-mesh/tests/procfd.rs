@@ -9,9 +9,10 @@ use std::os::unix::net::UnixStream;
 
 use imsg_io::{Channel, Config, ReadStatus};
 use privsep_mesh::control::{self, encode_layout, encode_procfd};
+use privsep_mesh::internal::{Flow, Mesh};
 use privsep_mesh::{
-    AppError, Context, Error, Flow, Handled, Handler, Identity, Mesh, Peer, ProcId, ProcSpec,
-    ProcTable, ProtocolError, Received,
+    AppError, Context, Error, Handled, Handler, Identity, Peer, ProcId, ProcSpec, ProcTable,
+    ProtocolError, Received,
 };
 
 const A: ProcId = ProcId(1);
@@ -23,9 +24,9 @@ fn open_fds() -> usize {
 
 fn table() -> ProcTable {
     ProcTable::new("t")
-        .with(ProcSpec::new(ProcId::PARENT, "parent"))
-        .with(ProcSpec::new(A, "alpha"))
-        .with(ProcSpec::new(B, "beta").instances(2))
+        .with_proc(ProcSpec::new(ProcId::PARENT, "parent"))
+        .with_proc(ProcSpec::new(A, "alpha"))
+        .with_proc(ProcSpec::new(B, "beta").with_instances(2))
 }
 
 #[derive(Default)]
@@ -56,7 +57,7 @@ fn child_mesh(t: &ProcTable) -> (Mesh, Channel) {
     let (ours, theirs) = UnixStream::pair().unwrap();
     mesh.attach(Peer::PARENT, ours.into()).unwrap();
     let cfg = Config::default()
-        .with_dialect(t.channel_dialect())
+        .with_dialect(t.dialect())
         .with_fdpass(true);
     (mesh, Channel::new(theirs, cfg).unwrap())
 }
@@ -184,7 +185,7 @@ fn procfd_refusals_barrier_and_ready() {
         assert_eq!(h.ready, 1);
 
         // beta[0] can now talk to alpha[0] over the handed-out channel.
-        let cfg = Config::default().with_dialect(t.channel_dialect());
+        let cfg = Config::default().with_dialect(t.dialect());
         let mut beta = Channel::new(std::mem::replace(&mut peer0, sock().0), cfg).unwrap();
         beta.compose(7, 0, 1, None, b"hi").unwrap();
         beta.flush().unwrap();

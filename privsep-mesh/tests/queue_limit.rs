@@ -15,7 +15,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use privsep_mesh::table::PEER_QUEUE_LIMIT;
+use privsep_mesh::PEER_QUEUE_LIMIT;
 use privsep_mesh::{
     args, stderr_log, AppError, Context, Error, Handled, Handler, Peer, Privsep, ProcId, ProcSpec,
     ProcTable, Received, Target, Timer,
@@ -207,11 +207,11 @@ struct TaskState {
 /// whenever the outbox is full.
 #[cfg(feature = "tokio")]
 async fn flood_from_task(
-    outbox: privsep_mesh::tokio_run::Outbox,
+    outbox: privsep_mesh::Outbox,
     state: std::sync::Arc<std::sync::Mutex<TaskState>>,
 ) {
-    use privsep_mesh::table::OUTBOX_LIMIT;
-    use privsep_mesh::tokio_run::OutboxError;
+    use privsep_mesh::OutboxError;
+    use privsep_mesh::OUTBOX_LIMIT;
     let rss_before = rss_kib();
     let (mut next, mut refused, mut total) = (0u64, 0u32, None);
     let mut fd_back = None;
@@ -397,7 +397,7 @@ fn tokio_flavour() -> bool {
 fn expected_limit() -> usize {
     #[cfg(feature = "tokio")]
     if tokio_flavour() {
-        return privsep_mesh::table::OUTBOX_LIMIT;
+        return privsep_mesh::OUTBOX_LIMIT;
     }
     PEER_QUEUE_LIMIT
 }
@@ -406,14 +406,14 @@ fn privsep() -> Privsep {
     let sender = ProcSpec::new(SENDER, "sender");
     #[cfg(feature = "tokio")]
     let sender = if tokio_flavour() {
-        sender.tokio()
+        sender.with_tokio()
     } else {
         sender
     };
     let table = ProcTable::new("queuetest")
-        .with(ProcSpec::new(ProcId::PARENT, "parent"))
-        .with(sender)
-        .with(ProcSpec::new(SINK, "sink"));
+        .with_proc(ProcSpec::new(ProcId::PARENT, "parent"))
+        .with_proc(sender)
+        .with_proc(ProcSpec::new(SINK, "sink"));
     Privsep::new(table)
         .with_start(ProcId::PARENT, |_| Ok(Conductor))
         .with_start(SENDER, |_| Ok(Sender::default()))

@@ -257,34 +257,35 @@ fn resources(o: &Options) -> Result<Resources, String> {
 
 fn table(o: &Options) -> ProcTable {
     ProcTable::new("httpd")
-        .with(ProcSpec::new(ProcId::PARENT, "parent").signals(&[
+        .with_proc(ProcSpec::new(ProcId::PARENT, "parent").with_signals(&[
             Signal::Hup,
             Signal::Term,
             Signal::Int,
         ]))
-        .with(
+        .with_proc(
             o.rsocks
                 .iter()
                 .fold(
-                    ProcSpec::new(CONTROL, "control").control_socket(o.csock_path(), Access::Main),
-                    |spec, r| spec.control_socket(r, Access::Restricted),
+                    ProcSpec::new(CONTROL, "control")
+                        .with_control_socket(o.csock_path(), Access::Main),
+                    |spec, r| spec.with_control_socket(r, Access::Restricted),
                 )
-                .user("nobody")
-                .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot),
+                .with_user("nobody")
+                .with_signals(&[Signal::Term, Signal::Int])
+                .with_chroot(&o.chroot),
         )
-        .with(
+        .with_proc(
             ProcSpec::new(LOGGER, "logger")
-                .user("nobody")
-                .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot),
+                .with_user("nobody")
+                .with_signals(&[Signal::Term, Signal::Int])
+                .with_chroot(&o.chroot),
         )
-        .with(
+        .with_proc(
             ProcSpec::new(SERVER, "server")
-                .instances(o.servers)
-                .user("nobody")
-                .signals(&[Signal::Term, Signal::Int])
-                .chroot(&o.chroot),
+                .with_instances(o.servers)
+                .with_user("nobody")
+                .with_signals(&[Signal::Term, Signal::Int])
+                .with_chroot(&o.chroot),
         )
 }
 
@@ -334,7 +335,7 @@ fn main() -> ExitCode {
     }
     let parent = matches!(args::from_env(), Ok(Invocation::Parent { .. }));
     if !parent || o.no_action {
-        return privsep(&o, None).no_action(o.no_action).run();
+        return privsep(&o, None).with_no_action(o.no_action).run();
     }
     if let Err(e) = prepare_chroot(&o.chroot) {
         log::error!("{e}");
