@@ -526,3 +526,213 @@ impl ControlServer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+    use std::path::PathBuf;
+    use std::time::Instant;
+
+    use imsg_io::ReadStatus;
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+    use super::*;
+    use crate::mesh::Mesh;
+    use crate::route::{Identity, Peer};
+    use crate::table::{ProcSpec, ProcTable};
+    use crate::watch::from_revents;
+
+    const CONTROL: ProcId = ProcId(1);
+    const SHOW: u32 = 1;
+    const STOP: u32 = 2;
+    const ROW: u32 = 3;
+
+    /// The control process's mesh with its channel to the parent (the test holds
+    /// the parent's end), and a server accepting on a fresh socket of kind
+    /// `access`, which forwards everything to the parent.
+    fn control(
+        name: &str,
+        access: Access,
+        settings: ControlSettings,
+    ) -> (Mesh, ControlServer, Channel, PathBuf) {
+        let table = ProcTable::new("t")
+            .with_proc(ProcSpec::new(ProcId::PARENT, "parent"))
+            .with_proc(ProcSpec::new(CONTROL, "control"));
+        let me = Identity {
+            daemon: "t".into(),
+            peer: Peer::new(CONTROL, 0),
+            title: "control".into(),
+            pid: std::process::id(),
+        };
+        let mut mesh = Mesh::new(&table, me).unwrap();
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        mesh.attach(Peer::PARENT, ours.into()).unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        let parent = Channel::new(theirs, Config::default()).unwrap();
+        let path = std::env::temp_dir().join(format!("csrv-{name}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        // As the framework leaves it: bound, listening, watched for nothing yet.
+        let sock = ControlSocket::bind(&path, access).unwrap();
+        sock.listen().unwrap();
+        mesh.watches().add(Box::new(sock), Ready::default());
+        let mut server = ControlServer::new(
+            settings,
+            Box::new(|_| Decision::Forward(ProcId::PARENT, Target::All)),
+        );
+        assert_eq!(server.start(&mut Context::new(&mut mesh)).unwrap(), 1);
+        (mesh, server, parent, path)
+    }
+
+    /// One turn of an event loop: waits up to 10 ms for the watched descriptors,
+    /// hands what is ready and the due timers to the server, writes to the parent.
+    fn turn(mesh: &mut Mesh, server: &mut ControlServer) {
+        let mut ready = Vec::new();
+        {
+            let entries: Vec<_> = mesh.watches_ref().entries.iter().collect();
+            let mut fds: Vec<PollFd<'_>> = entries
+                .iter()
+                .map(|(_, e)| {
+                    let mut ev = PollFlags::empty();
+                    if e.interest.readable {
+                        ev |= PollFlags::IN;
+                    }
+                    if e.interest.writable {
+                        ev |= PollFlags::OUT;
+                    }
+                    PollFd::from_borrowed_fd(e.io.fd(), ev)
+                })
+                .collect();
+            let wait = Timespec::try_from(Duration::from_millis(10)).unwrap();
+            poll(&mut fds, Some(&wait)).unwrap();
+            for ((w, e), fd) in entries.iter().zip(&fds) {
+                ready.push((**w, from_revents(fd.revents(), e.interest)));
+            }
+        }
+        for (w, r) in ready {
+            if r != Ready::default() {
+                assert!(server.io(&mut Context::new(mesh), w, r));
+            }
+        }
+        for t in mesh.timers().take_due(Instant::now()) {
+            assert!(server.timer(&mut Context::new(mesh), t));
+        }
+        mesh.flush(ProcId::PARENT, Target::All).unwrap();
+    }
+
+    /// Turns until the parent's end has a message.
+    fn forwarded(
+        mesh: &mut Mesh,
+        server: &mut ControlServer,
+        parent: &mut Channel,
+    ) -> OwnedMessage {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            turn(mesh, server);
+            let _ = parent.read().unwrap();
+            if let Some(m) = parent.get_owned().unwrap() {
+                return m;
+            }
+            assert!(Instant::now() < end, "nothing forwarded");
+        }
+    }
+
+    /// A blocking client: sends `ty`, returns the first reply (type, payload).
+    fn client(path: PathBuf, ty: u32) -> std::thread::JoinHandle<(u32, Vec<u8>)> {
+        std::thread::spawn(move || {
+            let s = UnixStream::connect(path).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut ch = Channel::new(s, Config::default()).unwrap();
+            ch.compose(ty, 0, 0, None, b"").unwrap();
+            ch.flush().unwrap();
+            loop {
+                if let Some(m) = ch.get_owned().unwrap() {
+                    return (m.msg_type(), m.payload().to_vec());
+                }
+                assert!(matches!(ch.read().unwrap(), ReadStatus::Read(_)));
+            }
+        })
+    }
+
+    fn join_while_turning(
+        mesh: &mut Mesh,
+        server: &mut ControlServer,
+        c: std::thread::JoinHandle<(u32, Vec<u8>)>,
+    ) -> (u32, Vec<u8>) {
+        while !c.is_finished() {
+            turn(mesh, server);
+        }
+        c.join().unwrap()
+    }
+
+    #[test]
+    fn forwarded_with_the_client_id_and_answered_by_it() {
+        let settings = ControlSettings::default();
+        let (mut mesh, mut server, mut parent, path) = control("fwd", Access::Main, settings);
+        let c = client(path.clone(), SHOW);
+        let m = forwarded(&mut mesh, &mut server, &mut parent);
+        assert_eq!(m.msg_type(), SHOW);
+        assert_eq!(server.clients(), 1);
+        let ctx = &mut Context::new(&mut mesh);
+        assert!(!server.reply(ctx, m.peerid() + 1, ROW, b"not yours"));
+        assert!(server.reply(ctx, m.peerid(), ROW, b"yours"));
+        let got = join_while_turning(&mut mesh, &mut server, c);
+        assert_eq!(got, (ROW, b"yours".to_vec()));
+        // The client left: its descriptor is closed and it is forgotten.
+        let end = Instant::now() + Duration::from_secs(20);
+        while server.clients() > 0 {
+            assert!(Instant::now() < end, "client still listed");
+            turn(&mut mesh, &mut server);
+        }
+        assert_eq!(mesh.watches_ref().entries.len(), 1, "only the listener");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn restricted_socket_refuses_with_a_frame() {
+        let settings = ControlSettings {
+            unprivileged: vec![SHOW],
+            ..ControlSettings::default()
+        };
+        let (mut mesh, mut server, mut parent, path) =
+            control("restricted", Access::Restricted, settings);
+        let c = client(path.clone(), STOP);
+        let (ty, why) = join_while_turning(&mut mesh, &mut server, c);
+        assert_eq!(ty, REFUSED);
+        assert_eq!(why, b"not allowed on the restricted socket");
+        // An allowed type goes through; the refused one never did.
+        let _c = client(path.clone(), SHOW);
+        assert_eq!(
+            forwarded(&mut mesh, &mut server, &mut parent).msg_type(),
+            SHOW
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_dropped() {
+        let settings = ControlSettings {
+            max_queued: 4,
+            write_timeout: Duration::from_millis(200),
+            ..ControlSettings::default()
+        };
+        let (mut mesh, mut server, mut parent, path) = control("mute", Access::Main, settings);
+        let s = UnixStream::connect(&path).unwrap();
+        let mut ch = Channel::new(s, Config::default()).unwrap();
+        ch.compose(SHOW, 0, 0, None, b"").unwrap();
+        ch.flush().unwrap();
+        let id = forwarded(&mut mesh, &mut server, &mut parent).peerid();
+        let big = vec![0u8; 4000];
+        let mut sent = 0;
+        let end = Instant::now() + Duration::from_secs(20);
+        while server.reply(&mut Context::new(&mut mesh), id, ROW, &big) {
+            sent += 1;
+            assert!(Instant::now() < end, "never dropped");
+            turn(&mut mesh, &mut server);
+        }
+        assert!(sent > 4, "the socket buffer took some first: {sent}");
+        assert_eq!(server.clients(), 0);
+        assert_eq!(mesh.watches_ref().entries.len(), 1, "only the listener");
+        drop(ch);
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -1107,9 +1107,109 @@ fn stop_under_load_loses_no_line() {
     );
 }
 
+/// A process's resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")?
+                .trim()
+                .strip_suffix(" kB")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The logger stops (SIGSTOP) under pipelined load: each server's queue to it
+/// reaches its high-water mark, and the servers stop reading requests instead of
+/// piling lines up (answers stop while the clients still send; memory stays
+/// bounded). Once the logger continues, every request is answered and has its line.
+#[test]
+fn logger_behind_servers_pause_and_lose_no_line() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Daemon::start("behind", &[]);
+    let (ok, out, err) = d.ctl(&d.csock, "show procs");
+    assert!(ok, "{err}");
+    let pid_of = |title: &str| -> Vec<u32> {
+        out.lines()
+            .filter(|l| l.starts_with(&format!("{title} ")))
+            .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+            .collect()
+    };
+    let logger = rustix::process::Pid::from_raw(pid_of("logger")[0] as i32).unwrap();
+    let servers = pid_of("server");
+    rustix::process::kill_process(logger, rustix::process::Signal::STOP).unwrap();
+    let addr = d.addr;
+    const CONNS: usize = 16;
+    const BURSTS: usize = 800;
+    let sent = CONNS * BURSTS * 32;
+    // Answers read by the clients so far (show stats asks the logger too).
+    let count = Arc::new(AtomicU32::new(0));
+    let loaders: Vec<_> = (0..CONNS)
+        .map(|_| {
+            let count = count.clone();
+            std::thread::spawn(move || pipelined_counted(addr, 32, BURSTS, Some(&count)))
+        })
+        .collect();
+    // Answers stop: the count holds still for 2 s while the clients wait.
+    let answered = || count.load(Ordering::SeqCst);
+    let end = Instant::now() + DEADLINE;
+    let mut last = answered();
+    let mut still_since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = answered();
+        if now != last {
+            (last, still_since) = (now, Instant::now());
+        } else if still_since.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+        assert!(Instant::now() < end, "answers never stopped: {now}");
+    }
+    // A server with few connections may have answered them all before its queue
+    // filled; the others' clients are still waiting.
+    let finished = loaders.iter().filter(|t| t.is_finished()).count();
+    assert!(
+        (last as usize) < sent && finished < CONNS,
+        "the servers paused with {last} of {sent} requests answered, {finished} clients done"
+    );
+    let rss: Vec<u64> = servers.iter().map(|&p| rss_kib(p)).collect();
+    eprintln!("paused at {last} of {sent} answered; servers' RSS {rss:?} KiB");
+    assert!(rss.iter().all(|&k| k < 64 * 1024), "RSS {rss:?} KiB");
+    rustix::process::kill_process(logger, rustix::process::Signal::CONT).unwrap();
+    let answered: Vec<u16> = loaders
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(
+        answered.len(),
+        sent,
+        "every request answered once the logger is back"
+    );
+    assert!(answered.iter().all(|&c| c == 200));
+    d.stats_when_logged(sent as u64);
+    let (ok, _, err) = d.ctl(&d.csock, "stop");
+    assert!(ok, "{err}");
+    assert!(d.wait_exit(DEADLINE).success());
+    d.assert_group_gone();
+    assert_eq!(line_count(&d.log), sent, "one line per request");
+}
+
 /// Up to `bursts` bursts of `depth` pipelined GETs on one connection, until it is
 /// closed; the status of every answer read.
 fn pipelined(addr: SocketAddr, depth: usize, bursts: usize) -> Vec<u16> {
+    pipelined_counted(addr, depth, bursts, None)
+}
+
+/// [`pipelined`], counting every answer read in `count` as it goes.
+fn pipelined_counted(
+    addr: SocketAddr,
+    depth: usize,
+    bursts: usize,
+    count: Option<&AtomicU32>,
+) -> Vec<u16> {
     let mut st = Vec::new();
     let Ok(mut s) = TcpStream::connect(addr) else {
         return st;
@@ -1123,7 +1223,12 @@ fn pipelined(addr: SocketAddr, depth: usize, bursts: usize) -> Vec<u16> {
         }
         for _ in 0..depth {
             match response(&mut s, &mut buf) {
-                Ok((code, _)) => st.push(code),
+                Ok((code, _)) => {
+                    st.push(code);
+                    if let Some(c) = count {
+                        c.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
                 Err(_) => return st,
             }
         }

@@ -45,8 +45,7 @@ use privsep_mesh::control_server::{ControlServer, ControlSettings, Decision, Rou
 use privsep_mesh::control_socket::{self, Access};
 use privsep_mesh::{
     control, daemon, privdrop, stderr_log, syslog_log, AppError, Context, Handled, Handler,
-    Privsep, ProcId, ProcSpec, ProcTable, QueueKind, Ready, Received, Signal, Target, Timer, Watch,
-    NO_PEERID,
+    Privsep, ProcId, ProcSpec, ProcTable, Ready, Received, Signal, Target, Timer, Watch, NO_PEERID,
 };
 
 #[allow(dead_code)]
@@ -288,10 +287,6 @@ fn table(o: &Options) -> ProcTable {
                 .with_signals(&[Signal::Term, Signal::Int])
                 .with_chroot(&o.chroot),
         )
-        // Access lines are composed with `?`: a refused one would end the server.
-        // Until the servers push back on a full queue to the logger, the lines wait
-        // there unbounded while the logger is behind.
-        .with_queue_limit(QueueKind::Peer, None)
 }
 
 /// The daemon: the table and each process kind's handler.
@@ -901,18 +896,6 @@ const ACCEPT_BATCH: usize = 32;
 /// How soon a server offers the logger's channel its waiting messages again.
 const BACKLOG_RETRY: Duration = Duration::from_millis(5);
 
-/// A send refused because the peer's queue is at its high-water mark (the peer is
-/// behind); nothing was queued.
-fn queue_full(e: &privsep_mesh::Error) -> bool {
-    matches!(
-        e,
-        privsep_mesh::Error::Channel {
-            error: imsg_io::Error::QueueFull { .. },
-            ..
-        }
-    )
-}
-
 impl Server {
     fn new(instance: u32, access_logging: bool) -> Server {
         Server {
@@ -966,7 +949,7 @@ impl Server {
                 Ok(_) => {
                     self.backlog.pop_front();
                 }
-                Err(e) if queue_full(&e) => {
+                Err(e) if e.is_queue_full() => {
                     if self.backlog_retry.is_none() {
                         self.backlog_retry = Some(ctx.timer_after(BACKLOG_RETRY));
                     }
