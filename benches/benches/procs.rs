@@ -170,11 +170,17 @@ fn imsg_writer(sock: UnixStream, w: &Workload) -> ChildReport {
         Kind::Stream { payload, cadence } => {
             let data = vec![0x5a; payload];
             let a0 = ALLOCS.load(Ordering::Relaxed);
-            for i in 1..=w.n {
-                ch.compose(TY, 0, 0, None, &data).unwrap();
-                if i % cadence == 0 || i == w.n {
-                    ch.flush().unwrap();
+            // Batches counted down, not `i % cadence` per frame: that division
+            // cost 0.8 ns of the 5.9 ns a 16-byte frame took to queue (one
+            // thread, best of 20), a cost of the harness the ceiling does not pay.
+            let mut left = w.n;
+            while left > 0 {
+                let k = left.min(cadence);
+                for _ in 0..k {
+                    ch.compose(TY, 0, 0, None, &data).unwrap();
                 }
+                ch.flush().unwrap();
+                left -= k;
             }
             ChildReport {
                 allocs: ALLOCS.load(Ordering::Relaxed) - a0,
@@ -184,12 +190,15 @@ fn imsg_writer(sock: UnixStream, w: &Workload) -> ChildReport {
         Kind::Fd { cadence } => {
             let null = devnull();
             let a0 = ALLOCS.load(Ordering::Relaxed);
-            for i in 1..=w.n {
-                ch.compose(TY, 0, 0, Some(dup(null.as_fd())), &[1; 8])
-                    .unwrap();
-                if i % cadence == 0 || i == w.n {
-                    ch.flush().unwrap();
+            let mut left = w.n;
+            while left > 0 {
+                let k = left.min(cadence);
+                for _ in 0..k {
+                    ch.compose(TY, 0, 0, Some(dup(null.as_fd())), &[1; 8])
+                        .unwrap();
                 }
+                ch.flush().unwrap();
+                left -= k;
             }
             ChildReport {
                 allocs: ALLOCS.load(Ordering::Relaxed) - a0,

@@ -285,7 +285,7 @@ c_writer(int s, const struct workload *w)
 	struct imsg	 imsg;
 	unsigned char	*data;
 	uint64_t	 a0 = 0;
-	size_t		 i;
+	size_t		 i, k, left;
 	int		 null, got;
 
 	c_init(&ib, s, w->kind == FDS);
@@ -295,12 +295,13 @@ c_writer(int s, const struct workload *w)
 			err(1, NULL);
 		memset(data, 0x5a, w->payload);
 		a0 = allocs;
-		for (i = 1; i <= w->n; i++) {
-			if (imsg_compose(&ib, TY, 0, 0, -1, data,
-			    w->payload) == -1)
-				err(1, "imsg_compose");
-			if (i % w->cadence == 0 || i == w->n)
-				c_flush(&ib);
+		for (left = w->n; left > 0; left -= k) {
+			k = left < w->cadence ? left : w->cadence;
+			for (i = 0; i < k; i++)
+				if (imsg_compose(&ib, TY, 0, 0, -1, data,
+				    w->payload) == -1)
+					err(1, "imsg_compose");
+			c_flush(&ib);
 		}
 		break;
 	case FDS:
@@ -308,12 +309,13 @@ c_writer(int s, const struct workload *w)
 		data = calloc(1, 8);
 		memset(data, 1, 8);
 		a0 = allocs;
-		for (i = 1; i <= w->n; i++) {
-			if (imsg_compose(&ib, TY, 0, 0, dupfd(null), data,
-			    8) == -1)
-				err(1, "imsg_compose");
-			if (i % w->cadence == 0 || i == w->n)
-				c_flush(&ib);
+		for (left = w->n; left > 0; left -= k) {
+			k = left < w->cadence ? left : w->cadence;
+			for (i = 0; i < k; i++)
+				if (imsg_compose(&ib, TY, 0, 0, dupfd(null),
+				    data, 8) == -1)
+					err(1, "imsg_compose");
+			c_flush(&ib);
 		}
 		break;
 	case PINGPONG:

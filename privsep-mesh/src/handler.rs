@@ -97,7 +97,7 @@ pub struct Received {
 
 impl Received {
     /// Wraps a message that arrived on the channel to `from`.
-    pub fn new(from: Peer, msg: OwnedMessage) -> Received {
+    pub(crate) fn new(from: Peer, msg: OwnedMessage) -> Received {
         Received { from, msg }
     }
 

@@ -188,7 +188,7 @@ pub fn check_chroot(root: &Path) -> Result<(), PrivdropError> {
 }
 
 /// Chroots to `root` (after [`check_chroot`]) and makes it the working directory.
-pub fn enter_chroot(root: &Path) -> Result<(), PrivdropError> {
+pub(crate) fn enter_chroot(root: &Path) -> Result<(), PrivdropError> {
     check_chroot(root)?;
     rustix::process::chroot(root).map_err(|e| PrivdropError::Chroot(root.into(), e.into()))?;
     rustix::process::chdir("/").map_err(|e| PrivdropError::Chdir(e.into()))
@@ -204,7 +204,7 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 
 /// Switches every thread of the process to `user` (groups first, then uid), then
 /// [`verify`]s.
-pub fn become_user(user: &User) -> Result<(), PrivdropError> {
+pub(crate) fn become_user(user: &User) -> Result<(), PrivdropError> {
     let gid = user.gid as libc::gid_t;
     let uid = user.uid as libc::uid_t;
     // SAFETY: a libc call with a pointer to one gid that lives for the call.
@@ -279,7 +279,7 @@ fn check_ids(user: &User, uids: [u32; 3], gids: [u32; 3], groups: &[u32]) -> Res
 /// Checks that the process runs as `user` only and cannot get root back: its ids
 /// are exactly the user's, and switching to root's uid (or to a group it does
 /// not hold) fails.
-pub fn verify(user: &User) -> Result<(), PrivdropError> {
+pub(crate) fn verify(user: &User) -> Result<(), PrivdropError> {
     let fail = |s: String| PrivdropError::Verify(s);
     let (uids, gids, groups) = credentials().map_err(|e| fail(e.to_string()))?;
     check_ids(user, uids, gids, &groups).map_err(fail)?;
@@ -305,7 +305,7 @@ pub fn verify(user: &User) -> Result<(), PrivdropError> {
 /// Sets the name `ps` shows for the process: on Linux the name in `ps -o comm` and
 /// `/proc/PID/comm` (the kernel keeps 15 bytes), on the BSDs the title
 /// (`setproctitle`, as proc.c does), on macOS the main thread's name.
-pub fn set_process_name(name: &str) {
+pub(crate) fn set_process_name(name: &str) {
     let bytes: Vec<u8> = name.bytes().filter(|&b| b != 0).collect();
     if let Ok(c) = CString::new(bytes) {
         if let Err(e) = crate::sys::set_process_title(&c) {

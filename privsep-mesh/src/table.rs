@@ -480,7 +480,7 @@ impl ProcTable {
     }
 
     /// Every child instance, sorted.
-    pub fn children(&self) -> Vec<Peer> {
+    pub(crate) fn children(&self) -> Vec<Peer> {
         policy::channels_of(&self.layout(), self.policy, Peer::PARENT)
     }
 
