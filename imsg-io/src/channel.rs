@@ -87,8 +87,9 @@ pub struct Channel {
     fd: OwnedFd,
     transport: Transport,
     core: ChannelCore,
-    /// Bytes still queued after the last send ahead (see `write_ahead`).
-    ahead_left: usize,
+    /// Queued bytes at which the next send ahead is tried: `WRITE_AHEAD` above
+    /// what was left queued by the last write or send ahead.
+    ahead_at: usize,
 }
 
 impl AsFd for Channel {
@@ -142,7 +143,7 @@ impl Channel {
             fd,
             transport,
             core: ChannelCore::new(config),
-            ahead_left: 0,
+            ahead_at: WRITE_AHEAD,
         })
     }
 
@@ -160,11 +161,13 @@ impl Channel {
     /// discarded, its descriptors closed); never `SIGPIPE`.
     pub fn write(&mut self) -> Result<WriteStatus, Error> {
         let Some(t) = self.core.transmit() else {
+            self.ahead_at = WRITE_AHEAD;
             return Ok(WriteStatus::Empty);
         };
         match socket::send(self.fd.as_fd(), self.transport, t.bytes, t.fd) {
             Ok(n) => {
                 self.core.written(n);
+                self.ahead_at = self.core.queued_bytes() + WRITE_AHEAD;
                 Ok(WriteStatus::Wrote(n))
             }
             Err(Errno::AGAIN) => Ok(WriteStatus::WouldBlock),
@@ -237,14 +240,11 @@ impl Channel {
     }
 
     /// One send that does not wait, once [`WRITE_AHEAD`] more bytes were queued
-    /// since the last one (so a full socket costs one failed call per
-    /// `WRITE_AHEAD` bytes, not one per frame).
+    /// since the last write or send ahead (so a full socket costs one failed call
+    /// per `WRITE_AHEAD` bytes, not one per frame). One comparison per frame.
     #[inline]
     fn write_ahead(&mut self) {
-        let queued = self.core.queued_bytes();
-        // Written meanwhile by `write`, `flush` or a driver: count from here.
-        self.ahead_left = self.ahead_left.min(queued);
-        if queued - self.ahead_left >= WRITE_AHEAD {
+        if self.core.queued_bytes() >= self.ahead_at {
             self.send_now();
         }
     }
@@ -258,7 +258,7 @@ impl Channel {
                 self.core.written(n);
             }
         }
-        self.ahead_left = self.core.queued_bytes();
+        self.ahead_at = self.core.queued_bytes() + WRITE_AHEAD;
     }
 
     /// Writes until the queue is empty (`imsgbuf_flush`). On a non-blocking socket
