@@ -189,6 +189,7 @@ impl Channel {
     /// the raw socket's bytes/s to past it (see the crate README). A failure of
     /// that send changes nothing: the bytes stay queued and the next
     /// [`write`](Channel::write) or [`flush`](Channel::flush) reports it.
+    #[inline]
     pub fn compose(
         &mut self,
         ty: u32,
@@ -204,6 +205,7 @@ impl Channel {
     /// Queues one frame whose payload is the concatenation of `parts`
     /// (`imsg_composev`), as [`ChannelCore::composev`], sending ahead as
     /// [`compose`](Channel::compose) does.
+    #[inline]
     pub fn composev(
         &mut self,
         ty: u32,
@@ -219,6 +221,7 @@ impl Channel {
     /// Starts a frame written in pieces (`imsg_create`), as
     /// [`ChannelCore::create`], sending ahead as [`compose`](Channel::compose)
     /// does.
+    #[inline]
     pub fn create(&mut self, ty: u32, peerid: u32, pid: i32) -> MessageBuilder<'_> {
         self.write_ahead();
         self.core.create(ty, peerid, pid)
@@ -227,6 +230,7 @@ impl Channel {
     /// Queues a received message again without its descriptor (`imsg_forward`),
     /// as [`ChannelCore::forward`], sending ahead as [`compose`](Channel::compose)
     /// does.
+    #[inline]
     pub fn forward(&mut self, msg: &Message<'_>) -> Result<(), Error> {
         self.write_ahead();
         self.core.forward(msg)
