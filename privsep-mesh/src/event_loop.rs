@@ -108,9 +108,6 @@ pub(crate) async fn run(
                 }
             };
             match flow {
-                // A handler that asked to stop (from a signal, say) sees no
-                // further event of this batch.
-                Flow::Continue if mesh.shutdown_requested() => return Ok(LoopEnd::Requested),
                 Flow::Continue => {}
                 Flow::Closed(p) => return Ok(LoopEnd::Closed(p)),
                 Flow::Shutdown => return Ok(LoopEnd::Requested),
