@@ -10,8 +10,9 @@
 //!   composes frames and tries one `write()` each time another `WRITE_BATCH` bytes
 //!   are queued (256 KiB, the ceiling's write size; after a write that would
 //!   block it does not retry before another batch is queued, as a loop waits for
-//!   the next writable event), and waits (`flush`) only when 1 MiB is queued; the
-//!   reader reads into a 256 KiB buffer, the ceiling's read size.
+//!   the next writable event), and waits (`flush`) only when 1 MiB is queued
+//!   (the channel itself also sends ahead while queueing, once `WRITE_AHEAD` more
+//!   bytes wait); the reader reads into a 256 KiB buffer, the ceiling's read size.
 //!   `imsg_batch32k`: the same with a write tried every 32 KiB.
 //! - `io_stream_16KiB`: frames of 16384 bytes **in total** (the default
 //!   `max_frame`; payload 16368), same three lines. Bytes/s.

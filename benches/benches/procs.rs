@@ -18,8 +18,9 @@
 //! per flush (cadence 1: one frame a write); the raw reader reads into a 64 KiB
 //! buffer (imsg-io's default receive buffer). Both sides use blocking sockets.
 //!
-//! Each line gives throughput, imsg/raw, both sides' CPU time and minor page
-//! faults (`getrusage` of each child through `wait4`), and the allocations each
+//! Each line gives throughput, imsg/raw, both sides' CPU time, minor page
+//! faults and voluntary context switches ("sleeps": how often a side waited for
+//! the other; `getrusage` of each child through `wait4`), and the allocations each
 //! side made while moving the frames (a counting global allocator), and the load
 //! average when it ran. `IMSG_BENCH_ONLY=large` runs only lines whose name
 //! contains `large`; `IMSG_BENCH_REPS=3` repeats every line (raw and imsg
@@ -109,8 +110,10 @@ struct RunResult {
     secs: f64,
     bytes: u64,
     frames: u64,
-    w: (f64, i64, u64),
-    r: (f64, i64, u64),
+    /// Each side: CPU seconds, minor faults, allocations, voluntary context
+    /// switches (how often it slept waiting for the other side).
+    w: (f64, i64, u64, i64),
+    r: (f64, i64, u64, i64),
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -418,7 +421,7 @@ fn spawn(side: Side, sock: UnixStream, w: &Workload, cpu: usize, report: OwnedFd
 }
 
 /// Waits for `pid`: (CPU seconds, minor faults).
-fn reap(pid: i32) -> (f64, i64) {
+fn reap(pid: i32) -> (f64, i64, i64) {
     let mut status = 0;
     // SAFETY: rusage is plain data, filled by wait4 before it is read.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -430,7 +433,7 @@ fn reap(pid: i32) -> (f64, i64) {
         "child {pid} failed: status {status}"
     );
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    (t(ru.ru_utime) + t(ru.ru_stime), ru.ru_minflt)
+    (t(ru.ru_utime) + t(ru.ru_stime), ru.ru_minflt, ru.ru_nvcsw)
 }
 
 fn read_report(fd: OwnedFd) -> ChildReport {
@@ -464,8 +467,8 @@ fn run(w: &Workload, writer: Side, reader: Side) -> RunResult {
         secs,
         bytes,
         frames: rrep.frames,
-        w: (wres.0, wres.1, wrep.allocs),
-        r: (rres.0, rres.1, rrep.allocs),
+        w: (wres.0, wres.1, wrep.allocs, wres.2),
+        r: (rres.0, rres.1, rrep.allocs, rres.2),
     }
 }
 
@@ -480,8 +483,8 @@ fn show(label: &str, r: &RunResult, kind: Kind) -> f64 {
         Kind::PingPong => "k round trips/s",
     };
     print!(
-        "  {label:<5} {rate:>9.1} {unit:<15} {:.3} s  cpu w/r {:.2}/{:.2} s  minflt w/r {}/{}  allocs w/r {}/{}",
-        r.secs, r.w.0, r.r.0, r.w.1, r.r.1, r.w.2, r.r.2
+        "  {label:<5} {rate:>9.1} {unit:<15} {:.3} s  cpu w/r {:.2}/{:.2} s  minflt w/r {}/{}  allocs w/r {}/{}  sleeps w/r {}/{}",
+        r.secs, r.w.0, r.r.0, r.w.1, r.r.1, r.w.2, r.r.2, r.w.3, r.r.3
     );
     rate
 }

@@ -74,6 +74,7 @@ struct side_usage {
 	double		 cpu;
 	long		 minflt;
 	uint64_t	 allocs;
+	long		 nvcsw;
 };
 
 struct run_result {
@@ -585,6 +586,7 @@ reap(pid_t pid)
 	u.cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
 	    ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 	u.minflt = ru.ru_minflt;
+	u.nvcsw = ru.ru_nvcsw;
 	u.allocs = 0;
 	return (u);
 }
@@ -664,9 +666,10 @@ show(const char *label, const struct run_result *r, enum kind kind)
 		unit = kind == FDS ? "k frames/s" : "k round trips/s";
 	}
 	printf("  %-5s %9.1f %-15s %.3f s  cpu w/r %.2f/%.2f s  "
-	    "minflt w/r %ld/%ld  allocs w/r %llu/%llu", label, rate, unit,
-	    r->secs, r->w.cpu, r->r.cpu, r->w.minflt, r->r.minflt,
-	    (unsigned long long)r->w.allocs, (unsigned long long)r->r.allocs);
+	    "minflt w/r %ld/%ld  allocs w/r %llu/%llu  sleeps w/r %ld/%ld",
+	    label, rate, unit, r->secs, r->w.cpu, r->r.cpu, r->w.minflt,
+	    r->r.minflt, (unsigned long long)r->w.allocs,
+	    (unsigned long long)r->r.allocs, r->w.nvcsw, r->r.nvcsw);
 	return (rate);
 }
 

@@ -87,8 +87,9 @@ pub struct Channel {
     fd: OwnedFd,
     transport: Transport,
     core: ChannelCore,
-    /// Bytes still queued after the last send ahead (see `write_ahead`).
-    ahead_left: usize,
+    /// Queued bytes at which the next send ahead is tried: `WRITE_AHEAD` above
+    /// what was left queued by the last write or send ahead.
+    ahead_at: usize,
 }
 
 impl AsFd for Channel {
@@ -142,7 +143,7 @@ impl Channel {
             fd,
             transport,
             core: ChannelCore::new(config),
-            ahead_left: 0,
+            ahead_at: WRITE_AHEAD,
         })
     }
 
@@ -160,11 +161,13 @@ impl Channel {
     /// discarded, its descriptors closed); never `SIGPIPE`.
     pub fn write(&mut self) -> Result<WriteStatus, Error> {
         let Some(t) = self.core.transmit() else {
+            self.ahead_at = WRITE_AHEAD;
             return Ok(WriteStatus::Empty);
         };
         match socket::send(self.fd.as_fd(), self.transport, t.bytes, t.fd) {
             Ok(n) => {
                 self.core.written(n);
+                self.ahead_at = self.core.queued_bytes() + WRITE_AHEAD;
                 Ok(WriteStatus::Wrote(n))
             }
             Err(Errno::AGAIN) => Ok(WriteStatus::WouldBlock),
@@ -189,6 +192,7 @@ impl Channel {
     /// the raw socket's bytes/s to past it (see the crate README). A failure of
     /// that send changes nothing: the bytes stay queued and the next
     /// [`write`](Channel::write) or [`flush`](Channel::flush) reports it.
+    #[inline]
     pub fn compose(
         &mut self,
         ty: u32,
@@ -204,6 +208,7 @@ impl Channel {
     /// Queues one frame whose payload is the concatenation of `parts`
     /// (`imsg_composev`), as [`ChannelCore::composev`], sending ahead as
     /// [`compose`](Channel::compose) does.
+    #[inline]
     pub fn composev(
         &mut self,
         ty: u32,
@@ -219,6 +224,7 @@ impl Channel {
     /// Starts a frame written in pieces (`imsg_create`), as
     /// [`ChannelCore::create`], sending ahead as [`compose`](Channel::compose)
     /// does.
+    #[inline]
     pub fn create(&mut self, ty: u32, peerid: u32, pid: i32) -> MessageBuilder<'_> {
         self.write_ahead();
         self.core.create(ty, peerid, pid)
@@ -227,20 +233,18 @@ impl Channel {
     /// Queues a received message again without its descriptor (`imsg_forward`),
     /// as [`ChannelCore::forward`], sending ahead as [`compose`](Channel::compose)
     /// does.
+    #[inline]
     pub fn forward(&mut self, msg: &Message<'_>) -> Result<(), Error> {
         self.write_ahead();
         self.core.forward(msg)
     }
 
     /// One send that does not wait, once [`WRITE_AHEAD`] more bytes were queued
-    /// since the last one (so a full socket costs one failed call per
-    /// `WRITE_AHEAD` bytes, not one per frame).
+    /// since the last write or send ahead (so a full socket costs one failed call
+    /// per `WRITE_AHEAD` bytes, not one per frame). One comparison per frame.
     #[inline]
     fn write_ahead(&mut self) {
-        let queued = self.core.queued_bytes();
-        // Written meanwhile by `write`, `flush` or a driver: count from here.
-        self.ahead_left = self.ahead_left.min(queued);
-        if queued - self.ahead_left >= WRITE_AHEAD {
+        if self.core.queued_bytes() >= self.ahead_at {
             self.send_now();
         }
     }
@@ -254,7 +258,7 @@ impl Channel {
                 self.core.written(n);
             }
         }
-        self.ahead_left = self.core.queued_bytes();
+        self.ahead_at = self.core.queued_bytes() + WRITE_AHEAD;
     }
 
     /// Writes until the queue is empty (`imsgbuf_flush`). On a non-blocking socket

@@ -165,11 +165,13 @@ impl ChannelCore {
         &self.config
     }
 
-    /// Sets the size the receive buffer starts at and is kept at least at (default
-    /// 64 KiB, C's read buffer; one `read` receives at most what is free in it),
-    /// within `16..=`[`MAX_RECV_BUFFER`](crate::MAX_RECV_BUFFER); returns the size
-    /// applied. The buffer still grows, as bytes arrive, to hold a frame up to the
-    /// frame limit. Takes effect when the buffer is empty.
+    /// Sets the size the receive buffer grows to as reads fill it, and is kept at
+    /// least at once grown (default 64 KiB, C's read buffer; one `read` receives at
+    /// most what is free in it), within `16..=`[`MAX_RECV_BUFFER`](crate::MAX_RECV_BUFFER);
+    /// returns the size applied. The buffer starts at 1 KiB (or this size if
+    /// smaller) and doubles each time a read fills it, so memory follows the bytes
+    /// that arrive; it still grows past this size, as bytes arrive, to hold a frame
+    /// up to the frame limit. Takes effect when the buffer is empty.
     pub fn set_recv_buffer_size(&mut self, bytes: usize) -> usize {
         self.recv.set_min_size(bytes)
     }

@@ -16,8 +16,14 @@ use imsg_codec::{Framing, Header, Status, HEADER_SIZE};
 
 use crate::Error;
 
-/// Initial size of the receive buffer (C's `IBUF_READ_SIZE` rounded up).
+/// Size the receive buffer grows to as reads fill it (C's `IBUF_READ_SIZE` rounded
+/// up): one read then takes up to 64 KiB, as C's does.
 pub(crate) const DEFAULT_RECV_BUFFER: usize = 64 * 1024;
+
+/// Size of the receive buffer's first allocation (or the minimum size if smaller).
+/// An idle channel, or one that receives a few small frames, holds no more; each
+/// read that fills the buffer doubles it, up to the minimum size.
+const FIRST_ALLOCATION: usize = 1024;
 
 /// The largest size the receive buffer can be asked to start at (16 MiB). It
 /// still grows past it when frames arrive that need more.
@@ -67,8 +73,11 @@ pub(crate) struct RecvBuffer {
     /// Stream offset of `buf[0]`.
     base: u64,
     pending: VecDeque<PendingFd>,
-    /// Size the buffer starts with and is kept at least at.
+    /// Size the buffer grows to as reads fill it, and is kept at least at once
+    /// grown.
     min_size: usize,
+    /// The last read filled all the room it was given: the peer may have more.
+    filled: bool,
     /// The peer closed the stream.
     eof: bool,
     /// Most bytes held when the buffer emptied since the last shrink check, and
@@ -88,6 +97,7 @@ impl RecvBuffer {
             pending: VecDeque::new(),
             min_size: min_size.clamp(HEADER_SIZE, MAX_RECV_BUFFER),
             eof: false,
+            filled: false,
             peak: 0,
             empties: 0,
         }
@@ -170,8 +180,14 @@ impl RecvBuffer {
         if self.rpos == self.wpos {
             self.emptied();
         }
-        if self.buf.len() < self.min_size {
-            self.buf.resize(self.min_size, 0);
+        // Memory follows the bytes that arrive: a small first allocation, doubled
+        // each time a read fills it, up to the minimum size.
+        if self.buf.len() < self.min_size && (self.buf.is_empty() || self.filled) {
+            let size = match self.buf.len() {
+                0 => FIRST_ALLOCATION,
+                n => n * 2,
+            };
+            self.buf.resize(size.min(self.min_size), 0);
         }
         let want = self.current_frame_len()?.unwrap_or(HEADER_SIZE);
         let free = self.buf.len() - self.wpos;
@@ -197,6 +213,7 @@ impl RecvBuffer {
     pub fn commit(&mut self, n: usize, fd: Option<OwnedFd>) {
         let start = self.wpos;
         self.wpos += n;
+        self.filled = self.wpos == self.buf.len();
         if let Some(fd) = fd {
             if self.frame_starts_within(start, self.wpos) {
                 self.pending.push_back(PendingFd {
@@ -371,6 +388,28 @@ mod tests {
                 taken += 1;
             }
         }
+    }
+
+    /// A new buffer allocates 1 KiB, not its 64 KiB minimum size, and grows to
+    /// that size only as reads fill it.
+    #[test]
+    fn starts_small_and_grows_as_reads_fill_it() {
+        let framing = Framing::new(Dialect::Current, 16384).unwrap();
+        let mut rb = RecvBuffer::new(framing, DEFAULT_RECV_BUFFER);
+        round(&mut rb, 3, 100);
+        assert_eq!(rb.buf.len(), FIRST_ALLOCATION);
+        // 2,000 bytes: one read fills the 1 KiB, the buffer doubles for the rest.
+        round(&mut rb, 20, 100);
+        assert_eq!(rb.buf.len(), 2048);
+        // 100 KB: reads fill the buffer until it is 64 KiB, and no further.
+        round(&mut rb, 1000, 100);
+        assert_eq!(rb.buf.len(), DEFAULT_RECV_BUFFER);
+        round(&mut rb, 1000, 100);
+        assert_eq!(rb.buf.len(), DEFAULT_RECV_BUFFER);
+        // A smaller minimum size is also the first allocation.
+        let mut rb = RecvBuffer::new(framing, 100);
+        round(&mut rb, 1, 50);
+        assert_eq!(rb.buf.len(), 100);
     }
 
     /// The storage grown for large frames is kept across rounds, and given back

@@ -43,9 +43,9 @@ fn open_fds() -> u64 {
         .fold(0, |mask, (fd, _)| mask | 1 << fd)
 }
 
-/// Where passed descriptors come from: duplicates of two kept open for the whole
-/// run, which costs far less than opening `/dev/null` or making a socketpair each
-/// time.
+/// The descriptors passed: two kept open for the whole run and sent as they are
+/// (the receiver gets a new descriptor for each), which costs far less than
+/// opening `/dev/null`, making a socketpair or even a duplicate each time.
 fn fd_sources() -> &'static (OwnedFd, OwnedFd) {
     static SOURCES: std::sync::OnceLock<(OwnedFd, OwnedFd)> = std::sync::OnceLock::new();
     SOURCES.get_or_init(|| {
@@ -106,10 +106,40 @@ impl Rx {
     }
 }
 
-fn make_fd(socket: bool) -> OwnedFd {
+fn source_fd(socket: bool) -> BorrowedFd<'static> {
     let (null, sock) = fd_sources();
-    let source = if socket { sock } else { null };
-    source.try_clone().expect("dup")
+    if socket {
+        sock.as_fd()
+    } else {
+        null.as_fd()
+    }
+}
+
+/// A connected non-blocking, close-on-exec stream pair in one system call (a
+/// `UnixStream::pair` and two `set_nonblocking` take five).
+#[cfg(not(target_vendor = "apple"))]
+fn nonblocking_pair() -> (UnixStream, UnixStream) {
+    let mut sv = [-1; 2];
+    let ty = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: `sv` has room for the two descriptors socketpair writes on success.
+    let rc = unsafe { libc::socketpair(libc::AF_UNIX, ty, 0, sv.as_mut_ptr()) };
+    assert_eq!(rc, 0, "socketpair: {}", std::io::Error::last_os_error());
+    // SAFETY: both are open descriptors that nothing else owns.
+    unsafe {
+        (
+            std::os::fd::FromRawFd::from_raw_fd(sv[0]),
+            std::os::fd::FromRawFd::from_raw_fd(sv[1]),
+        )
+    }
+}
+
+/// macOS has no `SOCK_NONBLOCK`.
+#[cfg(target_vendor = "apple")]
+fn nonblocking_pair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    a.set_nonblocking(true).expect("nonblocking");
+    b.set_nonblocking(true).expect("nonblocking");
+    (a, b)
 }
 
 /// Runs one input; returns the number of frames delivered.
@@ -147,9 +177,7 @@ fn run_inner(data: &[u8]) -> usize {
         .with_max_frame(max)
         .expect("valid limit")
         .with_fdpass(fdpass);
-    let (a, b) = UnixStream::pair().expect("socketpair");
-    a.set_nonblocking(true).expect("nonblocking");
-    b.set_nonblocking(true).expect("nonblocking");
+    let (a, b) = nonblocking_pair();
     let mut rx = Rx {
         ch: Channel::new(b, cfg).expect("channel"),
         fdpass,
@@ -171,18 +199,17 @@ fn run_inner(data: &[u8]) -> usize {
         };
         let (mut bytes, r) = r.split_at(len.min(r.len()));
         rest = r;
-        let mut fds: Vec<OwnedFd> = if bytes.is_empty() {
-            Vec::new()
+        let source = source_fd(ctl & 4 != 0);
+        let mut fds: &[BorrowedFd<'_>] = if bytes.is_empty() {
+            &[]
         } else {
-            (0..ctl & 3).map(|_| make_fd(ctl & 4 != 0)).collect()
+            &[source; 3][..(ctl & 3) as usize]
         };
         while !bytes.is_empty() && flow == Flow::Go {
-            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-            match imsg_io::raw::sendmsg(a.as_fd(), bytes, &borrowed) {
+            match imsg_io::raw::sendmsg(a.as_fd(), bytes, fds) {
                 Ok(n) => {
                     bytes = &bytes[n..];
-                    drop(borrowed);
-                    fds.clear();
+                    fds = &[];
                 }
                 Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     flow = rx.drain();
