@@ -237,7 +237,14 @@ impl ControlServer {
     /// Handles `timer` if it is one of this server's; returns whether it was.
     pub fn timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> bool {
         if self.paused == Some(timer) {
-            self.resume(ctx);
+            self.paused = None;
+            // As control.c: accept again only if descriptors came free meanwhile,
+            // otherwise wait another back-off (rather than take one more each time).
+            if self.descriptors_low(ctx) {
+                self.pause(ctx);
+            } else {
+                self.resume_listeners(ctx);
+            }
             return true;
         }
         let Some((&id, c)) = self
@@ -329,9 +336,29 @@ impl ControlServer {
     fn resume(&mut self, ctx: &mut Context<'_>) {
         if let Some(t) = self.paused.take() {
             ctx.cancel_timer(t);
-            for &(w, _) in &self.listeners {
-                ctx.set_interest(w, Ready::READ);
-            }
+            self.resume_listeners(ctx);
+        }
+    }
+
+    fn resume_listeners(&mut self, ctx: &mut Context<'_>) {
+        for &(w, _) in &self.listeners {
+            ctx.set_interest(w, Ready::READ);
+        }
+    }
+
+    /// Whether fewer than [`ControlSettings::fd_reserve`] descriptors are left: the
+    /// lowest free descriptor number (a probe duplicate, closed at once) against
+    /// `RLIMIT_NOFILE`; `EMFILE` on the probe says so too.
+    fn descriptors_low(&self, ctx: &mut Context<'_>) -> bool {
+        let Some(&(w, _)) = self.listeners.first() else {
+            return false;
+        };
+        let Some(sock) = ctx.io::<ControlSocket>(w) else {
+            return false;
+        };
+        match rustix::io::fcntl_dupfd_cloexec(sock.as_fd(), 0) {
+            Ok(probe) => probe.as_raw_fd() as u64 + self.settings.fd_reserve >= self.fd_limit,
+            Err(_) => true,
         }
     }
 

@@ -46,10 +46,18 @@ fn register(fd: BorrowedFd<'_>, interest: Interest) -> Result<AsyncFd<OwnedFd>, 
 
 /// The watched descriptors that are ready, level-triggered: tokio's readiness is
 /// cleared only when poll(2) says the descriptor has nothing more, so what a
-/// handler left unread is reported again.
+/// handler left unread is reported again. One not registered yet (no descriptor
+/// slot was free for its duplicate) is asked with poll(2) directly; the waiter
+/// comes back every [`imsg_io::FD_GUARD_RETRY`] while one is left.
 fn poll_watches(ws: &Watches, cx: &mut std::task::Context<'_>, out: &mut Vec<Event>) {
     for (w, e) in &ws.entries {
-        let Some(reg) = &e.reg else { continue };
+        let Some(reg) = &e.reg else {
+            let now = ready_now(e.io.fd(), e.interest);
+            if now != crate::watch::Ready::default() {
+                out.push(Event::Io(*w, now));
+            }
+            continue;
+        };
         let mut now = crate::watch::Ready::default();
         if e.interest.readable {
             while let Poll::Ready(Ok(mut g)) = reg.poll_read_ready(cx) {
@@ -83,6 +91,10 @@ struct TokioWaiter {
     interest: Vec<(Peer, bool, bool)>,
     /// The handler's earliest timer.
     timer: Pin<Box<Sleep>>,
+    /// While a watch could not be registered: when to try again, and whether
+    /// that was said in the log already.
+    retry: Pin<Box<Sleep>>,
+    unregistered: bool,
 }
 
 impl Waiter for TokioWaiter {
@@ -93,14 +105,31 @@ impl Waiter for TokioWaiter {
         out: &mut Vec<Event>,
     ) -> Result<(), Error> {
         mesh.drive_with_tokio()?;
-        for e in mesh.watches().entries.values_mut() {
-            if e.reg.is_none() {
-                e.reg = Some(register(
-                    e.io.fd(),
-                    Interest::READABLE | Interest::WRITABLE,
-                )?);
+        // A watch that cannot be registered now (typically no descriptor slot for
+        // its duplicate) is not fatal: it is polled directly and registered on a
+        // later turn, once a slot is free.
+        let mut unregistered = false;
+        for (w, e) in mesh.watches().entries.iter_mut() {
+            if e.reg.is_some() {
+                continue;
+            }
+            match register(e.io.fd(), Interest::READABLE | Interest::WRITABLE) {
+                Ok(reg) => e.reg = Some(reg),
+                Err(err) => {
+                    if !self.unregistered {
+                        log::warn!("{w:?} not registered with the reactor yet, polled every {} ms until it is: {err}",
+                            imsg_io::FD_GUARD_RETRY.as_millis());
+                    }
+                    unregistered = true;
+                }
             }
         }
+        if unregistered && !self.unregistered {
+            self.retry
+                .as_mut()
+                .reset(tokio::time::Instant::now() + imsg_io::FD_GUARD_RETRY);
+        }
+        self.unregistered = unregistered;
         mesh.interest_into(&mut self.interest);
         if let Some(d) = mesh.next_deadline() {
             let d = tokio::time::Instant::from_std(d);
@@ -128,6 +157,11 @@ impl Waiter for TokioWaiter {
             }
             poll_watches(mesh.watches_ref(), cx, out);
             if mesh.next_deadline().is_some() && self.timer.as_mut().poll(cx).is_ready() {
+                due = true;
+            }
+            if self.unregistered && self.retry.as_mut().poll(cx).is_ready() {
+                let next = tokio::time::Instant::now() + imsg_io::FD_GUARD_RETRY;
+                self.retry.as_mut().reset(next);
                 due = true;
             }
             let held = mesh.holds_outgoing();
@@ -180,6 +214,8 @@ pub(crate) async fn event_loop(
             outbox: rx,
             interest: Vec::new(),
             timer: Box::pin(tokio::time::sleep(imsg_io::FD_GUARD_RETRY)),
+            retry: Box::pin(tokio::time::sleep(imsg_io::FD_GUARD_RETRY)),
+            unregistered: false,
         };
         crate::event_loop::run(mesh, handler, signals, &mut waiter).await
     }

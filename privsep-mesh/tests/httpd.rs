@@ -686,17 +686,36 @@ fn hostile_control_clients_are_dropped() {
     d.assert_group_gone();
 }
 
+/// A non-blocking connect to a control socket: `None` when its listen queue is full
+/// (the daemon does not accept), as a client with a connect timeout would see it.
+fn try_connect(path: &Path) -> Option<std::os::fd::OwnedFd> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    rustix::net::connect(&fd, &SocketAddrUnix::new(path).unwrap())
+        .ok()
+        .map(|()| fd)
+}
+
 /// control.c's accept back-off: with few descriptors, accepting pauses instead of
-/// failing or spinning, and resumes when clients leave.
+/// failing or spinning; while descriptors stay low it stays paused (the back-off
+/// timer finds them still low and does not take one more), and it resumes when
+/// clients leave.
 #[test]
 fn accept_pauses_when_descriptors_run_low() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut d = Daemon::start_limited("fdlow", &[], Some(64));
-    let mut held = Vec::new();
-    for _ in 0..40 {
-        held.push(UnixStream::connect(&d.csock).unwrap());
-    }
+    let held: Vec<_> = (0..40).filter_map(|_| try_connect(&d.csock)).collect();
     d.wait_log("accept paused", Duration::from_secs(20));
+    // Three back-off periods: still paused, no other client taken.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(d.log_lines("accept paused"), 1, "accepting crept on");
+    assert!(held.len() < 40, "some connects found the queue full");
     // Still serving HTTP meanwhile.
     let mut s = TcpStream::connect(d.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -142,7 +142,7 @@ fn table(o: &Opts) -> ProcTable {
         // Close to its limit from the start, so that imsg-io's descriptor guard
         // checks every read (far from it, the guard lets reads go unchecked
         // for a while, assuming nobody lowers the limit meanwhile).
-        "app_timers" | "listen" => t.with_proc(probe(A, "alpha", 1)),
+        "app_timers" | "listen" | "listen_tight" => t.with_proc(probe(A, "alpha", 1)),
         "fdlimit" => t.with_proc(with_runtime(o, ProcSpec::new(A, "alpha"))),
         #[cfg(feature = "tokio")]
         "tokio" => t
@@ -346,6 +346,16 @@ impl Handler for Probe {
                     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
                     l.set_nonblocking(true)?;
                     let port = l.local_addr()?.port();
+                    self.listener = Some(ctx.watch(l, Ready::READ));
+                    Probe::result(ctx, format!("port {port}"))?;
+                }
+                b"listen_tight" => {
+                    // The listener is watched with no descriptor slot free: the
+                    // loop must wait for room rather than fail.
+                    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+                    l.set_nonblocking(true)?;
+                    let port = l.local_addr()?.port();
+                    free_slots_to(0)?;
                     self.listener = Some(ctx.watch(l, Ready::READ));
                     Probe::result(ctx, format!("port {port}"))?;
                 }
@@ -774,7 +784,12 @@ impl Conductor {
                 self.fired = true;
                 ctx.compose(A, Target::Instance(0), CMD, 0, b"listen")?;
             }
-            "listen" => {
+            "listen_tight" if !self.fired => {
+                self.fired = true;
+                say(&Self::pids_line(ctx));
+                ctx.compose(A, Target::Instance(0), CMD, 0, b"listen_tight")?;
+            }
+            "listen" | "listen_tight" => {
                 if let Some(p) = self.results.remove("port") {
                     say(&format!("PORT {p}"));
                 }
@@ -1526,6 +1541,45 @@ fn test_handler_timers_tokio() -> Result<(), String> {
     handler_timers(&["--tokio"])
 }
 
+/// A handler watches its listener while its process has no descriptor slot free:
+/// the process keeps running (the tokio loop needs a slot to register the watch,
+/// and waits for one), and once its limit is raised from outside, a client that
+/// connects is served.
+fn test_listener_at_limit() -> Result<(), String> {
+    listener_at_limit(&[])
+}
+
+fn listener_at_limit(extra: &[&str]) -> Result<(), String> {
+    use rustix::process::{getrlimit, prlimit, Pid, Resource};
+    let mut r = Run::start("listen_tight", extra);
+    let child = pids(&r.line("PIDS")?)["1.0"];
+    let port: u16 = r.line("PORT ")?[5..].parse().map_err(|e| format!("{e}"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+    let state = state.rfind(')').and_then(|i| state.get(i + 2..i + 3));
+    r.expect(
+        matches!(state, Some("S" | "R")),
+        &format!("the child at its limit is gone (state {state:?})"),
+    )?;
+    let pid = Pid::from_raw(child as i32).ok_or("bad pid")?;
+    prlimit(Some(pid), Resource::Nofile, getrlimit(Resource::Nofile))
+        .map_err(|e| format!("prlimit: {e}\n{}", r.dump()))?;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"hello\n").map_err(|e| e.to_string())?;
+    let mut got = String::new();
+    s.read_to_string(&mut got).map_err(|e| e.to_string())?;
+    r.expect(got == "echo hello\n", &format!("the client got {got:?}"))?;
+    let code = r.finish()?;
+    r.expect(code == 0, &format!("exit status {code}"))
+}
+
+/// The same in a tokio process.
+#[cfg(feature = "tokio")]
+fn test_listener_at_limit_tokio() -> Result<(), String> {
+    listener_at_limit(&["--tokio"])
+}
+
 /// CPU time (user + system, clock ticks) a process has used.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -1700,6 +1754,9 @@ fn driver() -> ExitCode {
         ("fdlimit", test_fdlimit),
         ("handler_timers", test_handler_timers),
         ("handler_listener", test_handler_listener),
+        ("listener_at_limit", test_listener_at_limit),
+        #[cfg(feature = "tokio")]
+        ("listener_at_limit_tokio", test_listener_at_limit_tokio),
         #[cfg(feature = "tokio")]
         ("run_async", test_run_async_in_app_runtime),
         #[cfg(feature = "tokio")]
