@@ -360,9 +360,12 @@ impl Handler for Probe {
                     Probe::result(ctx, format!("port {port}"))?;
                 }
                 b"arm" => {
+                    // Taken before arming: the timers count from their arming, so a
+                    // clock read after it could see the one-shot fire "early".
+                    let t0 = Instant::now();
                     let once = ctx.timer_after(Duration::from_millis(30));
                     let every = ctx.timer_every(Duration::from_millis(10));
-                    self.timers = Some((once, every, Instant::now()));
+                    self.timers = Some((once, every, t0));
                 }
                 b"limit" => {
                     // One free descriptor slot: imsg-io's descriptor guard refuses
