@@ -1514,6 +1514,11 @@ fn test_handler_listener() -> Result<(), String> {
 fn handler_listener(extra: &[&str]) -> Result<(), String> {
     let mut r = Run::start("listen", extra);
     let port: u16 = r.line("PORT ")?[5..].parse().map_err(|e| format!("{e}"))?;
+    echo_client(r, port)
+}
+
+/// Connects to the scenario's listener, expects its echo, and lets the mesh end.
+fn echo_client(mut r: Run, port: u16) -> Result<(), String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"hello\n").map_err(|e| e.to_string())?;
@@ -1567,14 +1572,7 @@ fn listener_at_limit(extra: &[&str]) -> Result<(), String> {
     let pid = Pid::from_raw(child as i32).ok_or("bad pid")?;
     prlimit(Some(pid), Resource::Nofile, getrlimit(Resource::Nofile))
         .map_err(|e| format!("prlimit: {e}\n{}", r.dump()))?;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"hello\n").map_err(|e| e.to_string())?;
-    let mut got = String::new();
-    s.read_to_string(&mut got).map_err(|e| e.to_string())?;
-    r.expect(got == "echo hello\n", &format!("the client got {got:?}"))?;
-    let code = r.finish()?;
-    r.expect(code == 0, &format!("exit status {code}"))
+    echo_client(r, port)
 }
 
 /// The same in a tokio process.
