@@ -47,10 +47,20 @@ static UNCHECKED_LEFT: AtomicUsize = AtomicUsize::new(0);
 
 /// True when a read that can bring descriptors must be refused now.
 pub(crate) fn refuse(probe: BorrowedFd<'_>) -> bool {
-    let took =
-        UNCHECKED_LEFT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-    if took.is_ok() {
-        return false;
+    // Take one unchecked read if any is left (a compare-and-swap loop: what
+    // `fetch_update` does, which newer Rust deprecates in favour of a method the
+    // supported Rust versions lack).
+    let mut left = UNCHECKED_LEFT.load(Ordering::Relaxed);
+    while left > 0 {
+        match UNCHECKED_LEFT.compare_exchange_weak(
+            left,
+            left - 1,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return false,
+            Err(now) => left = now,
+        }
     }
     match crate::sys::free_slots() {
         Some(free) if free < FD_HEADROOM => true,
