@@ -172,13 +172,7 @@ impl ControlSocket {
             std::fs::remove_file(path).map_err(io("unlink"))?;
         }
         let addr = rustix::net::SocketAddrUnix::new(path).map_err(|e| io("bind")(e.into()))?;
-        let fd = rustix::net::socket_with(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| io("socket")(e.into()))?;
+        let fd = crate::sys::stream_socket_cloexec().map_err(io("socket"))?;
         let mask =
             rustix::fs::Mode::from_bits_truncate((0o777 & !access.mode()) as rustix::fs::RawMode);
         let old = rustix::process::umask(mask);

@@ -124,12 +124,23 @@ impl Outbox {
             Some(limit) if queued > 0 && queued.saturating_add(len) > limit => None,
             _ => Some(queued.saturating_add(len)),
         };
-        if let Err(queued) = self
-            .pending
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, fits)
-        {
-            let limit = self.limit.unwrap_or(usize::MAX);
-            return Err(OutboxError::QueueFull { fd, queued, limit });
+        // Reserve the bytes with a compare-and-swap loop (what `fetch_update` does;
+        // newer Rust deprecates it for a method the supported versions lack).
+        let mut queued = self.pending.load(Ordering::Acquire);
+        loop {
+            let Some(next) = fits(queued) else {
+                let limit = self.limit.unwrap_or(usize::MAX);
+                return Err(OutboxError::QueueFull { fd, queued, limit });
+            };
+            match self.pending.compare_exchange_weak(
+                queued,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => queued = now,
+            }
         }
         let m = Outgoing {
             to,

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 pub(crate) use super::portable::{
     get_ids_posix as get_ids_infallible, open_max, peer_ids,
     pipe_two_step as pipe_cloexec_nonblock, stream_pair_two_step as stream_pair_cloexec_nonblock,
+    stream_socket_two_step as stream_socket_cloexec,
 };
 use super::IdSwitch;
 

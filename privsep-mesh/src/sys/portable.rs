@@ -115,6 +115,14 @@ pub(crate) fn pipe_two_step() -> io::Result<(OwnedFd, OwnedFd)> {
     set_cloexec_nonblock(rustix::pipe::pipe()?)
 }
 
+/// An `AF_UNIX` stream socket made close-on-exec afterwards (where `socket` cannot
+/// do it: macOS; same window as [`set_cloexec_nonblock`]).
+pub(crate) fn stream_socket_two_step() -> io::Result<OwnedFd> {
+    let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None)?;
+    fcntl_setfd(&fd, fcntl_getfd(&fd)? | FdFlags::CLOEXEC)?;
+    Ok(fd)
+}
+
 /// `socketpair(AF_UNIX, SOCK_STREAM)` made close-on-exec and non-blocking
 /// afterwards.
 pub(crate) fn stream_pair_two_step() -> io::Result<(OwnedFd, OwnedFd)> {
