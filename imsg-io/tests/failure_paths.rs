@@ -455,16 +455,12 @@ fn descriptor_limit_child_entry() {
         tx.compose(1, 0, 0, Some(devnull()), b"fd").unwrap();
         tx.flush().unwrap();
         let spare = devnull();
-        // Lowest free descriptor number: everything below it is in use.
-        let lowest = rustix::io::fcntl_dupfd_cloexec(&spare, 0).unwrap();
-        let n = std::os::fd::AsRawFd::as_raw_fd(&lowest) as u64;
-        drop(lowest);
         let old = getrlimit(Resource::Nofile);
         // One free slot left below the limit: too few for the guard.
         setrlimit(
             Resource::Nofile,
             rustix::process::Rlimit {
-                current: Some(n + 1),
+                current: Some(limit_leaving_free(1)),
                 maximum: old.maximum,
             },
         )
