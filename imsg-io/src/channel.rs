@@ -5,7 +5,7 @@ use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use rustix::io::Errno;
+use rustix::io::{Errno, IoSlice};
 
 use crate::fd_guard;
 use crate::socket::{self, Transport};
@@ -22,6 +22,14 @@ pub const WRITE_RETRY: Duration = Duration::from_millis(1);
 /// are still being queued (see [`Channel::compose`]). Above the default socket
 /// buffer of Linux (208 KiB), so one send can fill it.
 pub const WRITE_AHEAD: usize = 256 * 1024;
+
+/// Payloads of at least this many bytes, queued on an empty queue without a
+/// descriptor, are written at once from the caller's buffer instead of being
+/// copied into the queue first (see [`Channel::compose`]).
+pub const WRITE_DIRECT: usize = 8192;
+
+/// Most payload parts a direct write takes (more go through the queue).
+const DIRECT_PARTS: usize = 7;
 
 /// What [`Channel::read`] did. Each answer says what to wait for next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +98,9 @@ pub struct Channel {
     /// Queued bytes at which the next send ahead is tried: `WRITE_AHEAD` above
     /// what was left queued by the last write or send ahead.
     ahead_at: usize,
+    /// The last [`write`](Channel::write) found or left the queue empty, and no
+    /// large frame was queued since: the next large frame is sent at once.
+    flushed: bool,
 }
 
 impl AsFd for Channel {
@@ -144,6 +155,7 @@ impl Channel {
             transport,
             core: ChannelCore::new(config),
             ahead_at: WRITE_AHEAD,
+            flushed: true,
         })
     }
 
@@ -162,12 +174,14 @@ impl Channel {
     pub fn write(&mut self) -> Result<WriteStatus, Error> {
         let Some(t) = self.core.transmit() else {
             self.ahead_at = WRITE_AHEAD;
+            self.flushed = true;
             return Ok(WriteStatus::Empty);
         };
         match socket::send(self.fd.as_fd(), self.transport, t.bytes, t.fd) {
             Ok(n) => {
                 self.core.written(n);
                 self.ahead_at = self.core.queued_bytes() + WRITE_AHEAD;
+                self.flushed = self.core.queued_bytes() == 0;
                 Ok(WriteStatus::Wrote(n))
             }
             Err(Errno::AGAIN) => Ok(WriteStatus::WouldBlock),
@@ -192,6 +206,14 @@ impl Channel {
     /// the raw socket's bytes/s to past it (see the crate README). A failure of
     /// that send changes nothing: the bytes stay queued and the next
     /// [`write`](Channel::write) or [`flush`](Channel::flush) reports it.
+    ///
+    /// A payload of [`WRITE_DIRECT`] bytes or more without a descriptor, queued
+    /// right after a write or flush that emptied the queue, is sent the same way
+    /// straight from `payload` (header and payload in one `sendmsg`), so it is not
+    /// copied into the queue; only what the socket did not take is queued. A
+    /// program that flushes after every large frame thus sends each without a copy,
+    /// while one that queues a batch sends its first frame so and queues the rest
+    /// (one send per frame would cost more than the copies it saves).
     #[inline]
     pub fn compose(
         &mut self,
@@ -201,13 +223,16 @@ impl Channel {
         fd: Option<OwnedFd>,
         payload: &[u8],
     ) -> Result<(), Error> {
+        if payload.len() >= WRITE_DIRECT {
+            return self.compose_large(ty, peerid, pid, fd, &[payload]);
+        }
         self.write_ahead();
         self.core.compose(ty, peerid, pid, fd, payload)
     }
 
     /// Queues one frame whose payload is the concatenation of `parts`
-    /// (`imsg_composev`), as [`ChannelCore::composev`], sending ahead as
-    /// [`compose`](Channel::compose) does.
+    /// (`imsg_composev`), as [`ChannelCore::composev`], sending ahead and
+    /// directly as [`compose`](Channel::compose) does.
     #[inline]
     pub fn composev(
         &mut self,
@@ -217,8 +242,50 @@ impl Channel {
         fd: Option<OwnedFd>,
         parts: &[&[u8]],
     ) -> Result<(), Error> {
+        if parts.iter().map(|p| p.len()).sum::<usize>() >= WRITE_DIRECT {
+            return self.compose_large(ty, peerid, pid, fd, parts);
+        }
         self.write_ahead();
         self.core.composev(ty, peerid, pid, fd, parts)
+    }
+
+    /// Queues a frame of [`WRITE_DIRECT`] payload bytes or more. Without a
+    /// descriptor, right after a write that emptied the queue, it is sent in one
+    /// `sendmsg` that does not wait, from the caller's buffers, and queued only if
+    /// the socket took less than all of it (recording the part sent). As with
+    /// sending ahead, a failure is left for the next write or flush, which meets
+    /// it again.
+    #[inline(never)]
+    fn compose_large(
+        &mut self,
+        ty: u32,
+        peerid: u32,
+        pid: i32,
+        fd: Option<OwnedFd>,
+        parts: &[&[u8]],
+    ) -> Result<(), Error> {
+        let flushed = std::mem::replace(&mut self.flushed, false);
+        if !flushed || fd.is_some() || parts.len() > DIRECT_PARTS || self.core.wants_write() {
+            self.write_ahead();
+            return self.core.composev(ty, peerid, pid, fd, parts);
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let header = self.core.frame_header(ty, peerid, pid, len)?;
+        let mut iov = [IoSlice::new(&[]); DIRECT_PARTS + 1];
+        iov[0] = IoSlice::new(&header);
+        for (slot, p) in iov[1..].iter_mut().zip(parts) {
+            *slot = IoSlice::new(p);
+        }
+        let sent =
+            socket::send_vectored_nowait(self.fd.as_fd(), self.transport, &iov[..=parts.len()])
+                .unwrap_or(0);
+        if sent == header.len() + len {
+            return Ok(());
+        }
+        self.core.composev(ty, peerid, pid, None, parts)?;
+        self.core.written(sent);
+        self.ahead_at = self.core.queued_bytes() + WRITE_AHEAD;
+        Ok(())
     }
 
     /// Starts a frame written in pieces (`imsg_create`), as

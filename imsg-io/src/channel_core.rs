@@ -313,6 +313,39 @@ impl ChannelCore {
         Ok(())
     }
 
+    /// The 16 header bytes of a frame with `payload_len` payload bytes as
+    /// [`compose`](ChannelCore::compose) would queue it now (same dialect, pid
+    /// rule and limit; no descriptor), for a driver that writes a frame straight
+    /// from the caller's buffers while nothing is queued, so the payload is not
+    /// copied into the queue. If the write takes only part of the frame, the
+    /// driver queues the whole frame with `compose` and records the part sent
+    /// with [`written`](ChannelCore::written). [`Error::TooLong`] above the frame
+    /// limit.
+    pub fn frame_header(
+        &mut self,
+        ty: u32,
+        peerid: u32,
+        pid: i32,
+        payload_len: usize,
+    ) -> Result<[u8; imsg_codec::HEADER_SIZE], Error> {
+        self.send_in_learnt_dialect();
+        let framing = self.send.framing();
+        let (len, max) = (
+            payload_len.saturating_add(imsg_codec::HEADER_SIZE),
+            framing.max_frame(),
+        );
+        if len > max {
+            return Err(Error::TooLong { len, max });
+        }
+        let mut out = [0; imsg_codec::HEADER_SIZE];
+        // 16 <= len <= max, which the dialect can express: emit cannot refuse it.
+        self.header(ty, peerid, pid)
+            .with_len(len as u32)
+            .emit(framing.dialect(), &mut out)
+            .map_err(|_| Error::TooLong { len, max })?;
+        Ok(out)
+    }
+
     /// Starts a frame whose payload is written in pieces (`imsg_create`); the
     /// builder dereferences to an [`imsg_codec::Writer`] (`imsg_add`, `ibuf_add_*`)
     /// capped at the frame limit ([`Config::framing`]). [`MessageBuilder::close`] queues it

@@ -58,7 +58,9 @@ mod sys;
 
 #[cfg(feature = "tokio")]
 pub use async_channel::AsyncChannel;
-pub use channel::{Channel, ReadStatus, WriteStatus, FD_GUARD_RETRY, WRITE_AHEAD, WRITE_RETRY};
+pub use channel::{
+    Channel, ReadStatus, WriteStatus, FD_GUARD_RETRY, WRITE_AHEAD, WRITE_DIRECT, WRITE_RETRY,
+};
 pub use channel_core::{ChannelCore, MessageBuilder, Transmit};
 pub use config::Config;
 pub use error::{DialectHint, Error};

@@ -212,6 +212,12 @@ impl SendQueue {
         empty
     }
 
+    /// The dialect and frame limit frames are queued with.
+    #[inline]
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
     /// An empty queue for frames of `framing`.
     pub fn new(framing: Framing) -> SendQueue {
         SendQueue {

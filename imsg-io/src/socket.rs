@@ -87,6 +87,26 @@ pub(crate) fn send_nowait(
     )
 }
 
+/// Sends the concatenation of `parts` in one `sendmsg` that never waits (as
+/// [`send_nowait`]), without a descriptor. Sockets only.
+pub(crate) fn send_vectored_nowait(
+    sock: BorrowedFd<'_>,
+    transport: Transport,
+    parts: &[IoSlice<'_>],
+) -> Result<usize, Errno> {
+    if transport == Transport::Plain {
+        return Err(Errno::AGAIN);
+    }
+    let flags = sys::SEND_FLAGS | SendFlags::DONTWAIT;
+    loop {
+        let mut control = SendAncillaryBuffer::default();
+        match rustix::net::sendmsg(sock, parts, &mut control, flags) {
+            Err(Errno::INTR) => continue,
+            r => return r,
+        }
+    }
+}
+
 fn send_with(
     sock: BorrowedFd<'_>,
     transport: Transport,

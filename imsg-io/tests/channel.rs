@@ -377,3 +377,57 @@ fn failed_send_ahead_is_reported_by_flush() {
     assert_eq!(tx.queue_len(), 64, "nothing dropped by the failed sends");
     assert!(matches!(tx.flush(), Err(Error::PeerClosed)));
 }
+
+/// A large frame queued right after a flush is sent at once from the caller's
+/// buffer (compose alone delivers it); the next ones of a batch are queued; when
+/// the socket takes only part of a frame, the rest is queued and follows, and
+/// frames after it keep their order.
+#[test]
+fn large_frames_after_a_flush_are_sent_at_once() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let mut tx = Channel::new(a, Config::default()).unwrap();
+    let mut rx = Channel::new(b, Config::default()).unwrap();
+    let big = imsg_io::WRITE_DIRECT;
+    tx.compose(1, 0, 0, None, &[1; 16368]).unwrap();
+    assert_eq!(
+        (tx.queue_len(), tx.queued_bytes()),
+        (0, 0),
+        "sent by compose"
+    );
+    tx.compose(2, 0, 0, None, &[2; 16368]).unwrap();
+    assert_eq!(tx.queue_len(), 1, "the second of a batch is queued");
+    tx.flush().unwrap();
+    tx.composev(3, 0, 0, None, &[&[3; 10], &vec![3; big]])
+        .unwrap();
+    assert_eq!(tx.queue_len(), 0, "composev too");
+    tx.flush().unwrap();
+    // Below the size, or with a descriptor: queued as before.
+    tx.compose(4, 0, 0, None, &vec![4; big - 1]).unwrap();
+    assert_eq!(tx.queue_len(), 1);
+    tx.flush().unwrap();
+    for (ty, len) in [(1, 16368), (2, 16368), (3, big + 10), (4, big - 1)] {
+        let m = recv_one(&mut rx);
+        assert_eq!((m.msg_type(), m.payload().len()), (ty, len));
+        assert!(m.payload().iter().all(|&x| x == ty as u8));
+    }
+
+    // A socket with room for part of a frame only: the rest waits in the queue.
+    let (a, b) = UnixStream::pair().unwrap();
+    rustix::net::sockopt::set_socket_send_buffer_size(&a, 4096).unwrap();
+    let mut tx = Channel::new(a, Config::default()).unwrap();
+    let mut rx = Channel::new(b, Config::default()).unwrap();
+    tx.compose(4, 0, 0, None, &[4; 16368]).unwrap();
+    let left = tx.queued_bytes();
+    assert!(left > 0 && left < 16384, "{left} bytes left of 16384");
+    assert_eq!(tx.queue_len(), 1);
+    tx.compose(5, 0, 0, None, &[5; 16368]).unwrap();
+    assert_eq!(tx.queue_len(), 2, "queued behind the unfinished frame");
+    let reader = std::thread::spawn(move || {
+        for ty in [4u32, 5] {
+            let m = recv_one(&mut rx);
+            assert_eq!((m.msg_type(), m.payload()), (ty, &[ty as u8; 16368][..]));
+        }
+    });
+    tx.flush().unwrap();
+    reader.join().unwrap();
+}
