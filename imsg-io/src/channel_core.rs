@@ -234,13 +234,12 @@ impl ChannelCore {
     /// Switches the send queue to the learnt dialect once it is empty.
     fn send_in_learnt_dialect(&mut self) {
         if let Some(d) = self.learnt {
-            if self.send.len() == 0 {
-                self.send.set_framing(
-                    self.config
-                        .framing
-                        .with_dialect(d)
-                        .unwrap_or(Framing::standard(d)),
-                );
+            let framing = self
+                .config
+                .framing
+                .with_dialect(d)
+                .unwrap_or(Framing::standard(d));
+            if self.send.set_framing(framing) {
                 self.learnt = None;
             }
         }
@@ -340,7 +339,7 @@ impl ChannelCore {
         let QueueParts {
             framing,
             buf,
-            lens,
+            frames,
             fds,
             base,
         } = self.send.parts();
@@ -352,7 +351,7 @@ impl ChannelCore {
         };
         MessageBuilder {
             builder,
-            lens,
+            frames,
             fds,
             base,
             start,
@@ -493,7 +492,8 @@ fn queue_room(
 #[derive(Debug)]
 pub struct MessageBuilder<'a> {
     builder: FrameBuilder<'a, SendBuf>,
-    lens: &'a mut VecDeque<usize>,
+    /// The queue's count of frames not completely written.
+    frames: &'a mut usize,
     fds: &'a mut VecDeque<(u64, OwnedFd)>,
     base: u64,
     start: usize,
@@ -516,14 +516,15 @@ impl MessageBuilder<'_> {
         let fd = queue_room(self.queued, len, self.limit, fd)?;
         let MessageBuilder {
             mut builder,
-            lens,
+            frames,
             fds,
             base,
             start,
             ..
         } = self;
         builder.set_has_fd(fd.is_some());
-        lens.push_back(builder.finish());
+        builder.finish();
+        *frames += 1;
         if let Some(fd) = fd {
             fds.push_back((base + start as u64, fd));
         }

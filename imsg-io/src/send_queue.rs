@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use imsg_codec::{EmitError, FrameBuf, Framing, Header, NoSpace};
+use imsg_codec::{EmitError, FrameBuf, Framing, Header, NoSpace, RawHeader};
 
 /// Sent bytes are dropped from the front of the buffer when everything was sent,
 /// or, when a frame is appended, once they are at least this many and at least
@@ -150,22 +150,31 @@ impl FrameBuf for SendBuf {
 
 /// Queued frames, not yet fully written.
 ///
-/// Like C's queue of `ibuf`s, the length of every queued frame is kept, in order:
-/// a write pops the lengths of the frames it completed.
+/// Only the frames that carry a descriptor have their position recorded (in
+/// `fds`); the others are counted. When a write ends inside the queue, the frames
+/// it completed are found by reading their headers from the oldest unfinished
+/// one on (each header is read at most once), so queueing a frame costs one
+/// increment; a write that empties the queue reads none.
 #[derive(Debug)]
 pub(crate) struct SendQueue {
-    /// Dialect and frame limit of the frames queued.
+    /// Dialect and frame limit of the frames queued; changed only when the queue
+    /// is empty, so every queued header is read in it.
     framing: Framing,
     /// Frames back to back; `buf[..sent]` is already written.
     buf: SendBuf,
     /// Bytes at the front of `buf` already written.
     sent: usize,
+    /// Buffer index of the first byte of the oldest frame not completely written
+    /// (at most `sent`; `buf.end` when every frame is). Sent bytes are dropped from
+    /// the front only up to here, so its header stays readable.
+    head: usize,
+    /// Frames from `head` on: the frames not completely written.
+    frames: usize,
+    /// The last write left enough sent bytes before `head` to compact at the
+    /// next append (see [`SendQueue::compact`]).
+    compact_due: bool,
     /// Stream offset of `buf[0]`.
     base: u64,
-    /// Total length of each frame not completely written, oldest first.
-    lens: VecDeque<usize>,
-    /// Bytes of the oldest frame already written.
-    head_written: usize,
     /// Descriptors not yet sent, each with the stream offset of its frame's first byte.
     fds: VecDeque<(u64, OwnedFd)>,
 }
@@ -174,7 +183,7 @@ pub(crate) struct SendQueue {
 pub(crate) struct QueueParts<'a> {
     pub framing: Framing,
     pub buf: &'a mut SendBuf,
-    pub lens: &'a mut VecDeque<usize>,
+    pub frames: &'a mut usize,
     pub fds: &'a mut VecDeque<(u64, OwnedFd)>,
     pub base: u64,
 }
@@ -184,7 +193,7 @@ impl QueueParts<'_> {
     /// the current end, with its descriptor.
     #[inline]
     pub fn commit(&mut self, start: usize, fd: Option<OwnedFd>) {
-        self.lens.push_back(self.buf.end - start);
+        *self.frames += 1;
         if let Some(fd) = fd {
             self.fds.push_back((self.base + start as u64, fd));
         }
@@ -192,10 +201,15 @@ impl QueueParts<'_> {
 }
 
 impl SendQueue {
-    /// Queues later frames with `framing` (frames already queued are sent as they
-    /// were encoded).
-    pub fn set_framing(&mut self, framing: Framing) {
-        self.framing = framing;
+    /// Queues later frames with `framing`, if the queue is empty (answers whether
+    /// it was applied): the frames queued are counted by reading their headers,
+    /// which must all be in one dialect.
+    pub fn set_framing(&mut self, framing: Framing) -> bool {
+        let empty = self.frames == 0;
+        if empty {
+            self.framing = framing;
+        }
+        empty
     }
 
     /// An empty queue for frames of `framing`.
@@ -204,16 +218,18 @@ impl SendQueue {
             framing,
             buf: SendBuf::default(),
             sent: 0,
+            head: 0,
+            frames: 0,
+            compact_due: false,
             base: 0,
-            lens: VecDeque::new(),
-            head_written: 0,
             fds: VecDeque::new(),
         }
     }
 
     /// Frames queued and not fully written.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.lens.len()
+        self.frames
     }
 
     /// Bytes queued and not yet written.
@@ -251,7 +267,7 @@ impl SendQueue {
         QueueParts {
             framing: self.framing,
             buf: &mut self.buf,
-            lens: &mut self.lens,
+            frames: &mut self.frames,
             fds: &mut self.fds,
             base: self.base,
         }
@@ -288,46 +304,66 @@ impl SendQueue {
         }
         if self.sent == self.buf.end {
             // Everything went: every frame is complete.
-            self.lens.clear();
-            self.head_written = 0;
-        } else {
-            self.head_written += n;
-            while let Some(&len) = self.lens.front() {
-                if self.head_written < len {
-                    break;
-                }
-                self.head_written -= len;
-                self.lens.pop_front();
-            }
-        }
-        if self.sent == self.buf.end {
             self.base += self.sent as u64;
             self.sent = 0;
+            self.head = 0;
+            self.frames = 0;
+            self.compact_due = false;
             self.buf.drain();
+        } else {
+            self.pass_complete_frames();
+            self.compact_due = self.head >= COMPACT_MIN && self.head * 2 >= self.buf.end;
         }
     }
 
-    /// Drops the sent bytes from the front of the buffer once they are at least
-    /// [`COMPACT_MIN`] and at least half of what it holds. Done before a frame is
+    /// Moves `head` past the frames now completely written. `head` is a frame
+    /// start, and every header from there on was written by this queue in its
+    /// current dialect (at least 16 bytes each), so the walk ends.
+    fn pass_complete_frames(&mut self) {
+        let dialect = self.framing.dialect();
+        let sent = &self.buf.filled()[..self.sent];
+        let mut head = self.head;
+        let mut done = 0;
+        while let Some(header) = sent.get(head..).and_then(|b| b.first_chunk()) {
+            let end = head + RawHeader::from_array(header).total_len(dialect);
+            if end > sent.len() {
+                break;
+            }
+            head = end;
+            done += 1;
+        }
+        self.head = head;
+        self.frames -= done;
+    }
+
+    /// Drops the written bytes from the front of the buffer, up to the oldest frame
+    /// not completely written, when the last write left them at least
+    /// [`COMPACT_MIN`] and at least half of what the buffer holds (decided by
+    /// [`advance`](SendQueue::advance): appending only lowers that share, so the
+    /// first append after a write is the one to do it). Done before a frame is
     /// appended, never inside a write loop.
     #[inline]
     fn compact(&mut self) {
-        if self.sent >= COMPACT_MIN && self.sent * 2 >= self.buf.end {
-            self.buf.drop_front(self.sent);
-            self.base += self.sent as u64;
-            self.sent = 0;
+        if self.compact_due {
+            self.compact_due = false;
+            let head = self.head;
+            self.buf.drop_front(head);
+            self.base += head as u64;
+            self.sent -= head;
+            self.head = 0;
         }
     }
 
     /// Discards everything queued, closing the queued descriptors. Returns how many
     /// frames were discarded.
     pub fn clear(&mut self) -> usize {
-        let frames = self.len();
+        let frames = self.frames;
         self.base += self.buf.end as u64;
         self.buf.end = 0;
         self.sent = 0;
-        self.lens.clear();
-        self.head_written = 0;
+        self.head = 0;
+        self.frames = 0;
+        self.compact_due = false;
         self.fds.clear();
         frames
     }
@@ -448,6 +484,127 @@ mod tests {
         assert!(q.next_chunk().is_none());
         assert_eq!(q.len(), 0);
         assert_eq!(q.buf.end, 0);
+    }
+
+    /// Partial writes of every size, with descriptor frames, builder frames and
+    /// compaction between them: the frame count stays exact, every descriptor goes
+    /// with the first byte of its own frame, and the bytes written are the frames
+    /// queued.
+    #[test]
+    fn partial_writes_keep_frames_and_descriptors_together() {
+        use imsg_codec::Status;
+        let framing = Framing::standard(Dialect::Current);
+        let mut q = SendQueue::new(framing);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        // What went out: the bytes, and the stream offset of each descriptor.
+        let (mut wire, mut fds_at) = (Vec::<u8>::new(), Vec::<usize>::new());
+        let mut ends = VecDeque::new(); // stream end of each frame not fully written
+        let mut queued_to = 0usize;
+        let mut ty = 0u32;
+        for round in 0..3000 {
+            for _ in 0..next(6) {
+                let fd = (next(4) == 0).then(devnull);
+                let len = HEADER_SIZE + next(if round % 5 == 0 { 5000 } else { 48 }) as usize;
+                ty += 1;
+                if next(3) == 0 {
+                    let mut parts = q.parts();
+                    let start = parts.buf.len();
+                    let mut b = framing
+                        .builder(&mut *parts.buf, Header::new(ty, 0, 0))
+                        .unwrap();
+                    b.add(&vec![ty as u8; len - HEADER_SIZE]).unwrap();
+                    b.set_has_fd(fd.is_some());
+                    b.finish();
+                    parts.commit(start, fd);
+                } else {
+                    let payload = vec![ty as u8; len - HEADER_SIZE];
+                    let header = Header::new(ty, 0, 0).with_fd(fd.is_some());
+                    q.compose(header, &[&payload], fd).unwrap();
+                }
+                queued_to += len;
+                ends.push_back(queued_to);
+            }
+            for _ in 0..next(3) {
+                let Some((chunk, fd)) = q.next_chunk() else {
+                    break;
+                };
+                let n = (1 + next(9000) as usize).min(chunk.len());
+                if fd.is_some() {
+                    fds_at.push(wire.len());
+                }
+                wire.extend_from_slice(&chunk[..n]);
+                q.advance(n, fd.is_some());
+            }
+            while ends.front().is_some_and(|&e| e <= wire.len()) {
+                ends.pop_front();
+            }
+            assert_eq!(q.len(), ends.len(), "round {round}");
+            assert_eq!(q.pending_bytes(), queued_to - wire.len());
+        }
+        while let Some((chunk, fd)) = q.next_chunk() {
+            let n = chunk.len();
+            if fd.is_some() {
+                fds_at.push(wire.len());
+            }
+            wire.extend_from_slice(chunk);
+            q.advance(n, fd.is_some());
+        }
+        assert_eq!((q.len(), q.pending_bytes(), q.fds.len()), (0, 0, 0));
+        let (mut at, mut flagged, mut want_ty) = (0, Vec::new(), 1);
+        while at < wire.len() {
+            let Status::Complete((frame, used)) = framing.split(&wire[at..]).unwrap() else {
+                panic!("incomplete frame at {at}");
+            };
+            assert_eq!(frame.header().ty, want_ty);
+            assert!(frame.payload().iter().all(|&b| b == want_ty as u8));
+            if frame.header().has_fd {
+                flagged.push(at);
+            }
+            want_ty += 1;
+            at += used;
+        }
+        assert_eq!(want_ty, ty + 1);
+        assert_eq!(
+            fds_at, flagged,
+            "descriptors left with their frames' first bytes"
+        );
+    }
+
+    /// The dialect changes only when the queue is empty: a legacy descriptor
+    /// frame read as current would announce a frame of 65,552 bytes or more, so
+    /// counting the queued frames needs the dialect they were written in.
+    #[test]
+    fn dialect_changes_only_on_an_empty_queue() {
+        let mut q = SendQueue::new(Framing::standard(Dialect::Legacy));
+        push(&mut q, 40, Some(devnull()));
+        push(&mut q, 30, None);
+        assert!(!q.set_framing(Framing::standard(Dialect::Current)));
+        q.advance(20, true); // partway into the first frame
+        assert_eq!(q.len(), 2);
+        q.advance(25, false); // the first frame and 5 bytes of the second
+        assert_eq!(q.len(), 1);
+        push(&mut q, 20, None);
+        let legacy = q.buf.filled()[q.buf.end - 16..].to_vec();
+        q.advance(25, false);
+        assert_eq!(q.len(), 1);
+        q.advance(20, false);
+        assert_eq!(q.len(), 0);
+        assert!(q.set_framing(Framing::standard(Dialect::Current)));
+        push(&mut q, 20, Some(devnull()));
+        push(&mut q, 20, None);
+        assert_ne!(
+            q.buf.filled()[..16],
+            legacy[..],
+            "written in the new dialect"
+        );
+        q.advance(21, true);
+        assert_eq!(q.len(), 1);
     }
 
     /// A queue that sends large batches keeps its storage from one batch to the

@@ -1102,8 +1102,9 @@ impl Server {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
                 lines.push(format!(
-                    "{} - - [{now}] {} {} {} server[{}]",
+                    "{} - - [{}] {} {} {} server[{}]",
                     c.peer.ip(),
+                    clf_time(now),
                     a.line,
                     a.status,
                     a.body.len(),
@@ -1443,4 +1444,44 @@ fn demo_run(
     println!("demo: httpctl stop");
     ctl(proto::STOP)?;
     Ok(())
+}
+
+/// `secs` since the epoch as the Common Log Format writes time, in UTC:
+/// `29/Nov/2026:11:49:00 +0000`.
+fn clf_time(secs: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // The civil date of a day count (Howard Hinnant's civil_from_days): eras of
+    // 400 years that start on 1 March, so the leap day ends a year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
+        MONTHS[(month - 1) as usize],
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clf_time;
+
+    #[test]
+    fn clf_time_in_utc() {
+        assert_eq!(clf_time(0), "01/Jan/1970:00:00:00 +0000");
+        assert_eq!(clf_time(951_782_400), "29/Feb/2000:00:00:00 +0000");
+        assert_eq!(clf_time(1_795_935_048), "29/Nov/2026:06:50:48 +0000");
+        assert_eq!(clf_time(4_102_444_799), "31/Dec/2099:23:59:59 +0000");
+    }
 }
