@@ -279,7 +279,7 @@ impl ChannelCore {
     /// [`Error::TooLong`] (if `16 + payload.len()` is above the frame limit,
     /// [`Config::framing`]) close `fd`; [`Error::QueueFull`] (past the high-water
     /// mark, [`Config::queue_limit`]) hands it back.
-    #[inline]
+    #[inline(always)]
     pub fn compose(
         &mut self,
         ty: u32,
@@ -293,7 +293,7 @@ impl ChannelCore {
 
     /// Queues one frame whose payload is the concatenation of `parts`
     /// (`imsg_composev`). Same rules as [`compose`](ChannelCore::compose).
-    #[inline]
+    #[inline(always)]
     pub fn composev(
         &mut self,
         ty: u32,

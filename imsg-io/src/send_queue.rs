@@ -247,7 +247,7 @@ impl SendQueue {
     /// Appends one frame whose payload is the concatenation of `parts`, refusing
     /// one above the frame limit; the queue is unchanged on error (and `fd`
     /// closed).
-    #[inline]
+    #[inline(always)]
     pub fn compose(
         &mut self,
         header: Header,
