@@ -227,7 +227,7 @@ impl Channel {
         payload: &[u8],
     ) -> Result<(), Error> {
         if payload.len() >= WRITE_DIRECT {
-            return self.compose_large(ty, peerid, pid, fd, &[payload]);
+            return self.compose_large(ty, peerid, pid, fd, &[payload], payload.len());
         }
         self.write_ahead();
         self.core.compose(ty, peerid, pid, fd, payload)
@@ -245,14 +245,15 @@ impl Channel {
         fd: Option<OwnedFd>,
         parts: &[&[u8]],
     ) -> Result<(), Error> {
-        if parts.iter().map(|p| p.len()).sum::<usize>() >= WRITE_DIRECT {
-            return self.compose_large(ty, peerid, pid, fd, parts);
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        if len >= WRITE_DIRECT {
+            return self.compose_large(ty, peerid, pid, fd, parts, len);
         }
         self.write_ahead();
         self.core.composev(ty, peerid, pid, fd, parts)
     }
 
-    /// Queues a frame of [`WRITE_DIRECT`] payload bytes or more. Without a
+    /// Queues a frame of `len` ([`WRITE_DIRECT`] or more) payload bytes. Without a
     /// descriptor, right after a write that emptied the queue, it is sent in one
     /// `sendmsg` that does not wait, from the caller's buffers, and queued only if
     /// the socket took less than all of it (recording the part sent). As with
@@ -266,13 +267,13 @@ impl Channel {
         pid: i32,
         fd: Option<OwnedFd>,
         parts: &[&[u8]],
+        len: usize,
     ) -> Result<(), Error> {
         let flushed = std::mem::replace(&mut self.flushed, false);
         if !flushed || fd.is_some() || parts.len() > DIRECT_PARTS || self.core.wants_write() {
             self.write_ahead();
             return self.core.composev(ty, peerid, pid, fd, parts);
         }
-        let len: usize = parts.iter().map(|p| p.len()).sum();
         let header = self.core.frame_header(ty, peerid, pid, len)?;
         let mut iov = [IoSlice::new(&[]); DIRECT_PARTS + 1];
         iov[0] = IoSlice::new(&header);

@@ -6,7 +6,6 @@
 //! `AsyncChannel` (tokio) are thin drivers over it; another event loop can drive it
 //! the same way.
 
-use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{BorrowedFd, OwnedFd};
 
@@ -15,7 +14,7 @@ use imsg_codec::{Dialect, FrameBuilder, Framing, Header, Writer};
 
 use crate::recv_buffer::{RecvBuffer, DEFAULT_RECV_BUFFER};
 pub use crate::send_queue::SendBuf;
-use crate::send_queue::{QueueParts, SendQueue};
+use crate::send_queue::{FrameRecord, QueueParts, SendQueue};
 use crate::{Config, Error, Message, OwnedMessage};
 
 /// What to write next: bytes and at most one descriptor to send with their first
@@ -372,9 +371,7 @@ impl ChannelCore {
         let QueueParts {
             framing,
             buf,
-            frames,
-            fds,
-            base,
+            record,
         } = self.send.parts();
         let start = imsg_codec::FrameBuf::len(buf);
         let builder = match framing.builder(buf, header) {
@@ -384,9 +381,7 @@ impl ChannelCore {
         };
         MessageBuilder {
             builder,
-            frames,
-            fds,
-            base,
+            record,
             start,
             fdpass,
             queued,
@@ -525,10 +520,8 @@ fn queue_room(
 #[derive(Debug)]
 pub struct MessageBuilder<'a> {
     builder: FrameBuilder<'a, SendBuf>,
-    /// The queue's count of frames not completely written.
-    frames: &'a mut usize,
-    fds: &'a mut VecDeque<(u64, OwnedFd)>,
-    base: u64,
+    /// Where the queue records the frame once it is complete.
+    record: FrameRecord<'a>,
     start: usize,
     fdpass: bool,
     /// Bytes queued before this frame, and the channel's high-water mark.
@@ -549,18 +542,13 @@ impl MessageBuilder<'_> {
         let fd = queue_room(self.queued, len, self.limit, fd)?;
         let MessageBuilder {
             mut builder,
-            frames,
-            fds,
-            base,
+            record,
             start,
             ..
         } = self;
         builder.set_has_fd(fd.is_some());
         builder.finish();
-        *frames += 1;
-        if let Some(fd) = fd {
-            fds.push_back((base + start as u64, fd));
-        }
+        record.commit(start, fd);
         Ok(())
     }
 }

@@ -183,16 +183,31 @@ pub(crate) struct SendQueue {
 pub(crate) struct QueueParts<'a> {
     pub framing: Framing,
     pub buf: &'a mut SendBuf,
-    pub frames: &'a mut usize,
-    pub fds: &'a mut VecDeque<(u64, OwnedFd)>,
-    pub base: u64,
+    pub record: FrameRecord<'a>,
 }
 
 impl QueueParts<'_> {
     /// Records a frame that was appended to `buf` from `start` (buffer index) to
     /// the current end, with its descriptor.
     #[inline]
-    pub fn commit(&mut self, start: usize, fd: Option<OwnedFd>) {
+    pub fn commit(self, start: usize, fd: Option<OwnedFd>) {
+        self.record.commit(start, fd);
+    }
+}
+
+/// What the queue records of each frame appended: its count, and the position of
+/// the frame's descriptor if it has one.
+#[derive(Debug)]
+pub(crate) struct FrameRecord<'a> {
+    frames: &'a mut usize,
+    fds: &'a mut VecDeque<(u64, OwnedFd)>,
+    base: u64,
+}
+
+impl FrameRecord<'_> {
+    /// Records a frame appended from buffer index `start`, with its descriptor.
+    #[inline]
+    pub fn commit(self, start: usize, fd: Option<OwnedFd>) {
         *self.frames += 1;
         if let Some(fd) = fd {
             self.fds.push_back((self.base + start as u64, fd));
@@ -273,9 +288,11 @@ impl SendQueue {
         QueueParts {
             framing: self.framing,
             buf: &mut self.buf,
-            frames: &mut self.frames,
-            fds: &mut self.fds,
-            base: self.base,
+            record: FrameRecord {
+                frames: &mut self.frames,
+                fds: &mut self.fds,
+                base: self.base,
+            },
         }
     }
 
@@ -519,7 +536,7 @@ mod tests {
                 let len = HEADER_SIZE + next(if round % 5 == 0 { 5000 } else { 48 }) as usize;
                 ty += 1;
                 if next(3) == 0 {
-                    let mut parts = q.parts();
+                    let parts = q.parts();
                     let start = parts.buf.len();
                     let mut b = framing
                         .builder(&mut *parts.buf, Header::new(ty, 0, 0))

@@ -6,7 +6,9 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
-pub(crate) use super::portable::{open_max, peer_ids};
+pub(crate) use super::portable::{
+    open_max, peer_ids, stream_socket_one_step as stream_socket_cloexec,
+};
 use super::IdSwitch;
 
 /// The local syslog socket.
@@ -111,17 +113,6 @@ pub(crate) fn thread_count() -> io::Result<Option<usize>> {
 pub(crate) fn pipe_cloexec_nonblock() -> io::Result<(OwnedFd, OwnedFd)> {
     use rustix::pipe::{pipe_with, PipeFlags};
     Ok(pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?)
-}
-
-/// An `AF_UNIX` stream socket, close-on-exec from the start.
-pub(crate) fn stream_socket_cloexec() -> io::Result<OwnedFd> {
-    use rustix::net::{socket_with, AddressFamily, SocketFlags, SocketType};
-    Ok(socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?)
 }
 
 /// A stream socketpair, both ends close-on-exec and non-blocking from the start.

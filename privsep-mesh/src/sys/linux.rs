@@ -115,13 +115,7 @@ pub(crate) fn stream_socket_cloexec() -> io::Result<OwnedFd> {
     if cfg!(imsg_fallback) {
         return super::portable::stream_socket_two_step();
     }
-    use rustix::net::{socket_with, AddressFamily, SocketFlags, SocketType};
-    Ok(socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?)
+    super::portable::stream_socket_one_step()
 }
 
 /// A stream socketpair, both ends close-on-exec and non-blocking from the start.

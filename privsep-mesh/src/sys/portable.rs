@@ -115,6 +115,19 @@ pub(crate) fn pipe_two_step() -> io::Result<(OwnedFd, OwnedFd)> {
     set_cloexec_nonblock(rustix::pipe::pipe()?)
 }
 
+/// An `AF_UNIX` stream socket, close-on-exec from the start (`SOCK_CLOEXEC`, in
+/// POSIX.1-2024; Linux and the BSDs have it, macOS does not).
+#[cfg(not(target_vendor = "apple"))]
+pub(crate) fn stream_socket_one_step() -> io::Result<OwnedFd> {
+    use rustix::net::socket_with;
+    Ok(socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
 /// An `AF_UNIX` stream socket made close-on-exec afterwards (where `socket` cannot
 /// do it: macOS; same window as [`set_cloexec_nonblock`]).
 pub(crate) fn stream_socket_two_step() -> io::Result<OwnedFd> {
