@@ -1,13 +1,17 @@
 #![no_main]
-//! The receive path of `imsg_io::Channel` over a real socketpair, with arbitrary
-//! bytes and arbitrary descriptor arrivals: no panic, no descriptor leak (the
-//! driver compares the open descriptors before and after every input). Input format: see the
-//! driver, shared with the seed replay test of imsg-io.
+//! The receive path of `imsg_io::ChannelCore` with arbitrary bytes and arbitrary
+//! descriptor arrivals, fed the way `Channel::read` feeds it from a Linux stream
+//! socket, the socket modelled in memory (no system calls but the received
+//! descriptors' `dup` and `close`): no panic, a descriptor only with a flagged frame,
+//! no descriptor leak. `io_socket` runs the same inputs over a real socketpair.
+//! Input format: see the driver, shared with the seed replay test of imsg-io.
 use libfuzzer_sys::fuzz_target;
 
+// The other way (`Via`) is the other target's.
+#[allow(dead_code)]
 #[path = "../../imsg-io/tests/recv_driver/mod.rs"]
 mod recv_driver;
 
 fuzz_target!(|data: &[u8]| {
-    recv_driver::run(data);
+    recv_driver::run(data, recv_driver::Via::Core);
 });
