@@ -305,7 +305,10 @@ impl Framing {
     /// let (frame, _) = framing.split(&buf).unwrap().complete().unwrap();
     /// assert_eq!(frame.payload(), b"abc");
     /// ```
-    #[inline]
+    // Always inlined: with the larger small-part copy the compiler otherwise left
+    // it out of line in some callers' compose loops, and a 16-byte frame stream
+    // then fell from about 3,000 to 2,100 MiB/s (imsg-io's process benchmark).
+    #[inline(always)]
     pub fn emitv<B: FrameBuf + ?Sized>(
         &self,
         buf: &mut B,
@@ -334,13 +337,37 @@ impl Framing {
         for p in parts {
             match body.split_at_mut_checked(p.len()) {
                 Some((to, rest)) => {
-                    to.copy_from_slice(p);
+                    copy_part(to, p);
                     body = rest;
                 }
                 None => return Err(lost_room(buf, start, total)),
             }
         }
         Ok(total)
+    }
+}
+
+/// Copies `src` into `dst` (same length). Parts of 4 to 32 bytes, the usual size
+/// of a control message's payload, are moved with two overlapping fixed-size
+/// copies (a few register moves) instead of a call to `memcpy`, which took 5 % of
+/// the samples of a stream of 16-byte payloads. Together with the send queue's
+/// sparse frame marks in imsg-io this brought that stream from 0.53 to 0.65 of
+/// its raw-socket ceiling (imsg-io's README, bench (a)).
+#[inline(always)]
+fn copy_part(dst: &mut [u8], src: &[u8]) {
+    fn two<const W: usize>(dst: &mut [u8], src: &[u8]) {
+        if let (Some(d), Some(s)) = (dst.first_chunk_mut::<W>(), src.first_chunk::<W>()) {
+            *d = *s;
+        }
+        if let (Some(d), Some(s)) = (dst.last_chunk_mut::<W>(), src.last_chunk::<W>()) {
+            *d = *s;
+        }
+    }
+    match src.len() {
+        4..=7 => two::<4>(dst, src),
+        8..=16 => two::<8>(dst, src),
+        17..=32 => two::<16>(dst, src),
+        _ => dst.copy_from_slice(src),
     }
 }
 
@@ -446,6 +473,30 @@ mod tests {
         assert_eq!(f.payload(), [&parts[..]].concat().concat());
         assert!(f.has_fd());
         assert_eq!((f.msg_type(), f.peerid(), f.pid()), (9, 8, 7));
+    }
+
+    /// Every part length around the inline copy's cases (4-7, 8-16, 17-32 bytes)
+    /// and past them lands whole, at its place.
+    #[test]
+    fn emitv_copies_parts_of_every_small_length() {
+        let framing = Framing::standard(Dialect::Legacy);
+        for len in 0..=40usize {
+            let part: arrayvec::ArrayVec<u8, 40> = (0..len as u8).map(|b| b + 1).collect();
+            let mut raw = [0xaau8; 128];
+            let mut out = SliceBuf::new(&mut raw);
+            let parts: [&[u8]; 3] = [&part, b"|", &part];
+            framing
+                .emitv(&mut out, Header::new(1, 0, 0), &parts)
+                .unwrap();
+            let (f, _) = framing.split(out.filled()).unwrap().complete().unwrap();
+            let want: arrayvec::ArrayVec<u8, 81> = part
+                .iter()
+                .chain(b"|")
+                .chain(part.iter())
+                .copied()
+                .collect();
+            assert_eq!(f.payload(), want.as_slice(), "part length {len}");
+        }
     }
 
     #[test]
