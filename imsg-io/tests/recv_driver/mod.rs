@@ -47,6 +47,11 @@ pub struct Outcome {
     /// How the stream ended: `Some(true)` at a frame boundary, `Some(false)` on an
     /// error (bad frame, end inside a frame), `None` if the input ran out first.
     pub clean_end: Option<bool>,
+    /// A send found the socket buffer full at least once. Where that happens
+    /// depends on the kernel's accounting of queued messages (its version and
+    /// settings), which the model only approximates; the seed replay test compares
+    /// the two ways only on inputs where neither filled it.
+    pub full: bool,
 }
 
 /// Descriptor numbers the leak check looks at: one bit each. The kernel gives every
@@ -439,7 +444,10 @@ fn feed<'a, W: Wire<'a>>(wire: W, fdpass: bool, mut rest: &'a [u8]) -> Outcome {
                     bytes = &bytes[n..];
                     fds = &[];
                 }
-                None => flow = rx.drain(),
+                None => {
+                    rx.outcome.full = true;
+                    flow = rx.drain();
+                }
             }
         }
         if ctl & 8 != 0 && flow == Flow::Go {
