@@ -230,15 +230,6 @@ pub(crate) struct QueueParts<'a> {
     pub record: FrameRecord<'a>,
 }
 
-impl QueueParts<'_> {
-    /// Records a frame that was appended to `buf` from `start` (buffer index) to
-    /// the current end, with its descriptor.
-    #[inline]
-    pub fn commit(self, start: usize, fd: Option<OwnedFd>) {
-        self.record.commit(start, fd);
-    }
-}
-
 /// What the queue records of each frame appended: its count, and the position of
 /// the frame's descriptor if it has one.
 #[derive(Debug)]
@@ -317,7 +308,7 @@ impl SendQueue {
         let start = self.buf.end;
         self.framing
             .emitv(&mut self.buf, header.with_fd(fd.is_some()), parts)?;
-        self.parts_here().commit(start, fd);
+        self.parts_here().record.commit(start, fd);
         Ok(())
     }
 
@@ -604,7 +595,7 @@ mod tests {
                     b.add(&vec![ty as u8; len - HEADER_SIZE]).unwrap();
                     b.set_has_fd(fd.is_some());
                     b.finish();
-                    parts.commit(start, fd);
+                    parts.record.commit(start, fd);
                 } else {
                     let payload = vec![ty as u8; len - HEADER_SIZE];
                     let header = Header::new(ty, 0, 0).with_fd(fd.is_some());
